@@ -1,0 +1,98 @@
+// Package extract turns inputs (CSV files, the Postgres queue) into call keys
+// and, through the CC-CMS client and a rate-limited pool, into raw responses.
+package extract
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+)
+
+// Limits of the querybasiccallinfo request body (cms-api.md section 1).
+const (
+	MaxCCID      = 65535
+	MaxVDN       = 5000
+	MaxCallIDLen = 20
+)
+
+// Key identifies one call: the three fields of the querybasiccallinfo body.
+type Key struct {
+	CCID   int
+	VDN    int
+	CallID string
+}
+
+func (k Key) String() string {
+	return strconv.Itoa(k.CCID) + "/" + strconv.Itoa(k.VDN) + "/" + k.CallID
+}
+
+// FieldError says which field of a key is invalid and why. Field uses the
+// API's spelling (ccId, vdn, callId) so operators can match it to the input.
+type FieldError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+// Validate checks the key against the API's documented limits. An invalid key
+// is never sent.
+func (k Key) Validate() error {
+	if k.CCID < 1 || k.CCID > MaxCCID {
+		return &FieldError{Field: "ccId", Value: strconv.Itoa(k.CCID), Reason: "must be 1..65535"}
+	}
+	if k.VDN < 1 || k.VDN > MaxVDN {
+		return &FieldError{Field: "vdn", Value: strconv.Itoa(k.VDN), Reason: "must be 1..5000"}
+	}
+	return ValidateCallID(k.CallID)
+}
+
+// ValidateCallID checks the "digits-digits" form, 1..20 characters. Both 10-
+// and 13-digit prefixes occur in Huawei's own examples, so the prefix length
+// is not enforced.
+func ValidateCallID(id string) error {
+	bad := func(reason string) error { return &FieldError{Field: "callId", Value: id, Reason: reason} }
+	if len(id) == 0 {
+		return bad("is empty")
+	}
+	if len(id) > MaxCallIDLen {
+		return bad("longer than 20 characters")
+	}
+	dash := -1
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '-' && dash < 0:
+			dash = i
+		default:
+			return bad("must be digits-digits")
+		}
+	}
+	if dash <= 0 || dash == len(id)-1 {
+		return bad("must be digits-digits")
+	}
+	return nil
+}
+
+// Digest is a fixed-size fingerprint of a key, used for the sets that
+// de-duplicate input and remember committed work: 16 bytes per entry keeps a
+// million keys well inside the memory budget, and at 128 bits a collision is
+// not a practical concern.
+type Digest [16]byte
+
+// Digest returns the key's fingerprint.
+func (k Key) Digest() Digest {
+	var buf [8 + MaxCallIDLen*2]byte
+	b := binary.BigEndian.AppendUint32(buf[:0], uint32(k.CCID))
+	b = binary.BigEndian.AppendUint32(b, uint32(k.VDN))
+	b = append(b, k.CallID...)
+	sum := sha256.Sum256(b)
+	var d Digest
+	copy(d[:], sum[:16])
+	return d
+}
