@@ -1,0 +1,424 @@
+// Package cms is the CC-CMS querybasiccallinfo client: request validation,
+// auth-v2 signing, lenient response decoding, one class per call, bounded
+// retries with jittered backoff, and a keep-alive TLS transport. It is built
+// to run a whole night unattended: every failure ends in a class the caller
+// can act on, bodies are capped, and secrets never reach logs or errors.
+package cms
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/extract"
+)
+
+// contentType is sent and signed on every request. Package-level header
+// slices are shared by all requests: the transport only reads them.
+const contentType = "application/json;charset=UTF-8"
+
+var contentTypeValue = []string{contentType}
+
+// Client queries CC-CMS. It is safe for concurrent use by many workers.
+type Client struct {
+	// cfg is a pointer so that even printing a dereferenced Client shows
+	// an address, not the credentials.
+	cfg      *Config
+	log      zerolog.Logger
+	baseURL  string // scheme://host[:port], for messages
+	queryURL *url.URL
+	pingURL  *url.URL
+	host     string // Host header exactly as sent, port included
+	tlsUsed  bool
+	signer   *signer
+	tr       *http.Transport
+	// rt sends requests: the transport itself, not an http.Client, because
+	// redirects must not be followed (a redirected POST turns into a GET)
+	// and the client's per-request bookkeeping costs allocations. The
+	// benchmark swaps it for a canned answer.
+	rt    http.RoundTripper
+	clock clock
+	bufs  sync.Pool // *[]byte for response bodies
+}
+
+// New validates cfg, applies defaults and builds the transport. It reads
+// CAFile; it does not contact the server (see Ping).
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return nil, errors.New("api-url: not a URL")
+	}
+	base := u.Scheme + "://" + u.Host
+	c := &Client{
+		cfg:      &cfg,
+		log:      cfg.Logger,
+		baseURL:  base,
+		queryURL: &url.URL{Scheme: u.Scheme, Host: u.Host, Path: QueryPath},
+		pingURL:  &url.URL{Scheme: u.Scheme, Host: u.Host, Path: PingPath},
+		host:     u.Host,
+		tlsUsed:  u.Scheme == "https",
+		signer:   newSigner(cfg.Credentials, cfg.SignedHeaders, cfg.TimestampLayout, u.Host),
+		clock:    realClock,
+	}
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         cfg.TLSServerName,
+		InsecureSkipVerify: cfg.InsecureSkipVerify, //nolint:gosec // explicit, logged opt-in
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca-file: no PEM certificate in %s", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if cfg.InsecureSkipVerify {
+		c.log.Warn().Str("api_url", base).
+			Msg("TLS certificate verification is OFF (insecure-skip-verify): anyone on the path can read and alter CC-CMS traffic")
+	}
+	if !c.tlsUsed {
+		c.log.Warn().Str("api_url", base).
+			Msg("plain http api-url: requests travel unencrypted; use only against a local simulator")
+	}
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	c.tr = &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: connectTimeout,
+		MaxIdleConns:        cfg.MaxConns,
+		MaxIdleConnsPerHost: cfg.MaxConns,
+		MaxConnsPerHost:     cfg.MaxConns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	c.rt = c.tr
+	return c, nil
+}
+
+// String names the endpoint only. Printing a Client must never print its
+// configuration, which holds the SK.
+func (c *Client) String() string { return "cms.Client(" + c.baseURL + ")" }
+
+// GoString keeps %#v from dumping the fields.
+func (c *Client) GoString() string { return c.String() }
+
+// Close releases idle connections. In-flight queries are not interrupted.
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+}
+
+// Query fetches the basic information of one call. It never panics and
+// always returns exactly one class; see Result and Classify. An invalid key
+// is not sent (ClassRejected). A cancelled ctx stops waits and the request in
+// flight and yields ClassTransient with Err wrapping ctx.Err().
+func (c *Client) Query(ctx context.Context, key extract.Key) Result {
+	res := Result{Key: key}
+	if err := key.Validate(); err != nil {
+		res.Class, res.Message, res.Err = ClassRejected, err.Error(), err
+		return res
+	}
+	// Marshalled once: these exact bytes are signed and sent by every attempt.
+	body := appendQueryBody(make([]byte, 0, 48+len(key.CallID)), key)
+
+	for n := 1; ; n++ {
+		if err := c.wait(ctx); err != nil {
+			return c.stopped(ctx, res, err)
+		}
+		res.Attempts = n
+		retryAfter := c.attemptQuery(ctx, body, &res)
+		if res.Class == ClassTransient && ctx.Err() != nil {
+			return c.stopped(ctx, res, res.Err)
+		}
+		if res.Class != ClassTransient || n >= c.cfg.MaxAttempts {
+			return res
+		}
+		d := c.retryDelay(n, retryAfter)
+		if e := c.log.Debug(); e.Enabled() {
+			e.Stringer("key", key).Int("attempt", n).Int("http_status", res.HTTPStatus).
+				Str("result_code", res.ResultCode).Str("error", res.Message).
+				Dur("wait", d).Msg("cms query transient failure, retrying")
+		}
+		if err := c.clock.sleep(ctx, d); err != nil {
+			return c.stopped(ctx, res, err)
+		}
+	}
+}
+
+// wait honours ctx and the limiter before an attempt.
+func (c *Client) wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.cfg.Limiter == nil {
+		return nil
+	}
+	if err := c.cfg.Limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("rate limiter: %w", err)
+	}
+	return nil
+}
+
+// stopped turns a cancelled context (or a failed limiter wait) into the
+// final transient result, keeping what the last attempt saw in Message.
+func (c *Client) stopped(ctx context.Context, res Result, cause error) Result {
+	res.Class = ClassTransient
+	res.Record, res.Raw = nil, nil
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		if res.Message != "" {
+			res.Err = fmt.Errorf("cms query stopped: %w (last attempt: %s)", ctxErr, res.Message)
+		} else {
+			res.Err = fmt.Errorf("cms query stopped: %w", ctxErr)
+		}
+	} else {
+		res.Err = cause
+	}
+	res.Message = res.Err.Error()
+	return res
+}
+
+// attemptQuery runs one attempt and overwrites res with its outcome. It
+// returns the (clamped) Retry-After the server sent, 0 when none.
+func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) time.Duration {
+	bp := c.getBuf()
+	defer c.putBuf(bp)
+
+	ex := c.exchange(ctx, c.queryURL, body, bp)
+	respBody := *bp
+	res.HTTPStatus, res.Latency, res.FetchedAt = ex.status, ex.latency, time.Time{}
+	if ex.status != 0 {
+		res.FetchedAt = ex.at
+	}
+	res.ResultCode, res.Record, res.Raw = "", nil, nil
+
+	var resp Response
+	err := ex.err
+	if err == nil && len(respBody) > 0 {
+		var derr error
+		resp, derr = DecodeResponse(respBody)
+		// Only a 2xx body must decode; on error statuses it merely adds
+		// detail to the message.
+		if derr != nil && ex.status >= 200 && ex.status <= 299 {
+			err = derr
+		}
+	} else if err == nil && ex.status >= 200 && ex.status <= 299 {
+		err = malformed("empty body")
+	}
+	var rec *Record
+	if err == nil && resp.Object != nil && Classify(ex.status, resp, nil) == ClassOK {
+		r, derr := DecodeRecord(resp.Object)
+		if derr != nil {
+			err = malformed("result object: " + derr.Error())
+		}
+		rec = r
+	}
+	class := Classify(ex.status, resp, err)
+	res.Class, res.ResultCode, res.Err = class, resp.Code, nil
+	switch class {
+	case ClassOK:
+		res.Record, res.Raw, res.Message = rec, resp.Object, resp.Message
+	case ClassNoData:
+		res.Message = resp.Message
+	default:
+		res.Message = failureMessage(ex.status, resp, err)
+		if class == ClassTransient || class == ClassFatal {
+			if err == nil {
+				err = errors.New(res.Message)
+			}
+			res.Err = err
+		}
+	}
+	if c.cfg.OnAttempt != nil {
+		c.cfg.OnAttempt(Attempt{
+			Key: res.Key, Number: res.Attempts, HTTPStatus: ex.status, Class: class,
+			Latency: ex.latency, RetryAfter: ex.retryAfter,
+		})
+	}
+	return ex.retryAfter
+}
+
+// failureMessage describes a failed attempt in one line for operators.
+func failureMessage(status int, resp Response, err error) string {
+	var msg string
+	switch {
+	case status == http.StatusUnauthorized:
+		msg = statusText(status) + ": signature rejected (check api-ak/api-sk, signed-headers, timestamp-layout and the clock)"
+	case status == http.StatusForbidden:
+		msg = statusText(status) + ": access denied (source IP not allowed or locked after bad signatures)"
+	case err != nil && status == 0 && isTLSVerifyError(err):
+		msg = "TLS verification failed (check ca-file / tls-server-name): " + err.Error()
+	case err != nil:
+		msg = err.Error()
+		if status != 0 {
+			msg = statusText(status) + ": " + msg
+		}
+	case status < 200 || status > 299:
+		msg = statusText(status)
+	default:
+		msg = "result code " + resp.Code
+	}
+	if resp.Code != "" && (status < 200 || status > 299) {
+		msg += ", result code " + resp.Code
+	}
+	if resp.Message != "" {
+		msg += ": " + resp.Message
+	}
+	return msg
+}
+
+// exchanged is what one HTTP exchange produced.
+type exchanged struct {
+	status     int
+	retryAfter time.Duration // clamped; 0 when absent
+	tls        bool          // the response came over a verified TLS connection
+	latency    time.Duration
+	at         time.Time
+	err        error
+}
+
+// exchange signs and posts body to u within one RequestTimeout, reading at
+// most MaxBodyBytes of the response into *bp.
+func (c *Client) exchange(ctx context.Context, u *url.URL, body []byte, bp *[]byte) exchanged {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	start := c.clock.now()
+	ex := exchanged{}
+	finish := func() exchanged {
+		ex.at = c.clock.now()
+		ex.latency = ex.at.Sub(start)
+		return ex
+	}
+
+	// Built by hand rather than with http.NewRequest, which would re-parse
+	// the URL on every attempt. The URL is copied: requests must not share
+	// mutable state.
+	reqURL := *u
+	req := (&http.Request{
+		Method:     http.MethodPost,
+		URL:        &reqURL,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			"Content-Type": contentTypeValue,
+			// Signed afresh for every attempt: the timestamp is part of it.
+			"Authorization": {c.signer.sign(start, u.Path, body)},
+		},
+		Body:          &bodyReader{Reader: *bytes.NewReader(body)},
+		ContentLength: int64(len(body)), // the value signed as content-length
+		// The transport may resend on a stale keep-alive connection when
+		// nothing was written; it needs to rewind the body for that.
+		GetBody: func() (io.ReadCloser, error) { return &bodyReader{Reader: *bytes.NewReader(body)}, nil },
+		Host:    c.host, // the value signed as host
+	}).WithContext(actx)
+
+	resp, err := c.rt.RoundTrip(req)
+	if err != nil {
+		ex.err = fmt.Errorf("post %s: %w", reqURL.Redacted(), err)
+		return finish()
+	}
+	defer resp.Body.Close()
+	ex.status = resp.StatusCode
+	ex.tls = resp.TLS != nil && !c.cfg.InsecureSkipVerify
+	if v := resp.Header["Retry-After"]; len(v) > 0 {
+		// An HTTP date counts from when the answer arrived.
+		if d, ok := parseRetryAfter(v[0], c.clock.now()); ok {
+			ex.retryAfter = min(d, c.cfg.RetryAfterCap)
+		}
+	}
+	ex.err = readCapped(resp, c.cfg.MaxBodyBytes, bp)
+	return finish()
+}
+
+// bodyReader is a request body over the marshalled bytes.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
+
+// errBodyTooLarge is returned (wrapped) for a body over MaxBodyBytes.
+var errBodyTooLarge = errors.New("response body too large")
+
+// readCapped reads the body into *bp (replacing its contents), never more
+// than limit+1 bytes.
+func readCapped(resp *http.Response, limit int64, bp *[]byte) error {
+	tooLarge := func() error {
+		return fmt.Errorf("%w: over %d bytes (max-body-bytes)", errBodyTooLarge, limit)
+	}
+	if resp.ContentLength > limit {
+		return tooLarge()
+	}
+	b := (*bp)[:0]
+	if resp.ContentLength > 0 && int64(cap(b)) < resp.ContentLength+1 {
+		// +1 leaves room to see EOF without growing.
+		b = make([]byte, 0, resp.ContentLength+1)
+	}
+	defer func() { *bp = b }()
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+		room := min(int64(cap(b)-len(b)), limit+1-int64(len(b)))
+		n, err := resp.Body.Read(b[len(b) : len(b)+int(room)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return tooLarge()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read response body: %w", err)
+		}
+	}
+}
+
+// maxPooledBuf keeps an occasional large body from pinning memory in the pool.
+const maxPooledBuf = 64 << 10
+
+func (c *Client) getBuf() *[]byte {
+	if b, ok := c.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func (c *Client) putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:0]
+	c.bufs.Put(b)
+}
+
+// appendQueryBody writes {"ccId":N,"vdn":N,"callId":"..."}. The key is
+// validated first, so callId holds only digits and '-' and needs no escaping.
+func appendQueryBody(b []byte, k extract.Key) []byte {
+	b = append(b, `{"ccId":`...)
+	b = strconv.AppendInt(b, int64(k.CCID), 10)
+	b = append(b, `,"vdn":`...)
+	b = strconv.AppendInt(b, int64(k.VDN), 10)
+	b = append(b, `,"callId":"`...)
+	b = append(b, k.CallID...)
+	return append(b, `"}`...)
+}
