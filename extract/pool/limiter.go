@@ -38,7 +38,7 @@ func NewAdaptiveLimiter(ratePerSec float64, burst int) *AdaptiveLimiter {
 	}
 	a := &AdaptiveLimiter{
 		configured: ratePerSec,
-		recover:    5 * time.Second,
+		recover:    2 * time.Second,
 		now:        time.Now,
 	}
 	if ratePerSec <= 0 {

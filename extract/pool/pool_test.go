@@ -173,7 +173,7 @@ func TestLimiterPausesAndRecovers(t *testing.T) {
 	}
 	// Recovery: additive steps every recover interval once the pause is over.
 	for range 40 {
-		now = now.Add(6 * time.Second)
+		now = now.Add(3 * time.Second)
 		lim.maybeRecover()
 	}
 	if s := lim.Stats(); s.Current != 100 {

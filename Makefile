@@ -1,0 +1,45 @@
+# Run `make help` for the list of targets.
+GO       ?= go
+PKGS     ?= ./...
+BENCHTIME ?= 1x
+
+.PHONY: help build demo test fmt-check vet unit fuzz bench bench-client bench-job bench-pg clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/etl and bin/cmssim
+	$(GO) build -o bin/etl ./cmd/etl
+	$(GO) build -o bin/cmssim ./cmd/cmssim
+
+demo: ## run the job against the built-in simulator: testdata/calls.csv -> demo-out/
+	$(GO) run ./cmd/etl demo
+
+test: fmt-check vet ## everything CI runs: gofmt check, go vet, go test -race (starts its own PostgreSQL)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+fmt-check: ## fail if any file is not gofmt-formatted
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+fuzz: ## run each fuzz target for 20s
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeResponse -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeRecord -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzNormalize -fuzztime=20s ./extract/cms/authv2/
+
+bench: bench-client bench-job bench-pg ## all benchmarks (figures go in README.md)
+
+bench-client: ## client-side cost of one request
+	$(GO) test -run=^$$ -bench=. -benchmem ./extract/cms/ ./extract/cms/authv2/
+
+bench-job: ## rate accuracy, throughput vs a bare HTTP loop, memory
+	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./cmd/etl/...
+
+bench-pg: ## warehouse load vs plain COPY, queue claim-and-complete
+	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./load/postgres/ ./extract/queue/
+
+clean: ## remove build and demo output
+	rm -rf bin demo-out

@@ -1,0 +1,442 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/extract/cms/authv2"
+	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/load/parquet"
+)
+
+// The test binary doubles as the etl command for tests that must kill or
+// signal a real process.
+const beMainEnv = "ETL_TEST_BE_MAIN"
+
+var testCreds = authv2.Credentials{AK: "testAK", SK: "test-secret-SK-value"}
+
+type harness struct {
+	t      *testing.T
+	sim    *cmssim.Server
+	simCfg cmssim.Config
+	dir    string
+	skFile string
+}
+
+func newHarness(t *testing.T, cfg cmssim.Config) *harness {
+	t.Helper()
+	cfg.TLS = true
+	if cfg.Credentials == (authv2.Credentials{}) {
+		cfg.Credentials = testCreds
+	}
+	cfg.TrackCallIDs = true
+	if cfg.Seed == 0 {
+		cfg.Seed = 7
+	}
+	sim, err := cmssim.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("start simulator: %v", err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	dir := t.TempDir()
+	sk := filepath.Join(dir, "sk")
+	if err := os.WriteFile(sk, []byte(testCreds.SK+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, sim: sim, simCfg: cfg, dir: dir, skFile: sk}
+}
+
+// writeCSV writes n valid keys (callIds seq..seq+n) plus extra raw lines.
+func (h *harness) writeCSV(name string, n int, extra ...string) (string, []extract.Key) {
+	h.t.Helper()
+	var b strings.Builder
+	b.WriteString("ccId,vdn,callId\n")
+	keys := make([]extract.Key, n)
+	for i := range n {
+		keys[i] = extract.Key{CCID: 1, VDN: 1 + i%3, CallID: fmt.Sprintf("%d-%d", 1763856000000+int64(i)*61000, 1000+i)}
+		fmt.Fprintf(&b, "%d,%d,%s\n", keys[i].CCID, keys[i].VDN, keys[i].CallID)
+	}
+	for _, e := range extra {
+		b.WriteString(e + "\n")
+	}
+	p := filepath.Join(h.dir, name)
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return p, keys
+}
+
+func (h *harness) args(in, out string, more ...string) []string {
+	return append([]string{"run", "--input", "csv:" + in, "--output", "parquet:" + out,
+		"--api-url", h.sim.URL(), "--ak", testCreds.AK, "--sk-file", h.skFile, "--ca-file", h.sim.CAFile(),
+		"--progress", "none", "--log-format", "json", "--request-timeout", "2s"}, more...)
+}
+
+type runOutput struct {
+	code    int
+	stderr  string
+	summary map[string]any
+}
+
+func (h *harness) run(args ...string) runOutput {
+	h.t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Main(h.t.Context(), args, Env{Stdout: &stdout, Stderr: &stderr})
+	return parseRun(h.t, code, stderr.String())
+}
+
+func parseRun(t *testing.T, code int, stderr string) runOutput {
+	t.Helper()
+	if strings.Contains(stderr, testCreds.SK) {
+		t.Errorf("the SK appeared in the output")
+	}
+	out := runOutput{code: code, stderr: stderr}
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"run_summary"`) {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &out.summary); err != nil {
+			t.Fatalf("summary event is not JSON: %v\n%s", err, line)
+		}
+	}
+	return out
+}
+
+func (o runOutput) outcome(name string) int64 {
+	m, _ := o.summary["outcomes"].(map[string]any)
+	f, _ := m[name].(float64)
+	return int64(f)
+}
+
+func (o runOutput) num(name string) float64 {
+	f, _ := o.summary[name].(float64)
+	return f
+}
+
+// expected counts the simulator's plan for keys (outcome names of cmssim).
+func (h *harness) expected(keys []extract.Key) map[string]int64 {
+	m := map[string]int64{}
+	for _, k := range keys {
+		m[cmssim.PlanFor(h.simCfg, k).Outcome]++
+	}
+	return m
+}
+
+func checkAccounting(t *testing.T, o runOutput) {
+	t.Helper()
+	if o.summary == nil {
+		t.Fatalf("no run_summary event (exit %d); stderr:\n%s", o.code, o.stderr)
+	}
+	var total int64
+	for _, name := range []string{"loaded", "no_data", "failed", "rejected", "duplicate", "already_loaded", "unprocessed"} {
+		total += o.outcome(name)
+	}
+	if read := int64(o.num("rows_read")); total != read {
+		t.Fatalf("outcomes add up to %d, rows read %d: %v", total, read, o.summary["outcomes"])
+	}
+}
+
+func committed(t *testing.T, dir string) (map[extract.Digest]struct{}, int) {
+	t.Helper()
+	keys, n, err := parquet.CommittedKeys(t.Context(), dir)
+	if err != nil {
+		t.Fatalf("read committed keys: %v", err)
+	}
+	return keys, n
+}
+
+func TestCSVToParquetEndToEndAndRerun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{NoDataShare: 0.1, PermanentShare: 0.05, TransientShare: 0.1, TransientAttempts: 1,
+		TransientKinds: []string{"5xx", "truncated", "0100001", "drop"}})
+	in, keys := h.writeCSV("calls.csv", 300,
+		"1,9999,1763856000000-1", // vdn out of range
+		"1,1,abc-12",             // bad callId
+		"1,1",                    // missing field
+		"1,1,1763856000000-1000", // duplicate of the first row
+	)
+	out := filepath.Join(h.dir, "lake")
+	metrics := filepath.Join(h.dir, "etl.prom")
+	want := h.expected(keys)
+
+	first := h.run(h.args(in, out, "--rate", "0", "--concurrency", "8", "--metrics-file", metrics)...)
+	checkAccounting(t, first)
+	if first.code != ExitPartial {
+		t.Fatalf("exit %d, want %d (rows were rejected); stderr:\n%s", first.code, ExitPartial, first.stderr)
+	}
+	if got := first.outcome("loaded"); got != want["ok"] {
+		t.Errorf("loaded %d, want %d (simulator plan %v)", got, want["ok"], want)
+	}
+	if got := first.outcome("no_data"); got != want["no_data"] {
+		t.Errorf("no_data %d, want %d", got, want["no_data"])
+	}
+	if got := first.outcome("failed"); got != want["permanent"] {
+		t.Errorf("failed %d, want %d permanent failures (transient ones recover)", got, want["permanent"])
+	}
+	if first.outcome("rejected") != 3 || first.outcome("duplicate") != 1 {
+		t.Errorf("rejected %d duplicate %d, want 3 and 1", first.outcome("rejected"), first.outcome("duplicate"))
+	}
+	if first.num("retries") < 1 {
+		t.Errorf("no retries reported although transient faults were injected")
+	}
+	got, rows := committed(t, out)
+	if int64(rows) != want["ok"] || len(got) != rows {
+		t.Fatalf("parquet holds %d rows (%d distinct), want %d", rows, len(got), want["ok"])
+	}
+
+	// Rejects file: failed + rejected rows, with line numbers for the bad input.
+	rej := readRejects(t, filepath.Join(out, "_rejects"))
+	if int64(len(rej)) != first.outcome("failed")+first.outcome("rejected") {
+		t.Errorf("rejects file has %d rows, want %d", len(rej), first.outcome("failed")+first.outcome("rejected"))
+	}
+	var sawLine bool
+	for _, r := range rej {
+		if r["line"] == "303" && strings.Contains(r["reason"], "callId") {
+			sawLine = true
+		}
+	}
+	if !sawLine {
+		t.Errorf("rejects file lacks line 303 (bad callId) with a reason naming callId: %v", rej)
+	}
+
+	m, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatalf("metrics file: %v", err)
+	}
+	if !strings.Contains(string(m), fmt.Sprintf(`cms_etl_rows{outcome="loaded"} %d`, want["ok"])) {
+		t.Errorf("metrics file lacks the loaded count:\n%s", m)
+	}
+
+	// Rerun: nothing committed is queried again, nothing is written twice.
+	before := h.sim.Stats().CallIDRequests
+	second := h.run(h.args(in, out, "--rate", "0")...)
+	checkAccounting(t, second)
+	if second.outcome("loaded") != 0 || second.outcome("already_loaded") != want["ok"] {
+		t.Errorf("rerun: loaded %d already_loaded %d, want 0 and %d", second.outcome("loaded"), second.outcome("already_loaded"), want["ok"])
+	}
+	after := h.sim.Stats().CallIDRequests
+	for _, k := range keys {
+		if _, done := got[k.Digest()]; done && after[simKey(k)] != before[simKey(k)] {
+			t.Errorf("rerun queried %s again although its row is committed", k)
+		}
+	}
+	if _, rows2 := committed(t, out); rows2 != rows {
+		t.Errorf("rerun changed the committed row count from %d to %d", rows, rows2)
+	}
+}
+
+func simKey(k extract.Key) string { return fmt.Sprintf("%d/%d/%s", k.CCID, k.VDN, k.CallID) }
+
+func readRejects(t *testing.T, dir string) []map[string]string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.csv"))
+	var out []map[string]string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+		if err != nil {
+			t.Fatalf("rejects %s: %v", f, err)
+		}
+		for _, r := range recs[1:] {
+			m := map[string]string{}
+			for i, h := range recs[0] {
+				m[h] = r[i]
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestFatalAnswerStopsTheRunAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{Credentials: authv2.Credentials{AK: testCreds.AK, SK: "another-SK"}})
+	in, _ := h.writeCSV("calls.csv", 50)
+	o := h.run(h.args(in, filepath.Join(h.dir, "lake"), "--rate", "2")...)
+	checkAccounting(t, o)
+	if o.code != ExitAborted {
+		t.Fatalf("exit %d, want %d on HTTP 401", o.code, ExitAborted)
+	}
+	if n := h.sim.Stats().Requests; n != 1 {
+		t.Errorf("simulator saw %d requests, want exactly 1: a 401 must stop the run at once", n)
+	}
+	if !strings.Contains(o.stderr, "401") {
+		t.Errorf("the summary does not say why:\n%s", o.stderr)
+	}
+	if o.outcome("failed") != 0 {
+		t.Errorf("rows counted failed on a fatal stop; they belong to the next run")
+	}
+}
+
+func TestThrottlingPausesThePoolAndEveryRowLoads(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{RateLimit: 40, RateBurst: 5, RetryAfter: time.Second})
+	in, keys := h.writeCSV("calls.csv", 120)
+	o := h.run(h.args(in, filepath.Join(h.dir, "lake"), "--rate", "100", "--burst", "10", "--concurrency", "8", "--max-attempts", "8")...)
+	checkAccounting(t, o)
+	if o.code != ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", o.code, o.stderr)
+	}
+	if o.outcome("loaded")+o.outcome("no_data") != int64(len(keys)) {
+		t.Errorf("not every row loaded: %v", o.summary["outcomes"])
+	}
+	if o.num("http_429") < 1 || o.num("rate_cuts") < 1 {
+		t.Errorf("expected 429s and a rate cut, got 429s %v cuts %v", o.num("http_429"), o.num("rate_cuts"))
+	}
+}
+
+func TestSecondRunOnTheSameDirectoryExits1(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{Latency: 50 * time.Millisecond})
+	in, _ := h.writeCSV("calls.csv", 200)
+	out := filepath.Join(h.dir, "lake")
+	cmd, stderr := h.subprocess(h.args(in, out, "--rate", "20")...)
+	waitFor(t, func() bool {
+		_, err := os.Stat(filepath.Join(out, ".etl.lock"))
+		return err == nil && h.sim.Stats().Requests > 0
+	})
+	o := h.run(h.args(in, out)...)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if o.code != ExitAborted {
+		t.Fatalf("second run exit %d, want 1; stderr:\n%s\nfirst run:\n%s", o.code, o.stderr, stderr.String())
+	}
+	if !strings.Contains(o.stderr, "in use") {
+		t.Errorf("message does not say the directory is in use:\n%s", o.stderr)
+	}
+}
+
+func TestKillDashNineThenRerunLosesAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{Latency: 5 * time.Millisecond, NoDataShare: 0.1})
+	in, keys := h.writeCSV("calls.csv", 400)
+	out := filepath.Join(h.dir, "lake")
+	args := h.args(in, out, "--rate", "100", "--commit-interval", "200ms", "--commit-rows", "25")
+	cmd, stderr := h.subprocess(args...)
+	waitFor(t, func() bool { _, n, _ := parquet.CommittedKeys(t.Context(), out); return n >= 50 })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	firstKeys, firstRows := committed(t, out)
+	if firstRows >= int(h.expected(keys)["ok"]) {
+		t.Skipf("run finished before the kill (%d rows); nothing to resume: %s", firstRows, stderr.String())
+	}
+	before := h.sim.Stats().CallIDRequests
+
+	o := h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitOK {
+		t.Fatalf("rerun exit %d; stderr:\n%s", o.code, o.stderr)
+	}
+	all, rows := committed(t, out)
+	want := h.expected(keys)["ok"]
+	if int64(rows) != want || len(all) != rows {
+		t.Fatalf("after rerun parquet holds %d rows (%d distinct), want %d exactly once each", rows, len(all), want)
+	}
+	after := h.sim.Stats().CallIDRequests
+	for _, k := range keys {
+		if _, ok := firstKeys[k.Digest()]; ok && after[simKey(k)] != before[simKey(k)] {
+			t.Errorf("%s was committed before the crash but queried again", k)
+		}
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(out, "*", "*.tmp"))
+	if len(leftovers) > 0 {
+		t.Errorf("temporary files left after the rerun: %v", leftovers)
+	}
+}
+
+func TestInterruptCommitsWhatIsDoneAndRerunFinishes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{Latency: 20 * time.Millisecond})
+	in, keys := h.writeCSV("calls.csv", 300)
+	out := filepath.Join(h.dir, "lake")
+	args := h.args(in, out, "--rate", "50", "--grace", "5s")
+	cmd, stderr := h.subprocess(args...)
+	waitFor(t, func() bool { return h.sim.Stats().Requests >= 40 })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	o := parseRun(t, code, stderr.String())
+	if code != ExitAborted {
+		t.Fatalf("interrupted run exit %d (%v), want 1; stderr:\n%s", code, err, stderr.String())
+	}
+	checkAccounting(t, o)
+	_, rows := committed(t, out)
+	if int64(rows) != o.outcome("loaded") || rows == 0 {
+		t.Fatalf("interrupted run reported %d loaded but committed %d rows", o.outcome("loaded"), rows)
+	}
+	o2 := h.run(args...)
+	checkAccounting(t, o2)
+	if o2.code != ExitOK {
+		t.Fatalf("rerun exit %d:\n%s", o2.code, o2.stderr)
+	}
+	if _, all := committed(t, out); all != len(keys) {
+		t.Fatalf("after rerun %d rows committed, want %d", all, len(keys))
+	}
+}
+
+func TestDemoRunsOnTheEmbeddedDefault(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "demo-out")
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), []string{"demo", "--input", "../../../../testdata/calls.csv", "--out", out, "--rate", "0", "--log-format", "json"},
+		Env{Stdout: &stdout, Stderr: &stderr})
+	o := parseRun(t, code, stderr.String())
+	checkAccounting(t, o)
+	// testdata/calls.csv has 3 bad rows: the run finishes with exit 3.
+	if code != ExitPartial || o.outcome("rejected") != 3 || o.outcome("duplicate") != 2 {
+		t.Fatalf("demo exit %d, outcomes %v; stderr:\n%s", code, o.summary["outcomes"], stderr.String())
+	}
+	if _, n := committed(t, out); int64(n) != o.outcome("loaded") || n == 0 {
+		t.Fatalf("demo committed %d rows, reported %d loaded", n, o.outcome("loaded"))
+	}
+}
+
+// subprocess starts the test binary as etl with args.
+func (h *harness) subprocess(args ...string) (*exec.Cmd, *bytes.Buffer) {
+	h.t.Helper()
+	cmd := exec.CommandContext(h.t.Context(), os.Args[0], args...)
+	cmd.Env = append(os.Environ(), beMainEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &bytes.Buffer{}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, &stderr
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for the run to get going")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

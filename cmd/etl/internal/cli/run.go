@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
+	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/csvsource"
+	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/load/parquet"
+	"github.com/cmsetl/cms-etl/load/postgres"
+	"github.com/cmsetl/cms-etl/load/rejects"
+)
+
+func cmdRun(ctx context.Context, args []string, env Env) int {
+	var c Config
+	fs := newFlagSet("run", "run --input csv:FILE|queue --output parquet:DIR|postgres [flags]")
+	c.registerRun(fs)
+	if err := parse(fs, args, env); err != nil {
+		return exitFor(err, env)
+	}
+	if err := c.applyEnv(fs); err != nil {
+		return exitFor(err, env)
+	}
+	if err := c.validateRun(); err != nil {
+		return exitFor(err, env)
+	}
+	log := NewLogger(&c, env)
+	return runJob(ctx, &c, env, log)
+}
+
+// runJob wires and runs one job from a validated Config and returns the exit code.
+func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
+	if c.RunID == "" {
+		c.RunID = newRunID()
+	}
+	log = log.With().Str("run", c.RunID).Logger()
+	if c.CommitRows == 0 {
+		c.CommitRows = 10000
+		if c.Postgres() {
+			c.CommitRows = 5000
+		}
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 10 * time.Second
+		if c.Postgres() {
+			c.CommitInterval = 2 * time.Second
+		}
+	}
+
+	w, err := wire(ctx, c, log)
+	if err != nil {
+		log.Error().Err(err).Msg("run not started")
+		var ue *UsageError
+		if errors.As(err, &ue) {
+			return ExitUsage
+		}
+		return ExitAborted
+	}
+	defer w.close(log)
+
+	started := time.Now()
+	if w.db != nil {
+		if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+			log.Error().Err(err).Msg("record run start")
+			return ExitAborted
+		}
+	}
+	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
+		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
+
+	prog := newProgress(c, env, log, w.size)
+	w.job.OnProgress = prog.update
+	w.job.ProgressEvery = 10 * time.Second
+	res := w.job.Run(ctx)
+	prog.finish()
+
+	sum := summarize(c, w, res)
+	code := sum.ExitCode
+	printSummary(env.Stderr, sum)
+	logSummary(log, sum)
+	if c.MetricsFile != "" {
+		if err := writeMetrics(c.MetricsFile, sum); err != nil {
+			log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
+		}
+	}
+	if w.db != nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := postgres.FinishRun(fctx, w.db, w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)); err != nil {
+			log.Error().Err(err).Msg("record run end")
+		}
+	}
+	return code
+}
+
+// wiring holds what a run opened, to close it at the end.
+type wiring struct {
+	job     *job.Job
+	client  *cms.Client
+	db      *pgxpool.Pool
+	csv     *csvsource.Reader
+	pq      *parquet.Sink
+	rej     *rejects.Writer
+	queue   *queueSource
+	stopExt context.CancelFunc
+	size    func() (done, total int64)
+}
+
+func (w *wiring) close(log zerolog.Logger) {
+	if w.stopExt != nil {
+		w.stopExt()
+	}
+	if w.pq != nil {
+		if err := w.pq.Close(context.Background()); err != nil {
+			log.Error().Err(err).Msg("close parquet output")
+		}
+	}
+	if w.rej != nil {
+		if err := w.rej.Close(); err != nil {
+			log.Error().Err(err).Msg("close rejects file")
+		}
+	}
+	if w.csv != nil {
+		_ = w.csv.Close()
+	}
+	if w.client != nil {
+		w.client.Close()
+	}
+	if w.db != nil {
+		w.db.Close()
+	}
+}
+
+func (w *wiring) runRecord(c *Config, started, finished time.Time, status string, res job.Result, achieved float64) postgres.RunRecord {
+	host, _ := os.Hostname()
+	return postgres.RunRecord{
+		ID: c.RunID, Host: host, Version: Version(), Input: c.Input, Outputs: strings.Join(c.Outputs, ","),
+		StartedAt: started, FinishedAt: finished, Status: status,
+		RowsRead: res.Counts.Total(), Loaded: res.Counts[job.Loaded], NoData: res.Counts[job.NoData],
+		Failed: res.Counts[job.Failed], Rejected: res.Counts[job.Rejected], Duplicate: res.Counts[job.Duplicate],
+		ConfiguredRate: c.Rate, AchievedRate: achieved,
+	}
+}
+
+func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err error) {
+	w = &wiring{}
+	defer func() {
+		if err != nil {
+			w.close(log)
+		}
+	}()
+	lim := pool.NewAdaptiveLimiter(c.Rate, c.Burst)
+	counters := pool.NewCounters(lim)
+	client, err := newClient(c, log, lim, counters.Observe)
+	if err != nil {
+		return w, err
+	}
+	w.client = client
+	j := &job.Job{
+		RunID: c.RunID, Logger: log, Client: client, Limiter: lim, Counters: counters,
+		Pool:       pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient},
+		CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
+	}
+	w.job = j
+
+	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
+		db, err := openDB(ctx, c.DatabaseURL, 4)
+		if err != nil {
+			return w, err
+		}
+		w.db = db
+	}
+
+	skip := &skipper{}
+	if dir := c.ParquetDir(); dir != "" {
+		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log})
+		if err != nil {
+			return w, fmt.Errorf("open parquet output: %w", err)
+		}
+		w.pq = pq
+		j.Parquet = pq
+		committed, n, err := parquet.CommittedKeys(ctx, dir)
+		if err != nil {
+			return w, fmt.Errorf("read committed keys in %s: %w", dir, err)
+		}
+		if n > 0 {
+			log.Info().Int("rows", n).Str("dir", dir).Msg("resuming: rows already committed will not be queried again")
+		}
+		skip.parquet = committed
+	}
+	if c.Postgres() {
+		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log})
+		if err != nil {
+			return w, err
+		}
+		j.Warehouse = warehouse{sink}
+		if c.Input != "queue" && !c.Refresh {
+			skip.db = w.db
+		}
+	}
+	if skip.parquet != nil || skip.db != nil {
+		skip.hasParquet, skip.hasWarehouse = j.Parquet != nil, j.Warehouse != nil
+		j.Skip = skip
+	}
+
+	if path := c.CSVPath(); path != "" {
+		r, err := csvsource.Open(csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+		if err != nil {
+			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
+		}
+		w.csv = r
+		j.Source = csvSource{r}
+		w.size = func() (int64, int64) { return r.BytesRead(), r.Size() }
+		if dir := c.ParquetDir(); dir != "" {
+			rej, err := rejects.Create(dir, c.RunID)
+			if err != nil {
+				return w, fmt.Errorf("create rejects file: %w", err)
+			}
+			w.rej = rej
+			j.Failures = append(j.Failures, rejectsLog{rej})
+		}
+		if c.Postgres() {
+			j.Failures = append(j.Failures, &dbFailureLog{db: w.db, runID: c.RunID})
+		}
+	} else {
+		qs, err := newQueueSource(c, w.db, log)
+		if err != nil {
+			return w, err
+		}
+		w.queue = qs
+		j.Source = qs
+		j.Ack = qs
+		extCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		w.stopExt = cancel
+		go qs.extendLeases(extCtx)
+	}
+	return w, nil
+}
+
+func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error may quote the URL, password included: do not wrap it.
+		return nil, &UsageError{Err: errors.New("--database-url: cannot parse the PostgreSQL URL")}
+	}
+	cfg.MaxConns = maxConns
+	db, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := db.Ping(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres %s: %w", cfg.ConnConfig.Host, err)
+	}
+	return db, nil
+}
+
+func newClient(c *Config, log zerolog.Logger, lim cms.Limiter, onAttempt func(cms.Attempt)) (*cms.Client, error) {
+	cc := cms.Config{
+		BaseURL:            c.APIURL,
+		Credentials:        c.Credentials(),
+		SignedHeaders:      strings.Split(c.SignedHeaders, ";"),
+		TimestampLayout:    c.TimestampLayout(),
+		MaxAttempts:        c.MaxAttempts,
+		RequestTimeout:     c.RequestTimeout,
+		CAFile:             c.CAFile,
+		TLSServerName:      c.TLSServerName,
+		InsecureSkipVerify: c.InsecureSkip,
+		MaxConns:           max(c.Concurrency, 1),
+		Limiter:            lim,
+		OnAttempt:          onAttempt,
+		Logger:             log,
+	}
+	client, err := cms.New(cc)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	return client, nil
+}

@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
+	"github.com/cmsetl/cms-etl/extract/pool"
+)
+
+// Summary is what a run reports: on stderr for people, as one JSON log event
+// for machines, in the metrics file and in cms.etl_run.
+type Summary struct {
+	RunID        string
+	Status       string // succeeded, partial, aborted
+	ExitCode     int
+	Error        string
+	Interrupted  bool
+	Read         int64
+	Counts       job.Counts
+	Requests     int64
+	Retries      int64
+	Throttled    int64
+	Unavailable  int64
+	RateCuts     int64
+	Configured   float64
+	AchievedRate float64
+	LatencyP50   time.Duration
+	LatencyP95   time.Duration
+	Unknown      []job.UnknownCode
+	Problems     int64
+	Files        int
+	Duration     time.Duration
+	Started      time.Time
+}
+
+func summarize(c *Config, w *wiring, res job.Result) Summary {
+	s := Summary{
+		RunID: c.RunID, Read: w.job.Read(), Counts: res.Counts, Configured: c.Rate,
+		Unknown: res.Unknown, Problems: res.Problems, Files: res.Files,
+		Duration: res.Finished.Sub(res.Started), Started: res.Started, Interrupted: res.Interrupted,
+	}
+	if k := w.job.Counters; k != nil {
+		s.Requests, s.Retries = k.Attempts.Load(), k.Retries.Load()
+		s.Throttled, s.Unavailable = k.Throttled.Load(), k.Unavail.Load()
+		s.LatencyP50, s.LatencyP95 = k.Latency.Quantile(0.5), k.Latency.Quantile(0.95)
+	}
+	if w.job.Limiter != nil {
+		s.RateCuts = w.job.Limiter.Stats().Cuts
+	}
+	if secs := s.Duration.Seconds(); secs > 0 {
+		s.AchievedRate = float64(s.Requests) / secs
+	}
+	switch {
+	case res.Err != nil:
+		s.Status, s.ExitCode, s.Error = "aborted", ExitAborted, res.Err.Error()
+		var fe *pool.FatalError
+		if errors.As(res.Err, &fe) {
+			s.Error += " (stopped at once: repeated bad signatures can get the caller's IP locked)"
+		}
+	case res.Counts[job.Failed] > 0 || res.Counts[job.Rejected] > 0:
+		s.Status, s.ExitCode = "partial", ExitPartial
+	default:
+		s.Status, s.ExitCode = "succeeded", ExitOK
+	}
+	return s
+}
+
+func printSummary(w io.Writer, s Summary) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nrun %s %s in %s\n", s.RunID, s.Status, s.Duration.Round(time.Millisecond))
+	if s.Error != "" {
+		fmt.Fprintf(&b, "  reason:      %s\n", s.Error)
+	}
+	fmt.Fprintf(&b, "  rows read:   %d\n", s.Read)
+	for _, o := range job.Outcomes {
+		if n := s.Counts[o]; n > 0 || o == job.Loaded || o == job.NoData || o == job.Failed || o == job.Rejected {
+			fmt.Fprintf(&b, "    %-15s %d\n", o, n)
+		}
+	}
+	fmt.Fprintf(&b, "  requests:    %d (retries %d, 429s %d, 503s %d)\n", s.Requests, s.Retries, s.Throttled, s.Unavailable)
+	conf := "unlimited"
+	if s.Configured > 0 {
+		conf = strconv.FormatFloat(s.Configured, 'f', -1, 64) + "/s"
+	}
+	fmt.Fprintf(&b, "  rate:        configured %s, achieved %.1f/s", conf, s.AchievedRate)
+	if s.RateCuts > 0 {
+		fmt.Fprintf(&b, " (cut %d times on throttling)", s.RateCuts)
+	}
+	b.WriteByte('\n')
+	fmt.Fprintf(&b, "  latency:     p50 %s, p95 %s\n", s.LatencyP50.Round(100*time.Microsecond), s.LatencyP95.Round(100*time.Microsecond))
+	if len(s.Unknown) > 0 {
+		parts := make([]string, len(s.Unknown))
+		for i, u := range s.Unknown {
+			parts[i] = u.String()
+		}
+		fmt.Fprintf(&b, "  unknown codes: %s\n", strings.Join(parts, ", "))
+	}
+	if s.Problems > 0 {
+		fmt.Fprintf(&b, "  uninterpretable fields written as NULL: %d\n", s.Problems)
+	}
+	fmt.Fprint(w, b.String())
+}
+
+func logSummary(log zerolog.Logger, s Summary) {
+	counts := zerolog.Dict()
+	for _, o := range job.Outcomes {
+		counts.Int64(string(o), s.Counts[o])
+	}
+	unknown := zerolog.Arr()
+	for _, u := range s.Unknown {
+		unknown.Dict(zerolog.Dict().Str("field", u.Field).Int64("code", u.Code).Int64("count", u.Count))
+	}
+	ev := log.Info()
+	if s.ExitCode == ExitAborted {
+		ev = log.Error()
+	}
+	ev.Str("event", "run_summary").Str("status", s.Status).Int("exit_code", s.ExitCode).Str("error", s.Error).
+		Int64("rows_read", s.Read).Dict("outcomes", counts).
+		Int64("requests", s.Requests).Int64("retries", s.Retries).Int64("http_429", s.Throttled).Int64("http_503", s.Unavailable).
+		Float64("rate_configured", s.Configured).Float64("rate_achieved", round1(s.AchievedRate)).Int64("rate_cuts", s.RateCuts).
+		Float64("latency_p50_ms", ms(s.LatencyP50)).Float64("latency_p95_ms", ms(s.LatencyP95)).
+		Array("unknown_codes", unknown).Int64("field_problems", s.Problems).Int("parquet_files", s.Files).
+		Float64("duration_s", round1(s.Duration.Seconds())).Msg("run summary")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func round1(f float64) float64   { return float64(int64(f*10+0.5)) / 10 }
+
+// writeMetrics writes node_exporter textfile-collector metrics atomically:
+// a temporary file in the same directory, then rename.
+func writeMetrics(path string, s Summary) error {
+	var b strings.Builder
+	metric := func(name, help, typ string) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+	}
+	metric("cms_etl_rows", "Input rows of the last run by outcome.", "gauge")
+	for _, o := range job.Outcomes {
+		fmt.Fprintf(&b, "cms_etl_rows{outcome=%q} %d\n", o, s.Counts[o])
+	}
+	metric("cms_etl_rows_read", "Input rows read by the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rows_read %d\n", s.Read)
+	metric("cms_etl_requests", "HTTP attempts made by the last run, retries included.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_requests %d\n", s.Requests)
+	metric("cms_etl_retries", "Retried attempts in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_retries %d\n", s.Retries)
+	metric("cms_etl_http_throttled", "HTTP 429 answers in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_http_throttled %d\n", s.Throttled)
+	metric("cms_etl_rate_configured", "Configured requests per second (0 = unlimited).", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rate_configured %g\n", s.Configured)
+	metric("cms_etl_rate_achieved", "Achieved requests per second over the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rate_achieved %g\n", round1(s.AchievedRate))
+	metric("cms_etl_latency_seconds", "Request latency quantiles of the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.5\"} %g\n", s.LatencyP50.Seconds())
+	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.95\"} %g\n", s.LatencyP95.Seconds())
+	metric("cms_etl_unknown_codes", "Codes missing from the code tables in the last run.", "gauge")
+	unknown := append([]job.UnknownCode(nil), s.Unknown...)
+	sort.Slice(unknown, func(i, j int) bool { return unknown[i].String() < unknown[j].String() })
+	for _, u := range unknown {
+		fmt.Fprintf(&b, "cms_etl_unknown_codes{field=%q,code=\"%d\"} %d\n", u.Field, u.Code, u.Count)
+	}
+	metric("cms_etl_duration_seconds", "Duration of the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_duration_seconds %g\n", s.Duration.Seconds())
+	metric("cms_etl_exit_code", "Exit code of the last run (0 ok, 1 aborted, 3 partial).", "gauge")
+	fmt.Fprintf(&b, "cms_etl_exit_code %d\n", s.ExitCode)
+	metric("cms_etl_last_run_timestamp_seconds", "When the last run started.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_last_run_timestamp_seconds %d\n", s.Started.Unix())
+
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,538 @@
+// Package job wires one run of the ETL: a source of call keys, the
+// rate-limited pool of CC-CMS queries, the pure transform, the outputs and the
+// acknowledgement of the input, and accounts for every row read.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/load/parquet"
+	"github.com/cmsetl/cms-etl/transform"
+)
+
+// Item is one input row.
+type Item struct {
+	Line int64       // 1-based line in a CSV input; 0 for the queue
+	Key  extract.Key // valid unless Err is set
+	Raw  [3]string   // ccId, vdn, callId as read, for reject records
+	Err  error       // input rejected: the reason names the field
+
+	needParquet   bool
+	needWarehouse bool
+}
+
+// Source yields input rows; Next returns io.EOF at the end.
+type Source interface {
+	Next(ctx context.Context) (Item, error)
+}
+
+// Settlement is what the job tells the input about a finished row.
+type Settlement struct {
+	Item    Item
+	Outcome Outcome
+	Result  cms.Result // zero for rows never queried
+	Reason  string
+}
+
+// Acknowledger is implemented by sources that must hear how rows ended (the
+// queue). Settle runs inside the warehouse transaction when tx is non-nil.
+type Acknowledger interface {
+	Settle(ctx context.Context, tx pgx.Tx, s []Settlement) error
+	// SameDatabase reports whether settlement may share the warehouse transaction.
+	SameDatabase() bool
+}
+
+// ParquetSink is the Parquet output.
+type ParquetSink interface {
+	Write(ctx context.Context, rows []transform.Row) error
+	Commit(ctx context.Context) (parquet.CommitInfo, error)
+}
+
+// WarehouseSink is the Postgres output. Commit upserts rows and, in the same
+// transaction, runs inTx.
+type WarehouseSink interface {
+	Commit(ctx context.Context, rows []transform.Row, inTx func(ctx context.Context, tx pgx.Tx) error) error
+}
+
+// FailureLog records failed and rejected rows (the rejects CSV, cms.call_failure).
+// Add buffers; Flush makes them durable and is called at every commit, inside
+// the warehouse transaction when tx is non-nil and the log lives there.
+type FailureLog interface {
+	Add(s Settlement) error
+	Flush(ctx context.Context, tx pgx.Tx) error
+}
+
+// Skipper says which outputs already hold a key, so reruns do not query it
+// again. Lookups are batched because the warehouse answers per round trip.
+type Skipper interface {
+	// Present returns, per key, whether the Parquet output and the warehouse
+	// already hold it.
+	Present(ctx context.Context, keys []extract.Key) (inParquet, inWarehouse []bool, err error)
+}
+
+// Progress is a snapshot for progress displays.
+type Progress struct {
+	Read     int64
+	Done     int64
+	Counts   Counts
+	Elapsed  time.Duration
+	Requests int64
+	RateNow  float64
+}
+
+// Job is one run. Fields are set by the command that wires it.
+type Job struct {
+	RunID  string
+	Logger zerolog.Logger
+
+	Source    Source
+	Ack       Acknowledger // nil for CSV input
+	Client    pool.Querier
+	Pool      pool.Config
+	Limiter   *pool.AdaptiveLimiter
+	Counters  *pool.Counters
+	Parquet   ParquetSink   // nil when not an output
+	Warehouse WarehouseSink // nil when not an output
+	Failures  []FailureLog
+	Skip      Skipper // nil: query everything
+
+	// CommitRows and CommitInterval bound the work a crash can repeat: the
+	// job commits when either is reached.
+	CommitRows     int
+	CommitInterval time.Duration
+	// Grace is how long in-flight requests may finish after an interrupt.
+	Grace time.Duration
+	// Lookahead is how many keys are looked up in the Skipper at once.
+	Lookahead int
+	// OnProgress is called from the collector after each commit and every
+	// ProgressEvery (may be nil).
+	OnProgress    func(Progress)
+	ProgressEvery time.Duration
+
+	read    atomic.Int64
+	unknown unknownCodes
+}
+
+// Result of a run.
+type Result struct {
+	Counts      Counts
+	Unknown     []UnknownCode
+	Started     time.Time
+	Finished    time.Time
+	Interrupted bool  // stopped by a signal
+	Err         error // why the run aborted (nil when it finished)
+	Files       int   // Parquet files committed
+	Problems    int64 // fields that could not be interpreted (NULL written)
+}
+
+// errInterrupted marks a stop requested by the operator.
+var errInterrupted = errors.New("interrupted")
+
+// Run processes the source to its end or until ctx is cancelled (an
+// interrupt): then it stops reading, lets in-flight requests finish within
+// Grace, commits what is done and returns.
+func (j *Job) Run(ctx context.Context) Result {
+	res := Result{Started: time.Now(), Counts: Counts{}}
+	if j.CommitRows <= 0 {
+		j.CommitRows = 10000
+	}
+	if j.CommitInterval <= 0 {
+		j.CommitInterval = 10 * time.Second
+	}
+	if j.Lookahead <= 0 {
+		j.Lookahead = 512
+	}
+	conc := j.Pool.Concurrency
+	if conc <= 0 {
+		conc = pool.DefaultConcurrency
+	}
+
+	// stopCtx ends reading; reqCtx ends requests in flight. An interrupt
+	// cancels the first at once and the second after the grace period; a
+	// fatal API answer or a failed commit cancels both at once.
+	stopCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	reqCtx, cancelReq := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelReq(nil)
+	finished := make(chan struct{})
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-stopCtx.Done():
+		}
+		if ctx.Err() == nil { // not an interrupt: stop now
+			cancelReq(context.Cause(stopCtx))
+			return
+		}
+		t := time.NewTimer(j.Grace)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			cancelReq(errInterrupted)
+		}
+	}()
+	abort := func(err error) { stop(err); cancelReq(err) }
+
+	work := make(chan Item, 2*conc)
+	direct := make(chan Settlement, 2*conc)
+	results := make(chan pool.Done[Item], 2*conc)
+
+	var (
+		wg      sync.WaitGroup
+		srcErr  error
+		poolErr error
+		sinkErr error
+		collRes collected
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		defer close(work)
+		defer close(direct)
+		srcErr = j.feed(stopCtx, work, direct)
+		if srcErr != nil {
+			abort(srcErr)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		pc := j.Pool
+		pc.Stop = func(err error) { stop(err) }
+		poolErr = pool.Run(reqCtx, pc, j.Client, work, func(it Item) extract.Key { return it.Key }, results)
+	}()
+	go func() {
+		defer wg.Done()
+		collRes, sinkErr = j.collect(ctx, results, direct, abort)
+	}()
+	wg.Wait()
+	close(finished)
+
+	res.Finished = time.Now()
+	res.Counts = collRes.counts
+	res.Files = collRes.files
+	res.Problems = collRes.problems
+	res.Unknown = j.unknown.list()
+	switch {
+	case sinkErr != nil:
+		res.Err = sinkErr
+	case poolErr != nil:
+		res.Err = poolErr
+	case srcErr != nil:
+		res.Err = srcErr
+	case ctx.Err() != nil:
+		res.Interrupted = true
+		res.Err = fmt.Errorf("%w: stopped reading; %d rows left for the next run", errInterrupted, res.Counts[Unprocessed])
+	}
+	return res
+}
+
+// Read is the number of input rows read so far.
+func (j *Job) Read() int64 { return j.read.Load() }
+
+// feed reads the source, settles what needs no query (rejected, duplicate,
+// already loaded) directly and sends the rest to the pool.
+func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settlement) error {
+	seen := make(map[extract.Digest]struct{})
+	batch := make([]Item, 0, j.Lookahead)
+	keys := make([]extract.Key, 0, j.Lookahead)
+	send := func(it Item) error {
+		select {
+		case work <- it:
+			return nil
+		case <-ctx.Done():
+			// Read but not sent: account for it so nothing is silently lost.
+			direct <- Settlement{Item: it, Outcome: Unprocessed}
+			return nil
+		}
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		var inPq, inWh []bool
+		if j.Skip != nil {
+			keys = keys[:0]
+			for _, it := range batch {
+				keys = append(keys, it.Key)
+			}
+			var err error
+			inPq, inWh, err = j.Skip.Present(ctx, keys)
+			if err != nil {
+				if ctx.Err() != nil {
+					for _, it := range batch {
+						direct <- Settlement{Item: it, Outcome: Unprocessed}
+					}
+					batch = batch[:0]
+					return nil
+				}
+				return fmt.Errorf("look up already loaded keys: %w", err)
+			}
+		}
+		for i, it := range batch {
+			it.needParquet = j.Parquet != nil && (inPq == nil || !inPq[i])
+			it.needWarehouse = j.Warehouse != nil && (inWh == nil || !inWh[i])
+			if !it.needParquet && !it.needWarehouse {
+				direct <- Settlement{Item: it, Outcome: AlreadyLoaded}
+				continue
+			}
+			if err := send(it); err != nil {
+				return err
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for ctx.Err() == nil {
+		it, err := j.Source.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return fmt.Errorf("read input: %w", err)
+		}
+		j.read.Add(1)
+		if it.Err != nil {
+			direct <- Settlement{Item: it, Outcome: Rejected, Reason: it.Err.Error()}
+			continue
+		}
+		d := it.Key.Digest()
+		if _, dup := seen[d]; dup {
+			direct <- Settlement{Item: it, Outcome: Duplicate, Reason: "repeats an earlier row"}
+			continue
+		}
+		seen[d] = struct{}{}
+		batch = append(batch, it)
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+type collected struct {
+	counts   Counts
+	files    int
+	problems int64
+}
+
+// collect turns results into rows and settlements and commits them in
+// batches. It always drains both channels, so upstream never blocks.
+func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direct <-chan Settlement, abort func(error)) (collected, error) {
+	out := collected{counts: Counts{}}
+	var (
+		pqRows   []transform.Row
+		whRows   []transform.Row
+		settled  []Settlement
+		failed   error
+		lastTick = time.Now()
+		lastProg = time.Now()
+	)
+	// Commits must complete after an interrupt, so they do not use ctx.
+	commitCtx := context.WithoutCancel(ctx)
+	ticker := time.NewTicker(min(j.CommitInterval, time.Second))
+	defer ticker.Stop()
+
+	commit := func() {
+		if failed != nil || len(settled) == 0 {
+			return
+		}
+		if err := j.commit(commitCtx, pqRows, whRows, settled, &out); err != nil {
+			failed = err
+			abort(err)
+			for _, s := range settled {
+				out.counts[Unprocessed]++
+				_ = s
+			}
+		} else {
+			for _, s := range settled {
+				out.counts[s.Outcome]++
+			}
+		}
+		pqRows, whRows, settled = pqRows[:0], whRows[:0], settled[:0]
+		lastTick = time.Now()
+		j.progress(&out, &lastProg, true)
+	}
+	add := func(s Settlement) {
+		if failed != nil {
+			out.counts[Unprocessed]++
+			return
+		}
+		settled = append(settled, s)
+	}
+
+	for results != nil || direct != nil {
+		select {
+		case d, ok := <-results:
+			if !ok {
+				results = nil
+				continue
+			}
+			s, row, rowOK := j.settle(d, &out)
+			if rowOK {
+				if d.Item.needParquet {
+					pqRows = append(pqRows, row)
+				}
+				if d.Item.needWarehouse {
+					whRows = append(whRows, row)
+				}
+			}
+			add(s)
+		case s, ok := <-direct:
+			if !ok {
+				direct = nil
+				continue
+			}
+			add(s)
+		case <-ticker.C:
+			if time.Since(lastTick) >= j.CommitInterval {
+				commit()
+			}
+			j.progress(&out, &lastProg, false)
+			continue
+		}
+		if len(pqRows) >= j.CommitRows || len(whRows) >= j.CommitRows || len(settled) >= 4*j.CommitRows {
+			commit()
+		}
+	}
+	commit()
+	return out, failed
+}
+
+func (j *Job) progress(out *collected, last *time.Time, force bool) {
+	if j.OnProgress == nil {
+		return
+	}
+	if !force && time.Since(*last) < j.ProgressEvery {
+		return
+	}
+	*last = time.Now()
+	p := Progress{Read: j.read.Load(), Done: out.counts.Total(), Counts: out.counts}
+	if j.Counters != nil {
+		p.Requests = j.Counters.Attempts.Load()
+	}
+	if j.Limiter != nil {
+		p.RateNow = j.Limiter.Stats().Current
+	}
+	j.OnProgress(p)
+}
+
+// settle maps a pool result to its outcome and, for ok results, a row.
+func (j *Job) settle(d pool.Done[Item], out *collected) (Settlement, transform.Row, bool) {
+	s := Settlement{Item: d.Item, Result: d.Result}
+	if !d.Processed || d.Result.Class == cms.ClassFatal {
+		s.Outcome = Unprocessed
+		return s, transform.Row{}, false
+	}
+	r := d.Result
+	switch r.Class {
+	case cms.ClassOK:
+		row, unknown := transform.ToRow(transform.Input{Key: d.Item.Key, Record: r.Record, Raw: r.Raw, FetchedAt: r.FetchedAt, RunID: j.RunID})
+		for _, u := range unknown {
+			if u.OutOfRange() {
+				out.problems++
+				continue
+			}
+			j.unknown.add(u.Field, u.Code)
+		}
+		if r.Record != nil && len(r.Record.Problems) > 0 {
+			out.problems += int64(len(r.Record.Problems))
+			j.Logger.Warn().Str("call", d.Item.Key.String()).Strs("problems", r.Record.Problems).Msg("fields could not be interpreted; written as NULL")
+		}
+		s.Outcome = Loaded
+		return s, row, true
+	case cms.ClassNoData:
+		s.Outcome = NoData
+	case cms.ClassRejected:
+		s.Outcome = Rejected
+		s.Reason = r.Message
+	default: // permanent, or transient after the last attempt
+		s.Outcome = Failed
+		s.Reason = failureReason(r)
+	}
+	return s, transform.Row{}, false
+}
+
+func failureReason(r cms.Result) string {
+	msg := r.Message
+	if msg == "" && r.Err != nil {
+		msg = r.Err.Error()
+	}
+	return r.Class.String() + ": " + msg
+}
+
+// commit makes one batch durable in order: Parquet files, failure logs and,
+// in one transaction, warehouse rows with the queue's acknowledgement. When
+// the queue is not in the warehouse's database it is acknowledged last, after
+// every output has the rows.
+func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, out *collected) error {
+	if j.Parquet != nil {
+		if len(pqRows) > 0 {
+			if err := j.Parquet.Write(ctx, pqRows); err != nil {
+				return fmt.Errorf("write parquet: %w", err)
+			}
+		}
+		info, err := j.Parquet.Commit(ctx)
+		if err != nil {
+			return fmt.Errorf("commit parquet: %w", err)
+		}
+		out.files += len(info.Files)
+	}
+	for _, s := range settled {
+		if s.Outcome != Failed && s.Outcome != Rejected {
+			continue
+		}
+		for _, f := range j.Failures {
+			if err := f.Add(s); err != nil {
+				return fmt.Errorf("record failure: %w", err)
+			}
+		}
+	}
+	ackInTx := j.Ack != nil && j.Warehouse != nil && j.Ack.SameDatabase()
+	if j.Warehouse != nil {
+		err := j.Warehouse.Commit(ctx, whRows, func(ctx context.Context, tx pgx.Tx) error {
+			for _, f := range j.Failures {
+				if err := f.Flush(ctx, tx); err != nil {
+					return fmt.Errorf("flush failures: %w", err)
+				}
+			}
+			if ackInTx {
+				return j.Ack.Settle(ctx, tx, settled)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("commit warehouse: %w", err)
+		}
+	} else {
+		for _, f := range j.Failures {
+			if err := f.Flush(ctx, nil); err != nil {
+				return fmt.Errorf("flush failures: %w", err)
+			}
+		}
+	}
+	if j.Ack != nil && !ackInTx {
+		if err := j.Ack.Settle(ctx, nil, settled); err != nil {
+			return fmt.Errorf("acknowledge queue rows: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package job
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// Outcome of one input row. Every row read ends in exactly one outcome; the
+// summary's counts add up to the rows read.
+type Outcome string
+
+const (
+	Loaded        Outcome = "loaded"         // row committed to every output
+	NoData        Outcome = "no_data"        // the API had nothing for the call
+	Failed        Outcome = "failed"         // permanent failure, or transient after the last attempt
+	Rejected      Outcome = "rejected"       // invalid input, never sent
+	Duplicate     Outcome = "duplicate"      // the same key earlier in this run
+	AlreadyLoaded Outcome = "already_loaded" // every output already holds the row (resume, rerun)
+	Unprocessed   Outcome = "unprocessed"    // read, but the run stopped before it was done; the next run takes it
+)
+
+// Outcomes in report order.
+var Outcomes = []Outcome{Loaded, NoData, Failed, Rejected, Duplicate, AlreadyLoaded, Unprocessed}
+
+// Counts by outcome.
+type Counts map[Outcome]int64
+
+// Total is the number of rows accounted for.
+func (c Counts) Total() int64 {
+	var n int64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// unknownCodes counts codes missing from the code tables, by field and value.
+type unknownCodes struct {
+	mu sync.Mutex
+	m  map[string]map[int64]int64
+}
+
+func (u *unknownCodes) add(field string, code int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = make(map[string]map[int64]int64)
+	}
+	if u.m[field] == nil {
+		u.m[field] = make(map[int64]int64)
+	}
+	u.m[field][code]++
+}
+
+// UnknownCode is one (field, code) with its count.
+type UnknownCode struct {
+	Field string `json:"field"`
+	Code  int64  `json:"code"`
+	Count int64  `json:"count"`
+}
+
+func (u *unknownCodes) list() []UnknownCode {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []UnknownCode
+	for f, codes := range u.m {
+		for c, n := range codes {
+			out = append(out, UnknownCode{Field: f, Code: c, Count: n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Field != out[j].Field {
+			return out[i].Field < out[j].Field
+		}
+		return out[i].Code < out[j].Code
+	})
+	return out
+}
+
+func (u UnknownCode) String() string {
+	return u.Field + "=" + strconv.FormatInt(u.Code, 10) + " x" + strconv.FormatInt(u.Count, 10)
+}
