@@ -19,7 +19,7 @@ test: fmt-check vet ## everything CI runs: gofmt check, go vet, go test -race (s
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 fmt-check: ## fail if any file is not gofmt-formatted
-	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	@out="$$(gofmt -l .)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet: ## go vet

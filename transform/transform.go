@@ -4,6 +4,7 @@
 package transform
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strings"
@@ -112,7 +113,7 @@ func ToRow(in Input) (Row, []Unknown) {
 		MediaBillType: text(rec.MediaBillType),
 		FetchedAt:     in.FetchedAt.UTC(),
 		RunID:         in.RunID,
-		Raw:           in.Raw,
+		Raw:           withoutNUL(in.Raw),
 	}
 	if t, ok := callStartedAt(in.Key.CallID); ok {
 		c.st.started = t
@@ -187,6 +188,10 @@ func text(s *string) *string {
 		return nil
 	}
 	t := strings.TrimSpace(*s)
+	if strings.IndexByte(t, 0) >= 0 {
+		// PostgreSQL text cannot hold NUL; it is never meaningful in these fields.
+		t = strings.TrimSpace(strings.ReplaceAll(t, "\x00", ""))
+	}
 	switch {
 	case t == "":
 		return nil
@@ -231,4 +236,44 @@ func callStartedAt(callID string) (time.Time, bool) {
 		return time.Unix(n, 0).UTC(), true
 	}
 	return time.UnixMilli(n).UTC(), true
+}
+
+// withoutNUL removes NUL characters (\u0000) from the strings and keys of a
+// JSON document: PostgreSQL's jsonb rejects them, and one such value would
+// otherwise fail the whole batch it is committed with. Documents without the
+// escape are returned as they are.
+func withoutNUL(raw json.RawMessage) json.RawMessage {
+	if !bytes.Contains(raw, []byte(`\u0000`)) {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return raw
+	}
+	out, err := json.Marshal(stripNUL(v))
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+func stripNUL(v any) any {
+	switch x := v.(type) {
+	case string:
+		return strings.ReplaceAll(x, "\x00", "")
+	case []any:
+		for i := range x {
+			x[i] = stripNUL(x[i])
+		}
+		return x
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[strings.ReplaceAll(k, "\x00", "")] = stripNUL(e)
+		}
+		return m
+	}
+	return v
 }

@@ -398,3 +398,24 @@ func BenchmarkToRow(b *testing.B) {
 		ToRow(in)
 	}
 }
+
+func TestNULIsRemovedFromTextAndRaw(t *testing.T) {
+	t.Parallel()
+	skill := "default\x00Skill"
+	raw := json.RawMessage(`{"callSkill":"default\u0000Skill","k\u0000":1,"literal":"\\u0000 stays"}`)
+	row, _ := ToRow(Input{Key: extract.Key{CCID: 1, VDN: 1, CallID: "1700000000-1"}, Record: &cms.Record{CallSkill: &skill}, Raw: raw})
+	if row.CallSkill == nil || *row.CallSkill != "defaultSkill" {
+		t.Errorf("call_skill = %v, want defaultSkill", row.CallSkill)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(row.Raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["callSkill"] != "defaultSkill" || got["k"] != json.Number("1") && got["k"] != float64(1) || got["literal"] != `\u0000 stays` {
+		t.Errorf("raw = %s", row.Raw)
+	}
+	clean := json.RawMessage(`{"a":"b"}`)
+	if row, _ := ToRow(Input{Key: extract.Key{CCID: 1, VDN: 1, CallID: "1-1"}, Raw: clean}); &row.Raw[0] != &clean[0] {
+		t.Error("a document without NUL was copied")
+	}
+}

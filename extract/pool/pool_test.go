@@ -14,7 +14,7 @@ import (
 
 // scripted answers each key with the class its callId's sequence number picks.
 type scripted struct {
-	classOf func(i int) cms.Class
+	classOf     func(i int) cms.Class
 	calls       atomic.Int64
 	block       bool
 	blockOthers bool // every item but item 0 waits for cancellation
@@ -40,7 +40,9 @@ func feed(n int) <-chan int {
 	return ch
 }
 
-func keyOf(i int) extract.Key { return extract.Key{CCID: 1, VDN: 1, CallID: fmt.Sprintf("1700000000-%d", i)} }
+func keyOf(i int) extract.Key {
+	return extract.Key{CCID: 1, VDN: 1, CallID: fmt.Sprintf("1700000000-%d", i)}
+}
 
 func collect[T any](out <-chan Done[T]) (processed, unprocessed int) {
 	for d := range out {

@@ -136,7 +136,7 @@ func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settl
 				o.Status = queue.StatusRetry
 			}
 		case job.Unprocessed:
-			continue // TODO(release): hand back at once instead of waiting for the lease
+			o.Status = queue.StatusRelease
 		}
 		outs = append(outs, o)
 	}

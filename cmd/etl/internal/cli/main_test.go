@@ -3,11 +3,13 @@ package cli
 import (
 	"os"
 	"testing"
+
+	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(beMainEnv) == "1" {
 		os.Exit(Run())
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }

@@ -1,0 +1,502 @@
+package cli
+
+// Benchmarks of whole etl runs (issue 3): rate accuracy, CSV-to-Parquet
+// throughput against a bare HTTP loop, and the etl process's peak RSS. One
+// iteration is one full run, so run them with -benchtime=1x:
+//
+//	go test -run='^$' -bench=. -benchtime=1x -timeout 60m ./cmd/etl/internal/cli/
+//
+// The runs of minutes (throughput, memory) skip themselves unless the run was
+// asked for on purpose: -benchtime=1x, or a -bench pattern that is not a
+// catch-all such as '.', so `go test -bench=. ./...` for the micro-benchmarks
+// of other packages does not start them.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/cms/authv2"
+	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/load/parquet"
+)
+
+// benchKey is the i-th key of the generated inputs. Call times are 2.6 s
+// apart, so a million IDs cover 30 days (about 33,000 calls a day, in call
+// order as an export would list them) and every commit touches one or two
+// call_date partitions.
+func benchKey(i int) extract.Key {
+	const start = 1763856000000 // 2025-11-23T00:00:00Z in ms
+	return extract.Key{CCID: 1, VDN: 1 + i%3, CallID: strconv.FormatInt(start+int64(i)*2600, 10) + "-" + strconv.Itoa(1000+i)}
+}
+
+// writeBenchCSV writes n keys (benchKey(0..n-1)) to dir/name.
+func writeBenchCSV(tb testing.TB, dir, name string, n int) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	w.WriteString("ccId,vdn,callId\n")
+	for i := range n {
+		k := benchKey(i)
+		fmt.Fprintf(w, "%d,%d,%s\n", k.CCID, k.VDN, k.CallID)
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// benchSim starts a simulator with healthy answers (no faults, no no-data)
+// and writes the SK file the etl reads.
+func benchSim(tb testing.TB, cfg cmssim.Config) (sim *cmssim.Server, skFile string) {
+	tb.Helper()
+	cfg.Credentials = testCreds
+	if cfg.Seed == 0 {
+		cfg.Seed = 7
+	}
+	sim, err := cmssim.Start(tb.Context(), cfg)
+	if err != nil {
+		tb.Fatalf("start simulator: %v", err)
+	}
+	tb.Cleanup(func() { sim.Close() })
+	skFile = filepath.Join(tb.TempDir(), "sk")
+	if err := os.WriteFile(skFile, []byte(testCreds.SK+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return sim, skFile
+}
+
+// benchArgs is an etl run command line against sim.
+func benchArgs(sim *cmssim.Server, skFile, in, out string, more ...string) []string {
+	args := []string{"run", "--input", "csv:" + in, "--output", "parquet:" + out,
+		"--api-url", sim.URL(), "--ak", testCreds.AK, "--sk-file", skFile,
+		"--progress", "none", "--log-format", "json"}
+	if ca := sim.CAFile(); ca != "" {
+		args = append(args, "--ca-file", ca)
+	}
+	return append(args, more...)
+}
+
+// summaryOf parses the run_summary event out of the etl's stderr.
+func summaryOf(tb testing.TB, code int, stderr string) runOutput {
+	tb.Helper()
+	out := runOutput{code: code, stderr: stderr}
+	for line := range strings.SplitSeq(stderr, "\n") {
+		if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"run_summary"`) {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &out.summary); err != nil {
+			tb.Fatalf("summary event is not JSON: %v\n%s", err, line)
+		}
+	}
+	if out.summary == nil {
+		tb.Fatalf("no run_summary event (exit %d); stderr:\n%s", code, tail(stderr, 4000))
+	}
+	return out
+}
+
+// requireAllLoaded fails unless the run exited 0 with every one of n rows loaded.
+func requireAllLoaded(tb testing.TB, o runOutput, n int) {
+	tb.Helper()
+	if o.code != ExitOK || o.outcome("loaded") != int64(n) || o.num("rows_read") != float64(n) {
+		tb.Fatalf("exit %d, rows read %v, outcomes %v: want exit 0 and all %d rows loaded; stderr:\n%s",
+			o.code, o.num("rows_read"), o.summary["outcomes"], n, tail(o.stderr, 4000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// requireFullRun skips a benchmark of minutes unless it was asked for on
+// purpose (see the package comment of this file).
+func requireFullRun(b *testing.B) {
+	b.Helper()
+	if f := flag.Lookup("test.benchtime"); f != nil && f.Value.String() == "1x" {
+		return
+	}
+	if f := flag.Lookup("test.bench"); f != nil {
+		top, _, _ := strings.Cut(f.Value.String(), "/")
+		if re, err := regexp.Compile(top); err == nil && !re.MatchString("BenchmarkNoSuchBenchmarkName") {
+			return // the pattern names benchmarks rather than matching everything
+		}
+	}
+	b.Skip("one iteration is a full run of minutes: run with -benchtime=1x or name it in -bench")
+}
+
+// BenchmarkRateAccuracy runs 5,000 IDs at --rate 500 (burst 1, concurrency
+// 32) against a TLS simulator answering after 20 ms. Targets: the achieved
+// rate is at least 97% of 500, and no wall-clock second of the simulator's
+// counters saw more than 500 + burst requests.
+func BenchmarkRateAccuracy(b *testing.B) {
+	const (
+		n     = 5000
+		rate  = 500.0
+		burst = 1
+		conc  = 32
+	)
+	sim, sk := benchSim(b, cmssim.Config{TLS: true, Latency: 20 * time.Millisecond})
+	dir := b.TempDir()
+	in := writeBenchCSV(b, dir, "calls.csv", n)
+	var achieved, simRate, slidingPeak float64
+	iter := 0
+	for b.Loop() {
+		iter++
+		s := newRequestSampler(sim)
+		out := filepath.Join(dir, "lake"+strconv.Itoa(iter))
+		var stderr bytes.Buffer
+		code := Main(b.Context(), benchArgs(sim, sk, in, out, "--rate", fmt.Sprint(rate), "--burst", strconv.Itoa(burst),
+			"--concurrency", strconv.Itoa(conc)), Env{Stdout: io.Discard, Stderr: &stderr})
+		s.stop()
+		o := summaryOf(b, code, stderr.String())
+		requireAllLoaded(b, o, n)
+		achieved = o.num("requests") / o.num("duration_s")
+		simRate, slidingPeak = s.rate(), s.slidingPeak()
+	}
+	peak := sim.Stats().PeakPerSecond
+	b.ReportMetric(achieved, "achieved_req/s")
+	b.ReportMetric(simRate, "sim_req/s")
+	b.ReportMetric(float64(peak), "sim_peak_req/1s")
+	b.ReportMetric(slidingPeak, "sliding_peak_req/s")
+	b.ReportMetric(achieved/rate*100, "achieved_%")
+	b.Logf("achieved %.1f req/s (summary), simulator saw %.1f req/s, peak %d in one wall-clock second, sliding peak %.1f req/s",
+		achieved, simRate, peak, slidingPeak)
+	if achieved < 0.97*rate || simRate < 0.97*rate {
+		b.Errorf("achieved %.1f/s (simulator %.1f/s), want at least %.0f/s (97%% of %v)", achieved, simRate, 0.97*rate, rate)
+	}
+	if peak > int64(rate)+burst {
+		b.Errorf("simulator saw %d requests in one second, want at most %d (rate + burst)", peak, int64(rate)+burst)
+	}
+}
+
+// requestSampler polls the simulator's request counter every 5 ms, to
+// measure the rate the server saw between its first and last request and the
+// busiest sliding second.
+type requestSampler struct {
+	done    chan struct{}
+	stopped sync.WaitGroup
+	base    int64
+	times   []time.Time
+	counts  []int64
+}
+
+func newRequestSampler(sim *cmssim.Server) *requestSampler {
+	s := &requestSampler{done: make(chan struct{}), base: sim.Stats().Requests}
+	s.stopped.Add(1)
+	go func() {
+		defer s.stopped.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			n := sim.Stats().Requests - s.base
+			if len(s.counts) == 0 || n != s.counts[len(s.counts)-1] {
+				s.times, s.counts = append(s.times, time.Now()), append(s.counts, n)
+			}
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *requestSampler) stop() { close(s.done); s.stopped.Wait() }
+
+// rate is requests per second between the first and the last sample that
+// saw the counter move.
+func (s *requestSampler) rate() float64 {
+	if len(s.counts) < 2 {
+		return 0
+	}
+	first, last := 0, len(s.counts)-1
+	if s.counts[0] == 0 {
+		first = 1
+	}
+	if last <= first {
+		return 0
+	}
+	return float64(s.counts[last]-s.counts[first]) / s.times[last].Sub(s.times[first]).Seconds()
+}
+
+// slidingPeak is the highest rate over any window of at least one second
+// between two samples (the shortest such window ending at each sample), in
+// requests per second: a sliding counterpart of the simulator's per-second
+// peak, which counts whole wall-clock seconds.
+func (s *requestSampler) slidingPeak() float64 {
+	var peak float64
+	j := 0
+	for i := range s.counts {
+		for j+1 < i && s.times[i].Sub(s.times[j+1]) >= time.Second {
+			j++
+		}
+		if d := s.times[i].Sub(s.times[j]); d >= time.Second {
+			peak = max(peak, float64(s.counts[i]-s.counts[j])/d.Seconds())
+		}
+	}
+	return peak
+}
+
+// BenchmarkThroughput measures CSV-to-Parquet rows per second for 200,000
+// IDs with no rate limit against a zero-latency plain-HTTP simulator in this
+// process, next to a bare Go HTTP loop against the same simulator. The bare
+// loop is tried at concurrency 4, 8 and 16; the job runs at the best of them.
+// Target: the job reaches at least 70% of the bare loop's rows per second.
+func BenchmarkThroughput(b *testing.B) {
+	requireFullRun(b)
+	const n = 200_000
+	sim, sk := benchSim(b, cmssim.Config{TLS: false})
+	dir := b.TempDir()
+	in := writeBenchCSV(b, dir, "calls.csv", n)
+	keys := make([]extract.Key, n)
+	for i := range keys {
+		keys[i] = benchKey(i)
+	}
+	var (
+		bareBest, jobRate, summaryRate float64
+		bestConc                       int
+		bareAt                         = map[int]float64{}
+	)
+	iter := 0
+	for b.Loop() {
+		iter++
+		bareBest = 0
+		for _, c := range []int{4, 8, 16} {
+			runtime.GC() // start each run without the previous one's garbage
+			var r float64
+			// Labels split a -cpuprofile into the bare loop, the job and the
+			// (unlabelled) simulator: go tool pprof -tagfocus=phase=job.
+			pprof.Do(b.Context(), pprof.Labels("phase", "bare"), func(context.Context) { r = bareLoop(b, sim.URL(), keys, c) })
+			bareAt[c] = r
+			if r > bareBest {
+				bareBest, bestConc = r, c
+			}
+		}
+		runtime.GC()
+		out := filepath.Join(dir, "lake"+strconv.Itoa(iter))
+		var stderr bytes.Buffer
+		start := time.Now()
+		var code int
+		pprof.Do(b.Context(), pprof.Labels("phase", "job"), func(ctx context.Context) {
+			code = Main(ctx, benchArgs(sim, sk, in, out, "--rate", "0", "--concurrency", strconv.Itoa(bestConc)),
+				Env{Stdout: io.Discard, Stderr: &stderr})
+		})
+		wall := time.Since(start)
+		o := summaryOf(b, code, stderr.String())
+		requireAllLoaded(b, o, n)
+		jobRate = n / wall.Seconds()
+		summaryRate = o.num("rate_achieved")
+		b.StopTimer()
+		if _, rows, err := parquet.CommittedKeys(b.Context(), out); err != nil || rows != n {
+			b.Fatalf("parquet output holds %d rows (%v), want %d", rows, err, n)
+		}
+		b.StartTimer()
+	}
+	for c, r := range bareAt {
+		b.ReportMetric(r, fmt.Sprintf("bare_c%d_rows/s", c))
+	}
+	b.ReportMetric(float64(bestConc), "concurrency")
+	b.ReportMetric(bareBest, "bare_rows/s")
+	b.ReportMetric(jobRate, "job_rows/s")
+	b.ReportMetric(summaryRate, "job_summary_req/s")
+	b.ReportMetric(jobRate/bareBest, "job/bare")
+	b.Logf("bare loop rows/s by concurrency %v; job at concurrency %d: %.0f rows/s (summary %.0f req/s) = %.0f%% of the bare loop",
+		bareAt, bestConc, jobRate, summaryRate, 100*jobRate/bareBest)
+	if jobRate < 0.7*bareBest {
+		b.Errorf("job %.0f rows/s is %.0f%% of the bare loop's %.0f rows/s at concurrency %d, want at least 70%%",
+			jobRate, 100*jobRate/bareBest, bareBest, bestConc)
+	}
+}
+
+// bareLoop is the reference client: conc goroutines take the next key from
+// a shared counter and, for each, build the same JSON body the etl sends,
+// sign it with authv2.Sign (millisecond timestamp, signed headers
+// content-length;content-type;host, like the etl's defaults), POST it with a
+// plain http.Client whose transport keeps conc connections to the host, check
+// for HTTP 200, and read the body to io.Discard without parsing it. No rate
+// limiter, no retries, no output. It returns keys per second.
+func bareLoop(b *testing.B, baseURL string, keys []extract.Key, conc int) float64 {
+	b.Helper()
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	target := baseURL + cms.QueryPath
+	signed := authv2.SignedHeaders(authv2.HeadersDefault)
+	const ct = "application/json;charset=UTF-8"
+	tr := &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	ctx := b.Context()
+	var (
+		next    atomic.Int64
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		failure error
+		failed  atomic.Bool
+	)
+	fail := func(err error) { errOnce.Do(func() { failure = err; failed.Store(true) }) }
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(keys)) || failed.Load() {
+					return
+				}
+				k := keys[i]
+				body := []byte(fmt.Sprintf(`{"ccId":%d,"vdn":%d,"callId":"%s"}`, k.CCID, k.VDN, k.CallID))
+				auth, err := authv2.Sign(testCreds, time.Now().UTC().Format(authv2.LayoutMillis), signed, authv2.Request{
+					Method: http.MethodPost, Path: cms.QueryPath,
+					Headers: map[string]string{"content-length": strconv.Itoa(len(body)), "content-type": ct, "host": u.Host},
+					Body:    body,
+				})
+				if err != nil {
+					fail(err)
+					return
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+				if err != nil {
+					fail(err)
+					return
+				}
+				req.Header.Set("Content-Type", ct)
+				req.Header.Set("Authorization", auth)
+				resp, err := client.Do(req)
+				if err != nil {
+					fail(err)
+					return
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					fail(fmt.Errorf("bare loop: status %d, read %v", resp.StatusCode, err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failure != nil {
+		b.Fatalf("bare loop at concurrency %d: %v", conc, failure)
+	}
+	return float64(len(keys)) / elapsed.Seconds()
+}
+
+// BenchmarkMemory measures the peak RSS of the etl process alone for 100,000
+// and 1,000,000 IDs: the etl runs as a subprocess (this test binary with
+// ETL_TEST_BE_MAIN=1, default concurrency 8, no rate limit) against a TLS
+// simulator in the benchmark process, and its peak RSS is the kernel's
+// ru_maxrss. Targets: at most 200 MB (10^6 bytes) for 1M IDs, and at most
+// 1.3 times the peak for 100k.
+func BenchmarkMemory(b *testing.B) {
+	requireFullRun(b)
+	sim, sk := benchSim(b, cmssim.Config{TLS: true})
+	dir := b.TempDir()
+	sizes := []int{100_000, 1_000_000}
+	inputs := make([]string, len(sizes))
+	for i, n := range sizes {
+		inputs[i] = writeBenchCSV(b, dir, fmt.Sprintf("calls-%d.csv", n), n)
+	}
+	peaks := make([]float64, len(sizes))
+	secs := make([]float64, len(sizes))
+	iter := 0
+	for b.Loop() {
+		iter++
+		for i, n := range sizes {
+			out := filepath.Join(dir, fmt.Sprintf("lake-%d-%d", n, iter))
+			peaks[i], secs[i] = childPeakRSS(b, benchArgs(sim, sk, inputs[i], out, "--rate", "0"), n)
+		}
+	}
+	b.ReportMetric(peaks[0], "peak_MB_100k")
+	b.ReportMetric(peaks[1], "peak_MB_1M")
+	b.ReportMetric(peaks[1]/peaks[0], "ratio_1M/100k")
+	b.ReportMetric(secs[0], "wall_s_100k")
+	b.ReportMetric(secs[1], "wall_s_1M")
+	set := digestSetMB(b, sizes[1])
+	b.ReportMetric(set, "dedup_set_MB_1M")
+	b.Logf("peak RSS %.1f MB for 100k IDs (%.1f s), %.1f MB for 1M IDs (%.1f s), ratio %.2f; a 1M-entry digest set is %.1f MB of live heap",
+		peaks[0], secs[0], peaks[1], secs[1], peaks[1]/peaks[0], set)
+	if peaks[1] > 200 {
+		b.Errorf("peak RSS for 1M IDs is %.1f MB, want at most 200 MB", peaks[1])
+	}
+	if peaks[1] > 1.3*peaks[0] {
+		b.Errorf("peak RSS for 1M IDs is %.2f times the peak for 100k (%.1f MB vs %.1f MB), want at most 1.3",
+			peaks[1]/peaks[0], peaks[1], peaks[0])
+	}
+}
+
+// childPeakRSS runs the etl as a subprocess, checks that all n rows loaded
+// and returns its peak RSS in MB (10^6 bytes) and its wall time in seconds.
+func childPeakRSS(b *testing.B, args []string, n int) (peakMB, wallSecs float64) {
+	b.Helper()
+	cmd := exec.CommandContext(b.Context(), os.Args[0], args...)
+	cmd.Env = append(os.Environ(), beMainEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr, cmd.Stdout = &stderr, io.Discard
+	start := time.Now()
+	err := cmd.Run()
+	wallSecs = time.Since(start).Seconds()
+	if _, exited := errors.AsType[*exec.ExitError](err); err != nil && !exited {
+		b.Fatalf("run etl: %v", err)
+	}
+	requireAllLoaded(b, summaryOf(b, cmd.ProcessState.ExitCode(), stderr.String()), n)
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Fatal("no rusage for the etl process")
+	}
+	return float64(ru.Maxrss) * 1024 / 1e6, wallSecs // Maxrss is in KiB on Linux
+}
+
+// digestSetMB is the live heap of a map[extract.Digest]struct{} holding n
+// digests, the set job.feed builds to de-duplicate the input, in MB.
+func digestSetMB(b *testing.B, n int) float64 {
+	b.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	seen := make(map[extract.Digest]struct{})
+	for i := range n {
+		seen[benchKey(i).Digest()] = struct{}{}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(seen)
+	return float64(after.HeapAlloc-before.HeapAlloc) / 1e6
+}

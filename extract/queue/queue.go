@@ -1,0 +1,305 @@
+// Package queue reads call keys from the Postgres work queue cms.call_queue
+// (created by package migrations).
+//
+// Producers insert keys; a worker Claims a batch (each row leased to it for
+// Lease), fetches the calls, and Settles each row as done, no_data, failed or
+// retry. Every statement is its own short transaction: nothing is held open
+// across an HTTP call. A worker that dies leaves its rows running until the
+// lease ends; then any worker may claim them again. Settle and Extend touch
+// only rows still leased to the caller, so a slow worker cannot overwrite
+// the result of a worker that re-claimed its row. When the warehouse is the
+// same database, Settle runs inside the sink's transaction so rows are marked
+// done exactly when their data commits.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/extract"
+)
+
+// Config configures a Queue.
+type Config struct {
+	// Pool is the database holding cms.call_queue. Required.
+	Pool *pgxpool.Pool
+	// Owner identifies this worker in locked_by; use host:pid:runid. Required.
+	Owner string
+	// Lease is how long a claim lasts before another worker may take the row;
+	// Extend renews it. Default 1m.
+	Lease time.Duration
+	// MaxAttempts is how many claims a row gets: a retry outcome on the last
+	// one, or a lease that expires on it, makes the row failed. Default 5.
+	MaxAttempts int
+	// BackoffBase and BackoffCap bound the delay before a retried row is due
+	// again: uniformly random in [0, min(BackoffCap, BackoffBase*2^(attempts-1))]
+	// ("full jitter"). Defaults 30s and 1h.
+	BackoffBase, BackoffCap time.Duration
+	// Logger receives debug lines. Zero value: discard.
+	Logger zerolog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Pool == nil:
+		return errors.New("queue config: Pool is required")
+	case c.Owner == "":
+		return errors.New("queue config: Owner is required")
+	case c.Lease < 0:
+		return fmt.Errorf("queue config: Lease %v is negative", c.Lease)
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("queue config: MaxAttempts %d is negative", c.MaxAttempts)
+	case c.BackoffBase < 0:
+		return fmt.Errorf("queue config: BackoffBase %v is negative", c.BackoffBase)
+	case c.BackoffCap < 0:
+		return fmt.Errorf("queue config: BackoffCap %v is negative", c.BackoffCap)
+	}
+	c = c.withDefaults()
+	if c.BackoffCap < c.BackoffBase {
+		return fmt.Errorf("queue config: BackoffCap %v is below BackoffBase %v", c.BackoffCap, c.BackoffBase)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Lease == 0 {
+		c.Lease = time.Minute
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = 30 * time.Second
+	}
+	if c.BackoffCap == 0 {
+		c.BackoffCap = time.Hour
+	}
+	return c
+}
+
+// Queue is one worker's handle on cms.call_queue. It is safe for concurrent
+// use.
+type Queue struct {
+	cfg Config
+	log zerolog.Logger
+}
+
+// New returns a Queue for cfg.
+func New(cfg Config) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Queue{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Claimed is a row leased to this worker.
+type Claimed struct {
+	Key      extract.Key
+	Attempts int // claims so far, this one included
+}
+
+// Claimable rows are pending and due, or running with an expired lease. A
+// claim or Extend sets available_at to the lease end along with locked_until,
+// so both kinds are "available_at <= now()": one range on the partial index,
+// read in order, instead of a scan and sort of every live row.
+const claimable = `status IN ('pending', 'running') AND available_at <= now()
+	AND (status = 'pending' OR locked_until <= now())`
+
+// claimSQL picks rows in a CTE and then updates them: the
+// "WHERE key IN (SELECT ... FOR UPDATE SKIP LOCKED)" form can update more
+// than LIMIT rows under concurrency. A row whose lease expired on its last
+// allowed claim (its worker kept dying on it) becomes failed instead of
+// running again, so a poison row cannot loop forever.
+const claimSQL = `
+WITH picked AS (
+	SELECT cc_id, vdn, call_id FROM cms.call_queue
+	WHERE ` + claimable + `
+	ORDER BY available_at
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED
+), claimed AS (
+	UPDATE cms.call_queue q SET
+		status       = CASE WHEN q.status = 'running' AND q.attempts >= $4 THEN 'failed' ELSE 'running' END,
+		attempts     = CASE WHEN q.status = 'running' AND q.attempts >= $4 THEN q.attempts ELSE q.attempts + 1 END,
+		locked_by    = CASE WHEN q.status = 'running' AND q.attempts >= $4 THEN NULL ELSE $2 END,
+		locked_until = CASE WHEN q.status = 'running' AND q.attempts >= $4 THEN NULL ELSE now() + $3::float8 * interval '1 second' END,
+		available_at = CASE WHEN q.status = 'running' AND q.attempts >= $4 THEN q.available_at ELSE now() + $3::float8 * interval '1 second' END,
+		last_error   = CASE WHEN q.status = 'running' AND q.attempts >= $4
+		                    THEN 'lease of ' || q.locked_by || ' expired on attempt ' || q.attempts ELSE q.last_error END,
+		updated_at   = now()
+	FROM picked
+	WHERE q.cc_id = picked.cc_id AND q.vdn = picked.vdn AND q.call_id = picked.call_id
+	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status
+)
+SELECT cc_id, vdn, call_id, attempts FROM claimed WHERE status = 'running'`
+
+// Claim leases up to n claimable rows to this worker, oldest due first. It
+// may return fewer than n (also none) even when more rows are waiting: the
+// caller claims again.
+func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := q.cfg.Pool.Query(ctx, claimSQL, n, q.cfg.Owner, q.cfg.Lease.Seconds(), q.cfg.MaxAttempts)
+	if err != nil {
+		return nil, fmt.Errorf("claim queue batch: %w", err)
+	}
+	out := make([]Claimed, 0, n)
+	var c Claimed
+	var ccID, vdn, attempts int32
+	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &c.Key.CallID, &attempts}, func() error {
+		c.Key.CCID, c.Key.VDN, c.Attempts = int(ccID), int(vdn), int(attempts)
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim queue batch: %w", err)
+	}
+	q.log.Debug().Int("asked", n).Int("claimed", len(out)).Msg("claimed queue rows")
+	return out, nil
+}
+
+// Extend renews the lease of keys still leased to this worker (rows whose
+// fetch is taking long). Keys leased to someone else are left alone.
+func (q *Queue) Extend(ctx context.Context, keys []extract.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ccIDs, vdns, callIDs := keyArrays(keys)
+	_, err := q.cfg.Pool.Exec(ctx, `
+		UPDATE cms.call_queue q SET locked_until = now() + $4::float8 * interval '1 second',
+			available_at = now() + $4::float8 * interval '1 second', updated_at = now()
+		FROM unnest($1::integer[], $2::integer[], $3::text[]) AS k(cc_id, vdn, call_id)
+		WHERE q.cc_id = k.cc_id AND q.vdn = k.vdn AND q.call_id = k.call_id
+		  AND q.status = 'running' AND q.locked_by = $5`,
+		ccIDs, vdns, callIDs, q.cfg.Lease.Seconds(), q.cfg.Owner)
+	if err != nil {
+		return fmt.Errorf("extend %d queue leases: %w", len(keys), err)
+	}
+	return nil
+}
+
+// Outcome statuses for Settle.
+const (
+	StatusDone   = "done"    // loaded
+	StatusNoData = "no_data" // CC-CMS has no data for the call
+	StatusFailed = "failed"  // permanent failure: not retried
+	StatusRetry  = "retry"   // transient failure: pending again after a backoff
+	// StatusRelease hands a claimed row back untouched (the run stopped before
+	// querying it): pending and due at once, and the claim is not counted.
+	StatusRelease = "release"
+)
+
+// Outcome is the result of one claimed row.
+type Outcome struct {
+	Key        extract.Key
+	Status     string // StatusDone, StatusNoData, StatusFailed or StatusRetry
+	Error      string // stored in last_error; "" clears it
+	ResultCode string // stored in last_result_code; "" clears it
+}
+
+// Execer runs a statement: *pgxpool.Pool, *pgx.Conn or pgx.Tx.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Settle records outcomes in one statement through db: the pool, or the
+// sink's transaction so the rows change exactly when the loaded data commits.
+// Only rows still running and leased to this worker change; the count of
+// rows changed is returned. A retry becomes pending again, due after a
+// full-jitter backoff, unless the row has had MaxAttempts claims: then it
+// becomes failed. Every outcome releases the lease.
+func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int64, error) {
+	if len(outcomes) == 0 {
+		return 0, nil
+	}
+	n := len(outcomes)
+	ccIDs, vdns, callIDs := make([]int32, n), make([]int32, n), make([]string, n)
+	statuses, errs, codes := make([]string, n), make([]string, n), make([]string, n)
+	for i, o := range outcomes {
+		switch o.Status {
+		case StatusDone, StatusNoData, StatusFailed, StatusRetry, StatusRelease:
+		default:
+			return 0, fmt.Errorf("settle queue rows: key %v: unknown status %q", o.Key, o.Status)
+		}
+		ccIDs[i], vdns[i], callIDs[i] = int32(o.Key.CCID), int32(o.Key.VDN), o.Key.CallID
+		statuses[i], errs[i], codes[i] = o.Status, o.Error, o.ResultCode
+	}
+	// A key listed twice would make the UPDATE's effect depend on join
+	// order; the last outcome for a key wins, as it would in sequence.
+	tag, err := db.Exec(ctx, `
+		WITH o AS (
+			SELECT DISTINCT ON (cc_id, vdn, call_id) *
+			FROM unnest($1::integer[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[])
+			     WITH ORDINALITY AS o(cc_id, vdn, call_id, status, error, result_code, ord)
+			ORDER BY cc_id, vdn, call_id, ord DESC
+		)
+		UPDATE cms.call_queue q SET
+			status = CASE WHEN o.status = 'release' THEN 'pending'
+			              WHEN o.status <> 'retry' THEN o.status
+			              WHEN q.attempts >= $8 THEN 'failed'
+			              ELSE 'pending' END,
+			available_at = CASE WHEN o.status = 'retry' AND q.attempts < $8
+			                    THEN now() + random() * least($10::float8, $9::float8 * power(2, greatest(q.attempts - 1, 0))) * interval '1 second'
+			                    WHEN o.status = 'release' THEN now()
+			                    ELSE q.available_at END,
+			attempts = CASE WHEN o.status = 'release' THEN greatest(q.attempts - 1, 0) ELSE q.attempts END,
+			last_error = CASE WHEN o.status = 'release' THEN q.last_error ELSE nullif(o.error, '') END,
+			last_result_code = CASE WHEN o.status = 'release' THEN q.last_result_code ELSE nullif(o.result_code, '') END,
+			locked_by = NULL,
+			locked_until = NULL,
+			updated_at = now()
+		FROM o
+		WHERE q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id
+		  AND q.status = 'running' AND q.locked_by = $7`,
+		ccIDs, vdns, callIDs, statuses, errs, codes,
+		q.cfg.Owner, q.cfg.MaxAttempts, q.cfg.BackoffBase.Seconds(), q.cfg.BackoffCap.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("settle %d queue rows: %w", n, err)
+	}
+	if settled := tag.RowsAffected(); settled < int64(n) {
+		// Expected after a lease expired and another worker took the row.
+		q.log.Debug().Int("outcomes", n).Int64("settled", settled).Msg("some queue rows were no longer leased to this worker")
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Requeue makes failed rows pending again with a fresh attempt budget: all
+// of them when resultCode is "", else those whose last_result_code matches.
+// It returns the number of rows requeued.
+func (q *Queue) Requeue(ctx context.Context, resultCode string) (int64, error) {
+	tag, err := q.cfg.Pool.Exec(ctx, `
+		UPDATE cms.call_queue SET status = 'pending', attempts = 0, available_at = now(),
+			locked_by = NULL, locked_until = NULL, updated_at = now()
+		WHERE status = 'failed' AND ($1 = '' OR last_result_code = $1)`, resultCode)
+	if err != nil {
+		return 0, fmt.Errorf("requeue failed rows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Pending counts the rows claimable now, for progress reporting.
+func (q *Queue) Pending(ctx context.Context) (int64, error) {
+	var n int64
+	if err := q.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM cms.call_queue WHERE `+claimable).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending queue rows: %w", err)
+	}
+	return n, nil
+}
+
+func keyArrays(keys []extract.Key) (ccIDs, vdns []int32, callIDs []string) {
+	ccIDs, vdns, callIDs = make([]int32, len(keys)), make([]int32, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		ccIDs[i], vdns[i], callIDs[i] = int32(k.CCID), int32(k.VDN), k.CallID
+	}
+	return ccIDs, vdns, callIDs
+}

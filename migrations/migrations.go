@@ -1,0 +1,92 @@
+// Package migrations holds the warehouse schema (schema cms) as numbered SQL
+// files and applies them with tern.
+//
+// The files are forward-only: a released file is never edited, a change is a
+// new file. tern runs each file in its own transaction under an advisory lock
+// and records the version in cms.schema_version. The SQL passes through
+// text/template, so a literal "{{" must be written {{"{{"}}.
+//
+// Tables (the names are a contract with analysts and producers):
+//
+//	cms.call_info      one row per call, the columns of transform.Columns plus raw and first_fetched_at
+//	cms.media_type, cms.device_type, cms.call_feature, cms.enter_reason   code tables (codes.md)
+//	cms.call_queue     input queue: producers insert (cc_id, vdn, call_id) ON CONFLICT DO NOTHING
+//	cms.call_failure   rows a run failed or rejected
+//	cms.etl_run        one row per run
+package migrations
+
+import (
+	"context"
+	"embed"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+//go:embed *.sql
+var files embed.FS
+
+// VersionTable records the applied version. It lives in schema cms with the
+// rest, so the schema must exist before tern creates it.
+const VersionTable = "cms.schema_version"
+
+// applyLock serializes whole Apply calls, including the schema creation that
+// precedes tern's own lock (two concurrent CREATE SCHEMA IF NOT EXISTS can
+// still collide on the catalog's unique index).
+const applyLock = int64(0x636d735f65746c) // "cms_etl"
+
+// Report says what Apply did. From and To are schema versions (the number
+// of applied files); Applied names the files run, in order.
+type Report struct {
+	From, To int32
+	Applied  []string
+}
+
+// Apply brings the database to the latest schema version. Running it on an
+// up-to-date database changes nothing and returns an empty Applied. conn
+// must not be inside a transaction.
+func Apply(ctx context.Context, conn *pgx.Conn) (rep Report, err error) {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", applyLock); err != nil {
+		return rep, fmt.Errorf("lock migrations: %w", err)
+	}
+	defer func() {
+		if _, unlockErr := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", applyLock); unlockErr != nil && err == nil {
+			err = fmt.Errorf("unlock migrations: %w", unlockErr)
+		}
+	}()
+
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS cms"); err != nil {
+		return rep, fmt.Errorf("create schema cms: %w", err)
+	}
+	m, err := migrate.NewMigrator(ctx, conn, VersionTable)
+	if err != nil {
+		return rep, fmt.Errorf("prepare migrator: %w", err)
+	}
+	if err := m.LoadMigrations(files); err != nil {
+		return rep, fmt.Errorf("load migrations: %w", err)
+	}
+	if rep.From, err = m.GetCurrentVersion(ctx); err != nil {
+		return rep, fmt.Errorf("read schema version: %w", err)
+	}
+	latest := int32(len(m.Migrations))
+	if rep.From > latest {
+		// A newer binary migrated this database; an older one must not run on it.
+		return rep, fmt.Errorf("database schema version %d is newer than this binary's %d", rep.From, latest)
+	}
+	m.OnStart = func(_ int32, name, _, _ string) { rep.Applied = append(rep.Applied, name) }
+	migrateErr := m.Migrate(ctx)
+	// Report the version actually reached, also after a failure part-way.
+	rep.To, err = m.GetCurrentVersion(ctx)
+	if migrateErr != nil {
+		if len(rep.Applied) > 0 {
+			// The last file started is the one that failed and was rolled back.
+			rep.Applied = rep.Applied[:len(rep.Applied)-1]
+		}
+		return rep, fmt.Errorf("migrate from version %d: %w", rep.From, migrateErr)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("read schema version: %w", err)
+	}
+	return rep, nil
+}
