@@ -46,10 +46,11 @@ import (
 // benchKey is the i-th key of the generated inputs. Call times are 2.6 s
 // apart, so a million IDs cover 30 days (about 33,000 calls a day, in call
 // order as an export would list them) and every commit touches one or two
-// call_date partitions.
+// call_date partitions. The time prefix alone makes keys unique; the suffix
+// keeps callId within its 20 characters.
 func benchKey(i int) extract.Key {
 	const start = 1763856000000 // 2025-11-23T00:00:00Z in ms
-	return extract.Key{CCID: 1, VDN: 1 + i%3, CallID: strconv.FormatInt(start+int64(i)*2600, 10) + "-" + strconv.Itoa(1000+i)}
+	return extract.Key{CCID: 1, VDN: 1 + i%3, CallID: strconv.FormatInt(start+int64(i)*2600, 10) + "-" + strconv.Itoa(1000+i%9000)}
 }
 
 // writeBenchCSV writes n keys (benchKey(0..n-1)) to dir/name.
@@ -273,7 +274,13 @@ func (s *requestSampler) slidingPeak() float64 {
 // BenchmarkThroughput measures CSV-to-Parquet rows per second for 200,000
 // IDs with no rate limit against a zero-latency plain-HTTP simulator in this
 // process, next to a bare Go HTTP loop against the same simulator. The bare
-// loop is tried at concurrency 4, 8 and 16; the job runs at the best of them.
+// loop is tried at concurrency 4, 8 and 16; the job runs at the best of them,
+// and the bare loop runs once more at that concurrency after the job, so a
+// machine busy with something else during one of them does not flatter the
+// ratio: the reference is the faster of the two bare runs. Rows per second of
+// the job are over the whole Main call (start-up, reading, querying, writing,
+// the last commit). CPU per row is this process's user+system time (client,
+// simulator and GC together) divided by the rows.
 // Target: the job reaches at least 70% of the bare loop's rows per second.
 func BenchmarkThroughput(b *testing.B) {
 	requireFullRun(b)
@@ -286,59 +293,99 @@ func BenchmarkThroughput(b *testing.B) {
 		keys[i] = benchKey(i)
 	}
 	var (
-		bareBest, jobRate, summaryRate float64
-		bestConc                       int
-		bareAt                         = map[int]float64{}
+		bareAt         = map[int]phase{}
+		bare, job      phase
+		bestConc       int
+		summaryRate    float64
+		bareRate, jobR float64
 	)
 	iter := 0
 	for b.Loop() {
 		iter++
-		bareBest = 0
+		bare = phase{}
 		for _, c := range []int{4, 8, 16} {
-			runtime.GC() // start each run without the previous one's garbage
-			var r float64
-			// Labels split a -cpuprofile into the bare loop, the job and the
-			// (unlabelled) simulator: go tool pprof -tagfocus=phase=job.
-			pprof.Do(b.Context(), pprof.Labels("phase", "bare"), func(context.Context) { r = bareLoop(b, sim.URL(), keys, c) })
-			bareAt[c] = r
-			if r > bareBest {
-				bareBest, bestConc = r, c
+			p := measure(b, "bare", n, func(context.Context) { bareLoop(b, sim.URL(), keys, c) })
+			bareAt[c] = p
+			if p.rowsPerSec() > bare.rowsPerSec() {
+				bare, bestConc = p, c
 			}
 		}
-		runtime.GC()
 		out := filepath.Join(dir, "lake"+strconv.Itoa(iter))
 		var stderr bytes.Buffer
-		start := time.Now()
 		var code int
-		pprof.Do(b.Context(), pprof.Labels("phase", "job"), func(ctx context.Context) {
+		job = measure(b, "job", n, func(ctx context.Context) {
 			code = Main(ctx, benchArgs(sim, sk, in, out, "--rate", "0", "--concurrency", strconv.Itoa(bestConc)),
 				Env{Stdout: io.Discard, Stderr: &stderr})
 		})
-		wall := time.Since(start)
 		o := summaryOf(b, code, stderr.String())
 		requireAllLoaded(b, o, n)
-		jobRate = n / wall.Seconds()
 		summaryRate = o.num("rate_achieved")
+		if again := measure(b, "bare", n, func(context.Context) { bareLoop(b, sim.URL(), keys, bestConc) }); again.rowsPerSec() > bare.rowsPerSec() {
+			bare = again
+		}
 		b.StopTimer()
 		if _, rows, err := parquet.CommittedKeys(b.Context(), out); err != nil || rows != n {
 			b.Fatalf("parquet output holds %d rows (%v), want %d", rows, err, n)
 		}
 		b.StartTimer()
 	}
-	for c, r := range bareAt {
-		b.ReportMetric(r, fmt.Sprintf("bare_c%d_rows/s", c))
+	for c, p := range bareAt {
+		b.ReportMetric(p.rowsPerSec(), fmt.Sprintf("bare_c%d_rows/s", c))
 	}
+	bareRate, jobR = bare.rowsPerSec(), job.rowsPerSec()
 	b.ReportMetric(float64(bestConc), "concurrency")
-	b.ReportMetric(bareBest, "bare_rows/s")
-	b.ReportMetric(jobRate, "job_rows/s")
+	b.ReportMetric(bareRate, "bare_rows/s")
+	b.ReportMetric(jobR, "job_rows/s")
 	b.ReportMetric(summaryRate, "job_summary_req/s")
-	b.ReportMetric(jobRate/bareBest, "job/bare")
-	b.Logf("bare loop rows/s by concurrency %v; job at concurrency %d: %.0f rows/s (summary %.0f req/s) = %.0f%% of the bare loop",
-		bareAt, bestConc, jobRate, summaryRate, 100*jobRate/bareBest)
-	if jobRate < 0.7*bareBest {
+	b.ReportMetric(jobR/bareRate, "job/bare")
+	b.ReportMetric(bare.cpuPerRow(), "bare_cpu_us/row")
+	b.ReportMetric(job.cpuPerRow(), "job_cpu_us/row")
+	b.Logf("bare loop by concurrency %v; job at concurrency %d: %s (summary %.0f req/s); bare reference %s; job/bare %.0f%%",
+		bareAt, bestConc, job, summaryRate, bare, 100*jobR/bareRate)
+	if jobR < 0.7*bareRate {
 		b.Errorf("job %.0f rows/s is %.0f%% of the bare loop's %.0f rows/s at concurrency %d, want at least 70%%",
-			jobRate, 100*jobRate/bareBest, bareBest, bestConc)
+			jobR, 100*jobR/bareRate, bareRate, bestConc)
 	}
+}
+
+// phase is one measured run: its wall time and this process's CPU time.
+type phase struct {
+	rows      int
+	wall, cpu time.Duration
+}
+
+func (p phase) rowsPerSec() float64 {
+	if p.wall <= 0 {
+		return 0
+	}
+	return float64(p.rows) / p.wall.Seconds()
+}
+
+func (p phase) cpuPerRow() float64 { return float64(p.cpu.Microseconds()) / float64(p.rows) }
+
+func (p phase) String() string {
+	return fmt.Sprintf("%.0f rows/s, %.1f us CPU/row", p.rowsPerSec(), p.cpuPerRow())
+}
+
+// measure runs f for rows rows under the pprof label phase=label, after a GC
+// so no earlier run's garbage is charged to it. The labels split a
+// -cpuprofile into the bare loop, the job and the (unlabelled) simulator and
+// GC workers: go tool pprof -tagfocus=phase=job.
+func measure(b *testing.B, label string, rows int, f func(context.Context)) phase {
+	b.Helper()
+	runtime.GC()
+	cpu0 := processCPU(b)
+	start := time.Now()
+	pprof.Do(b.Context(), pprof.Labels("phase", label), f)
+	return phase{rows: rows, wall: time.Since(start), cpu: processCPU(b) - cpu0}
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // bareLoop is the reference client: conc goroutines take the next key from
@@ -347,8 +394,8 @@ func BenchmarkThroughput(b *testing.B) {
 // content-length;content-type;host, like the etl's defaults), POST it with a
 // plain http.Client whose transport keeps conc connections to the host, check
 // for HTTP 200, and read the body to io.Discard without parsing it. No rate
-// limiter, no retries, no output. It returns keys per second.
-func bareLoop(b *testing.B, baseURL string, keys []extract.Key, conc int) float64 {
+// limiter, no retries, no output.
+func bareLoop(b *testing.B, baseURL string, keys []extract.Key, conc int) {
 	b.Helper()
 	u, err := url.Parse(baseURL)
 	if err != nil {
@@ -369,7 +416,6 @@ func bareLoop(b *testing.B, baseURL string, keys []extract.Key, conc int) float6
 		failed  atomic.Bool
 	)
 	fail := func(err error) { errOnce.Do(func() { failure = err; failed.Store(true) }) }
-	start := time.Now()
 	for range conc {
 		wg.Add(1)
 		go func() {
@@ -412,11 +458,9 @@ func bareLoop(b *testing.B, baseURL string, keys []extract.Key, conc int) float6
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if failure != nil {
 		b.Fatalf("bare loop at concurrency %d: %v", conc, failure)
 	}
-	return float64(len(keys)) / elapsed.Seconds()
 }
 
 // BenchmarkMemory measures the peak RSS of the etl process alone for 100,000

@@ -85,7 +85,7 @@ func TestCSVToPostgresAndParquetAtOnce(t *testing.T) {
 	if err := db.QueryRow(t.Context(), "SELECT status, loaded FROM cms.etl_run").Scan(&status, &loaded); err != nil {
 		t.Fatal(err)
 	}
-	if status != "partial" || loaded != want["ok"] {
+	if status != "partial" || loaded != want["ok"] || count(t, db, "SELECT count(*) FROM cms.etl_run WHERE summary ? 'outcomes'") != 1 {
 		t.Errorf("cms.etl_run: status %q loaded %d, want partial and %d", status, loaded, want["ok"])
 	}
 

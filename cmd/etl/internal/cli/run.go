@@ -65,7 +65,7 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 		}
 		return ExitAborted
 	}
-	defer w.close(log)
+	defer w.close(ctx, log)
 
 	started := time.Now()
 	if w.db != nil {
@@ -95,7 +95,9 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 	if w.db != nil {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := postgres.FinishRun(fctx, w.db, w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)); err != nil {
+		rec := w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)
+		rec.Summary = sum.JSON()
+		if err := postgres.FinishRun(fctx, w.db, rec); err != nil {
 			log.Error().Err(err).Msg("record run end")
 		}
 	}
@@ -115,12 +117,12 @@ type wiring struct {
 	size    func() (done, total int64)
 }
 
-func (w *wiring) close(log zerolog.Logger) {
+func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	if w.stopExt != nil {
 		w.stopExt()
 	}
 	if w.pq != nil {
-		if err := w.pq.Close(context.Background()); err != nil {
+		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
 			log.Error().Err(err).Msg("close parquet output")
 		}
 	}
@@ -155,7 +157,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	w = &wiring{}
 	defer func() {
 		if err != nil {
-			w.close(log)
+			w.close(ctx, log)
 		}
 	}()
 	lim := pool.NewAdaptiveLimiter(c.Rate, c.Burst)

@@ -75,6 +75,21 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 	return s
 }
 
+// JSON is the summary as stored in cms.etl_run.summary.
+func (s Summary) JSON() map[string]any {
+	counts := map[string]int64{}
+	for _, o := range job.Outcomes {
+		counts[string(o)] = s.Counts[o]
+	}
+	return map[string]any{
+		"status": s.Status, "exit_code": s.ExitCode, "error": s.Error, "rows_read": s.Read, "outcomes": counts,
+		"requests": s.Requests, "retries": s.Retries, "http_429": s.Throttled, "http_503": s.Unavailable,
+		"rate_configured": s.Configured, "rate_achieved": round1(s.AchievedRate), "rate_cuts": s.RateCuts,
+		"latency_p50_ms": ms(s.LatencyP50), "latency_p95_ms": ms(s.LatencyP95), "unknown_codes": s.Unknown,
+		"field_problems": s.Problems, "parquet_files": s.Files, "duration_s": round1(s.Duration.Seconds()),
+	}
+}
+
 func printSummary(w io.Writer, s Summary) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nrun %s %s in %s\n", s.RunID, s.Status, s.Duration.Round(time.Millisecond))
