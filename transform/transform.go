@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
@@ -238,12 +239,13 @@ func callStartedAt(callID string) (time.Time, bool) {
 	return time.UnixMilli(n).UTC(), true
 }
 
-// withoutNUL removes NUL characters (\u0000) from the strings and keys of a
-// JSON document: PostgreSQL's jsonb rejects them, and one such value would
-// otherwise fail the whole batch it is committed with. Documents without the
-// escape are returned as they are.
+// withoutNUL makes a JSON document storable as jsonb: PostgreSQL rejects
+// NUL characters (\u0000), invalid UTF-8 and lone UTF-16 surrogate escapes
+// (which Java servers can emit), and one such value would otherwise fail the
+// whole batch it is committed with. NULs are removed; encoding/json replaces
+// the others with U+FFFD. Clean documents are returned as they are.
 func withoutNUL(raw json.RawMessage) json.RawMessage {
-	if !bytes.Contains(raw, []byte(`\u0000`)) {
+	if !bytes.Contains(raw, []byte(`\u0000`)) && !hasSurrogateEscape(raw) && utf8.Valid(raw) {
 		return raw
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -257,6 +259,24 @@ func withoutNUL(raw json.RawMessage) json.RawMessage {
 		return raw
 	}
 	return out
+}
+
+// hasSurrogateEscape reports a \uD800-\uDFFF escape, paired or not: pairs
+// are legal but rare, and re-encoding them is harmless.
+func hasSurrogateEscape(raw []byte) bool {
+	for i := bytes.Index(raw, []byte(`\u`)); i >= 0 && i+3 < len(raw); {
+		if c := raw[i+2]; c == 'd' || c == 'D' {
+			if h := raw[i+3]; h >= '8' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F' {
+				return true
+			}
+		}
+		next := bytes.Index(raw[i+2:], []byte(`\u`))
+		if next < 0 {
+			break
+		}
+		i += 2 + next
+	}
+	return false
 }
 
 func stripNUL(v any) any {

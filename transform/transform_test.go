@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
@@ -417,5 +418,30 @@ func TestNULIsRemovedFromTextAndRaw(t *testing.T) {
 	clean := json.RawMessage(`{"a":"b"}`)
 	if row, _ := ToRow(Input{Key: extract.Key{CCID: 1, VDN: 1, CallID: "1-1"}, Raw: clean}); &row.Raw[0] != &clean[0] {
 		t.Error("a document without NUL was copied")
+	}
+}
+
+func TestRawIsMadeStorableAsJSONB(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{"lone high surrogate", `{"callSkill":"a\ud800b"}`},
+		{"lone low surrogate upper case", `{"callSkill":"a\uDC00b"}`},
+		{"invalid utf-8", "{\"callSkill\":\"a\xffb\"}"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			row, _ := ToRow(Input{Key: extract.Key{CCID: 1, VDN: 1, CallID: "1-1"}, Raw: json.RawMessage(tc.raw)})
+			if !utf8.Valid(row.Raw) || bytes.Contains(bytes.ToLower(row.Raw), []byte(`\ud8`)) || bytes.Contains(bytes.ToLower(row.Raw), []byte(`\udc`)) {
+				t.Fatalf("raw still not storable: %q", row.Raw)
+			}
+			var m map[string]string
+			if err := json.Unmarshal(row.Raw, &m); err != nil || m["callSkill"] != "a\uFFFDb" {
+				t.Fatalf("raw = %q (%v), want callSkill a\\uFFFDb", row.Raw, err)
+			}
+		})
 	}
 }

@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.BoolVar(&cfg.TLS, "tls", true, "serve HTTPS with a generated self-signed certificate")
 	fs.StringVar(&cfg.CertFile, "cert-file", "", "write the certificate PEM (the CA to trust) here; default a temp file removed on exit")
 	fs.StringVar(&cfg.Credentials.AK, "ak", envOr("CMS_AK", "demoAK"), "access key to accept (env CMS_AK)")
-	fs.StringVar(&cfg.Credentials.SK, "sk", envOr("CMS_SK", "demoSK"), "secret key to accept (env CMS_SK; prefer the env over the flag)")
+	// The default is filled in after parsing so -h never prints an SK taken from the environment.
+	fs.StringVar(&cfg.Credentials.SK, "sk", "", `secret key to accept (default: env CMS_SK, else "demoSK"; prefer the env over the flag)`)
 	fs.DurationVar(&cfg.Latency, "latency", 0, "latency added to every authenticated request")
 	fs.DurationVar(&cfg.LatencyJitter, "latency-jitter", 0, "uniform random extra latency in [0, jitter)")
 	fs.Float64Var(&cfg.NoDataShare, "no-data-share", 0, "share of call keys answering no data (0..1)")
@@ -70,6 +71,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.Credentials.SK == "" {
+		cfg.Credentials.SK = envOr("CMS_SK", "demoSK")
 	}
 	level, err := zerolog.ParseLevel(logLevel)
 	if err != nil {

@@ -262,7 +262,7 @@ func failureMessage(status int, resp Response, err error) string {
 	var msg string
 	switch {
 	case status == http.StatusUnauthorized:
-		msg = statusText(status) + ": signature rejected (check api-ak/api-sk, signed-headers, timestamp-layout and the clock)"
+		msg = statusText(status) + ": signature rejected (check the AK and SK, --signed-headers, --timestamp-precision and the clock)"
 	case status == http.StatusForbidden:
 		msg = statusText(status) + ": access denied (source IP not allowed or locked after bad signatures)"
 	case err != nil && status == 0 && isTLSVerifyError(err):

@@ -443,10 +443,12 @@ func TestCancellation(t *testing.T) {
 		cfg := testConfig(ts)
 		cfg.BackoffBase, cfg.BackoffCap = time.Hour, time.Hour
 		cfg.MaxAttempts = 5
+		ctx, cancel := context.WithCancel(t.Context())
+		// Cancel once the first attempt has ended, i.e. during the backoff,
+		// however slow the machine is.
+		cfg.OnAttempt = func(Attempt) { time.AfterFunc(50*time.Millisecond, cancel) }
 		c := newTestClient(t, cfg)
 		c.clock.randN = func(n int64) int64 { return n - 1 } // a real, hour-long sleep
-		ctx, cancel := context.WithCancel(t.Context())
-		time.AfterFunc(100*time.Millisecond, cancel)
 		start := time.Now()
 		res := c.Query(ctx, testKey)
 		if took := time.Since(start); took > 2*time.Second {
@@ -669,12 +671,12 @@ func TestConfigValidate(t *testing.T) {
 		{"api-url", func(c *Config) { c.BaseURL = "https://user:pw@h:1" }},
 		{"api-url", func(c *Config) { c.BaseURL = "https://h:1" + QueryPath }},
 		{"api-url", func(c *Config) { c.BaseURL = "https://h:1?x=1" }},
-		{"api-ak", func(c *Config) { c.Credentials.AK = "" }},
-		{"api-ak", func(c *Config) { c.Credentials.AK = "a/b" }},
-		{"api-sk", func(c *Config) { c.Credentials.SK = "" }},
+		{"ak (--ak or CMS_AK)", func(c *Config) { c.Credentials.AK = "" }},
+		{"ak (--ak or CMS_AK)", func(c *Config) { c.Credentials.AK = "a/b" }},
+		{"sk (CMS_SK or --sk-file)", func(c *Config) { c.Credentials.SK = "" }},
 		{"signed-headers", func(c *Config) { c.SignedHeaders = []string{} }},
 		{"signed-headers", func(c *Config) { c.SignedHeaders = []string{"host", "x-date"} }},
-		{"timestamp-layout", func(c *Config) { c.TimestampLayout = time.RFC3339 }},
+		{"timestamp-precision", func(c *Config) { c.TimestampLayout = time.RFC3339 }},
 		{"max-attempts", func(c *Config) { c.MaxAttempts = -1 }},
 		{"request-timeout", func(c *Config) { c.RequestTimeout = -time.Second }},
 		{"backoff-base", func(c *Config) { c.BackoffBase = -1 }},

@@ -128,13 +128,13 @@ func (c Config) Validate() error {
 		return errors.New("api-url: give only scheme://host:port, without path or query")
 	}
 	if c.Credentials.AK == "" {
-		return errors.New("api-ak: is empty")
+		return errors.New("ak (--ak or CMS_AK): is empty")
 	}
 	if strings.Contains(c.Credentials.AK, "/") {
-		return errors.New("api-ak: must not contain '/'")
+		return errors.New("ak (--ak or CMS_AK): must not contain '/'")
 	}
 	if c.Credentials.SK == "" {
-		return errors.New("api-sk: is empty")
+		return errors.New("sk (CMS_SK or --sk-file): is empty")
 	}
 	if c.SignedHeaders != nil {
 		sh := authv2.SignedHeaders(c.SignedHeaders)
@@ -150,7 +150,7 @@ func (c Config) Validate() error {
 	switch c.TimestampLayout {
 	case "", authv2.LayoutMillis, authv2.LayoutSeconds:
 	default:
-		return errors.New("timestamp-layout: must be authv2.LayoutMillis or authv2.LayoutSeconds")
+		return errors.New("timestamp-precision: must be ms (authv2.LayoutMillis) or s (authv2.LayoutSeconds)")
 	}
 	switch {
 	case c.MaxAttempts < 0:

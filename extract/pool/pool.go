@@ -33,6 +33,10 @@ type Config struct {
 	// Stop, when set, is called once with the reason as soon as the pool
 	// decides the run must stop, so the source stops feeding it.
 	Stop func(error)
+	// Halt, when set and done, makes workers pass the items still arriving
+	// through unprocessed instead of querying them, while requests already
+	// in flight finish (the grace period of an interrupt).
+	Halt context.Context
 }
 
 // Defaults.
@@ -131,11 +135,15 @@ func (c *Counters) Observe(a cms.Attempt) {
 // in-flight requests; items still arriving on in are passed through
 // unprocessed, so the caller can account for every item.
 func Run[T any](ctx context.Context, cfg Config, q Querier, in <-chan T, key func(T) extract.Key, out chan<- Done[T]) error {
+	defer close(out)
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		for item := range in {
+			out <- Done[T]{Item: item}
+		}
 		return err
 	}
-	defer close(out)
+	halted := func() bool { return cfg.Halt != nil && cfg.Halt.Err() != nil }
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -158,7 +166,7 @@ func Run[T any](ctx context.Context, cfg Config, q Querier, in <-chan T, key fun
 	for range cfg.Concurrency {
 		g.Go(func() error {
 			for item := range in {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || halted() {
 					out <- Done[T]{Item: item}
 					continue
 				}

@@ -115,6 +115,23 @@ func (s *queueSource) Next(ctx context.Context) (job.Item, error) {
 	return it, nil
 }
 
+// Release hands back rows claimed but never given to the job (the run
+// stopped first), so the next run need not wait for their lease.
+func (s *queueSource) Release(ctx context.Context) error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	outs := make([]queue.Outcome, len(s.buf))
+	for i, c := range s.buf {
+		outs[i] = queue.Outcome{Key: c.Key, Status: queue.StatusRelease}
+	}
+	if _, err := s.q.Settle(ctx, s.db, outs); err != nil {
+		return fmt.Errorf("release %d claimed queue rows: %w", len(outs), err)
+	}
+	s.buf = nil
+	return nil
+}
+
 // SameDatabase: the queue and the warehouse share DATABASE_URL.
 func (s *queueSource) SameDatabase() bool { return true }
 
@@ -123,6 +140,10 @@ func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settl
 	outs := make([]queue.Outcome, 0, len(settled))
 	for _, st := range settled {
 		o := queue.Outcome{Key: st.Item.Key, Error: st.Reason, ResultCode: st.Result.ResultCode}
+		if o.ResultCode == "" && st.Result.HTTPStatus != 0 && st.Result.HTTPStatus != 200 {
+			// So `etl requeue --result-code "HTTP 503"` can target transport-level failures.
+			o.ResultCode = fmt.Sprintf("HTTP %d", st.Result.HTTPStatus)
+		}
 		switch st.Outcome {
 		case job.Loaded, job.AlreadyLoaded, job.Duplicate:
 			o.Status = queue.StatusDone
@@ -219,12 +240,16 @@ func (w warehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(c
 type rejectsLog struct{ w *rejects.Writer }
 
 func (r rejectsLog) Add(s job.Settlement) error {
-	return r.w.Add(rejects.Entry{
+	e := rejects.Entry{
 		Line: s.Item.Line, Key: s.Item.Key,
-		RawCCID: s.Item.Raw[0], RawVDN: s.Item.Raw[1], RawCallID: s.Item.Raw[2],
 		Outcome: string(s.Outcome), Reason: s.Reason, ResultCode: s.Result.ResultCode,
 		HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
-	})
+	}
+	if s.Item.Err != nil {
+		// The key did not parse: the cells as read are all there is.
+		e.RawCCID, e.RawVDN, e.RawCallID = s.Item.Raw[0], s.Item.Raw[1], s.Item.Raw[2]
+	}
+	return r.w.Add(e)
 }
 
 func (r rejectsLog) Flush(context.Context, pgx.Tx) error { return r.w.Flush() }

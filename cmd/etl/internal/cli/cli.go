@@ -172,9 +172,9 @@ func Run() int {
 	go func() {
 		// A second signal after the first means "now": skip the grace period.
 		<-ctx.Done()
-		stop()
 		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM) // before stop(), so no signal hits the default action
+		stop()
 		<-sig
 		fmt.Fprintln(os.Stderr, "etl: second signal, exiting without waiting")
 		os.Exit(ExitAborted)

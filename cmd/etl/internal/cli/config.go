@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -117,7 +118,7 @@ func (c *Config) registerRun(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
-	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down)")
+	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down); -1 = never")
 	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
 	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")
@@ -342,11 +343,17 @@ func (c *Config) validateRun() error {
 	default:
 		return usagef("--progress %q: want auto, bar, log or none", c.Progress)
 	}
-	if c.RunID != "" && strings.ContainsAny(c.RunID, "/\\ \t\n") {
-		return usagef("--run-id %q: no slashes or spaces", c.RunID)
+	if c.RunID != "" && !runIDPattern.MatchString(c.RunID) {
+		return usagef("--run-id %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters", c.RunID)
+	}
+	if c.MaxTransient == 0 {
+		return usagef("--max-transient-streak 0: use a positive number, or -1 to never stop on transient failures")
 	}
 	return c.validateAPI()
 }
+
+// runIDPattern: run ids become part of file names.
+var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // errHelp is returned for -h/--help: exit 0 after the usage text.
 var errHelp = errors.New("help requested")

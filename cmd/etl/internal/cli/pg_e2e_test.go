@@ -154,7 +154,7 @@ func TestQueueRunKilledThenRerunEndsEveryRowOnce(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status IN ('pending','running')"); n == 0 {
-		t.Skipf("run finished before the kill: %s", stderr.String())
+		skipOrFail(t, "run finished before the kill: %s", stderr.String())
 	}
 	// Rows the killed run held are claimable once its lease runs out.
 	time.Sleep(5500 * time.Millisecond)

@@ -59,11 +59,19 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 	w, err := wire(ctx, c, log)
 	if err != nil {
 		log.Error().Err(err).Msg("run not started")
+		code := ExitAborted
 		var ue *UsageError
 		if errors.As(err, &ue) {
-			return ExitUsage
+			code = ExitUsage
 		}
-		return ExitAborted
+		if c.MetricsFile != "" {
+			// Keep node_exporter from exporting last night's success.
+			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: job.Counts{}}
+			if err := writeMetrics(c.MetricsFile, sum); err != nil {
+				log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
+			}
+		}
+		return code
 	}
 	defer w.close(ctx, log)
 
@@ -120,6 +128,13 @@ type wiring struct {
 func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	if w.stopExt != nil {
 		w.stopExt()
+	}
+	if w.queue != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		if err := w.queue.Release(rctx); err != nil {
+			log.Warn().Err(err).Msg("hand back claimed queue rows; they become claimable when their lease runs out")
+		}
+		cancel()
 	}
 	if w.pq != nil {
 		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
@@ -221,6 +236,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 		w.csv = r
 		j.Source = csvSource{r}
+		j.Dedup = true
 		w.size = func() (int64, int64) { return r.BytesRead(), r.Size() }
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)

@@ -116,6 +116,13 @@ type Job struct {
 	Grace time.Duration
 	// Lookahead is how many keys are looked up in the Skipper at once.
 	Lookahead int
+	// Dedup settles a key seen earlier in the run as a duplicate. Right for
+	// files; wrong for the queue, where a row retried within one run is
+	// legitimately claimed again.
+	Dedup bool
+	// CommitTimeout bounds one commit, so a hung database cannot hold the
+	// output (and its lock) forever. Default 2 minutes.
+	CommitTimeout time.Duration
 	// OnProgress is called from the collector after each commit and every
 	// ProgressEvery (may be nil).
 	OnProgress    func(Progress)
@@ -153,6 +160,9 @@ func (j *Job) Run(ctx context.Context) Result {
 	}
 	if j.Lookahead <= 0 {
 		j.Lookahead = 512
+	}
+	if j.CommitTimeout <= 0 {
+		j.CommitTimeout = 2 * time.Minute
 	}
 	conc := j.Pool.Concurrency
 	if conc <= 0 {
@@ -212,6 +222,7 @@ func (j *Job) Run(ctx context.Context) Result {
 		defer wg.Done()
 		pc := j.Pool
 		pc.Stop = func(err error) { stop(err) }
+		pc.Halt = stopCtx
 		poolErr = pool.Run(reqCtx, pc, j.Client, work, func(it Item) extract.Key { return it.Key }, results)
 	}()
 	go func() {
@@ -250,6 +261,10 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 	batch := make([]Item, 0, j.Lookahead)
 	keys := make([]extract.Key, 0, j.Lookahead)
 	send := func(it Item) error {
+		if ctx.Err() != nil {
+			direct <- Settlement{Item: it, Outcome: Unprocessed}
+			return nil
+		}
 		select {
 		case work <- it:
 			return nil
@@ -258,6 +273,13 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 			direct <- Settlement{Item: it, Outcome: Unprocessed}
 			return nil
 		}
+	}
+	// unprocessed accounts for rows read but not yet sent when reading stops.
+	unprocessed := func() {
+		for _, it := range batch {
+			direct <- Settlement{Item: it, Outcome: Unprocessed}
+		}
+		batch = batch[:0]
 	}
 	flush := func() error {
 		if len(batch) == 0 {
@@ -272,11 +294,8 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 			var err error
 			inPq, inWh, err = j.Skip.Present(ctx, keys)
 			if err != nil {
+				unprocessed()
 				if ctx.Err() != nil {
-					for _, it := range batch {
-						direct <- Settlement{Item: it, Outcome: Unprocessed}
-					}
-					batch = batch[:0]
 					return nil
 				}
 				return fmt.Errorf("look up already loaded keys: %w", err)
@@ -305,6 +324,7 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 			if ctx.Err() != nil {
 				break
 			}
+			unprocessed()
 			return fmt.Errorf("read input: %w", err)
 		}
 		j.read.Add(1)
@@ -312,12 +332,14 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 			direct <- Settlement{Item: it, Outcome: Rejected, Reason: it.Err.Error()}
 			continue
 		}
-		d := it.Key.Digest()
-		if _, dup := seen[d]; dup {
-			direct <- Settlement{Item: it, Outcome: Duplicate, Reason: "repeats an earlier row"}
-			continue
+		if j.Dedup {
+			d := it.Key.Digest()
+			if _, dup := seen[d]; dup {
+				direct <- Settlement{Item: it, Outcome: Duplicate, Reason: "repeats an earlier row"}
+				continue
+			}
+			seen[d] = struct{}{}
 		}
-		seen[d] = struct{}{}
 		batch = append(batch, it)
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
@@ -355,7 +377,10 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 		if failed != nil || len(settled) == 0 {
 			return
 		}
-		if err := j.commit(commitCtx, pqRows, whRows, settled, &out); err != nil {
+		cctx, cancel := context.WithTimeout(commitCtx, j.CommitTimeout)
+		err := j.commit(cctx, pqRows, whRows, settled, &out)
+		cancel()
+		if err != nil {
 			failed = err
 			abort(err)
 			for _, s := range settled {
