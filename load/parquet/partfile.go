@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/cmsetl/cms-etl/load"
 	"os"
 	"path/filepath"
 
@@ -157,7 +158,7 @@ func (p *partFile) finish() error {
 	if err := os.Rename(p.tmpPath, p.finalPath); err != nil {
 		return fmt.Errorf("rename parquet file: %w", err)
 	}
-	return syncDir(p.dir)
+	return load.SyncDir(p.dir)
 }
 
 func (p *partFile) abort() error {
@@ -169,21 +170,4 @@ func (p *partFile) abort() error {
 		err = errors.Join(err, fmt.Errorf("remove parquet file: %w", rmErr))
 	}
 	return err
-}
-
-// syncDir makes the directory's entries (a rename, a new file or
-// subdirectory) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for sync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cmsetl/cms-etl/load"
 	"maps"
 	"os"
 	"path/filepath"
@@ -324,7 +325,7 @@ func (s *Sink) Commit(ctx context.Context) (CommitInfo, error) {
 	if newDirs {
 		// A partition directory created in this run must itself be durable
 		// for the files in it to be.
-		if err := syncDir(s.cfg.Dir); err != nil {
+		if err := load.SyncDir(s.cfg.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"github.com/cmsetl/cms-etl/load"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,7 +149,7 @@ func (w *Writer) flush() error {
 		return fmt.Errorf("sync rejects file %s: %w", w.path, err)
 	}
 	if !w.synced {
-		if err := syncDir(w.dir); err != nil {
+		if err := load.SyncDir(w.dir); err != nil {
 			return err
 		}
 		w.synced = true
@@ -172,19 +173,4 @@ func (w *Writer) Close() error {
 		err = errors.Join(err, fmt.Errorf("close rejects file %s: %w", w.path, cerr))
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory for sync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -127,25 +127,12 @@ func printSummary(w io.Writer, s Summary) {
 }
 
 func logSummary(log zerolog.Logger, s Summary) {
-	counts := zerolog.Dict()
-	for _, o := range job.Outcomes {
-		counts.Int64(string(o), s.Counts[o])
-	}
-	unknown := zerolog.Arr()
-	for _, u := range s.Unknown {
-		unknown.Dict(zerolog.Dict().Str("field", u.Field).Int64("code", u.Code).Int64("count", u.Count))
-	}
 	ev := log.Info()
 	if s.ExitCode == ExitAborted {
 		ev = log.Error()
 	}
-	ev.Str("event", "run_summary").Str("status", s.Status).Int("exit_code", s.ExitCode).Str("error", s.Error).
-		Int64("rows_read", s.Read).Dict("outcomes", counts).
-		Int64("requests", s.Requests).Int64("retries", s.Retries).Int64("http_429", s.Throttled).Int64("http_503", s.Unavailable).
-		Float64("rate_configured", s.Configured).Float64("rate_achieved", round1(s.AchievedRate)).Int64("rate_cuts", s.RateCuts).
-		Float64("latency_p50_ms", ms(s.LatencyP50)).Float64("latency_p95_ms", ms(s.LatencyP95)).
-		Array("unknown_codes", unknown).Int64("field_problems", s.Problems).Int("parquet_files", s.Files).
-		Float64("duration_s", round1(s.Duration.Seconds())).Msg("run summary")
+	// The same figures as cms.etl_run.summary, so both read alike.
+	ev.Str("event", "run_summary").Fields(s.JSON()).Msg("run summary")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
