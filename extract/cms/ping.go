@@ -2,7 +2,6 @@ package cms
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -95,11 +94,18 @@ func (c *Client) Ping(ctx context.Context) PingResult {
 		p.Reachable = true
 		p.TLSVerified = ex.tls
 		p.SignatureAccepted = ex.status >= 200 && ex.status <= 299
-		var body struct {
-			Status json.RawMessage `json:"status"`
+		var status envValue
+		s := objectScanner{b: *bp, invalid: errInvalidJSON}
+		statusIndex := func(key []byte) int {
+			if strings.EqualFold(string(key), "status") {
+				return 0
+			}
+			return -1
 		}
-		if ex.err == nil && json.Unmarshal(*bp, &body) == nil {
-			p.Status, _ = scalarText(body.Status)
+		if ex.err == nil && s.object(statusIndex, func(_, kind int, tok []byte, esc bool) {
+			status = envValue{kind: kind, tok: tok, esc: esc}
+		}) == nil {
+			p.Status, _ = scalarText(status)
 		}
 		switch {
 		case !p.SignatureAccepted:

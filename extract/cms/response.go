@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // Business result codes (cms-api.md section 4).
@@ -42,42 +43,75 @@ type Response struct {
 // ErrMalformed marks a response body that is not a usable envelope.
 var ErrMalformed = errors.New("malformed response")
 
-// envelope holds the four fields raw so each can be string, object or null.
-type envelope struct {
-	ResultCode  json.RawMessage `json:"resultCode"`
-	Result      json.RawMessage `json:"result"`
-	ResultDesc  json.RawMessage `json:"resultDesc"`
-	ResultDatas json.RawMessage `json:"resultDatas"`
+// Envelope members, as slots of envelopeIndex.
+const (
+	envResultCode = iota
+	envResult
+	envResultDesc
+	envResultDatas
+	numEnvelope
+)
+
+// envelopeIndex matches the four envelope members case-insensitively, as
+// encoding/json did before the scanner replaced it; other members are skipped.
+func envelopeIndex(key []byte) int {
+	switch k := string(key); {
+	case strings.EqualFold(k, "resultCode"):
+		return envResultCode
+	case strings.EqualFold(k, "result"):
+		return envResult
+	case strings.EqualFold(k, "resultDesc"):
+		return envResultDesc
+	case strings.EqualFold(k, "resultDatas"):
+		return envResultDatas
+	}
+	return -1
 }
+
+// envValue is one envelope member as scanned; tok aliases the body.
+type envValue struct {
+	kind int
+	tok  []byte
+	esc  bool
+}
+
+// errInvalidJSON is wrapped by envelope scanning errors.
+var errInvalidJSON = errors.New("invalid JSON")
 
 // DecodeResponse decodes the envelope only; the object is left raw for
 // DecodeRecord. A body that is not a JSON object, or that carries neither
-// resultCode nor result, is an error wrapping ErrMalformed.
+// resultCode nor result, is an error wrapping ErrMalformed. The returned
+// Object is a copy: body may be reused once this returns.
 func DecodeResponse(body []byte) (Response, error) {
-	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
+	var env [numEnvelope]envValue
+	s := objectScanner{b: body, invalid: errInvalidJSON}
+	err := s.object(envelopeIndex, func(i, kind int, tok []byte, esc bool) {
+		env[i] = envValue{kind: kind, tok: tok, esc: esc}
+	})
+	if err != nil {
 		return Response{}, malformed(err.Error())
 	}
 	var r Response
-	if code, ok := scalarText(env.ResultCode); ok {
+	if code, ok := scalarText(env[envResultCode]); ok {
 		r.Code = code
-	} else if code, ok := scalarText(env.Result); ok {
+	} else if code, ok := scalarText(env[envResult]); ok {
 		r.Code, r.Legacy = code, true
 	} else {
 		return Response{}, malformed("neither resultCode nor result present")
 	}
+	desc, datas := env[envResultDesc], env[envResultDatas]
 	switch {
-	case isObject(env.ResultDesc):
-		r.Object = nonEmptyObject(env.ResultDesc)
-		if r.Object == nil && isObject(env.ResultDatas) {
-			r.Object = nonEmptyObject(env.ResultDatas)
+	case desc.kind == tokObject:
+		r.Object = nonEmptyObject(desc.tok)
+		if r.Object == nil && datas.kind == tokObject {
+			r.Object = nonEmptyObject(datas.tok)
 		}
-	case isObject(env.ResultDatas):
-		r.Object = nonEmptyObject(env.ResultDatas)
+	case datas.kind == tokObject:
+		r.Object = nonEmptyObject(datas.tok)
 	}
-	if msg, ok := scalarText(env.ResultDesc); ok {
+	if msg, ok := scalarText(desc); ok {
 		r.Message = msg
-	} else if msg, ok := scalarText(env.ResultDatas); ok {
+	} else if msg, ok := scalarText(datas); ok {
 		r.Message = msg
 	}
 	return r, nil
@@ -94,35 +128,32 @@ func (e *malformedError) Unwrap() error { return ErrMalformed }
 
 // scalarText returns a JSON string's value or a number's literal text. Null,
 // absent, objects, arrays and booleans give ok=false.
-func scalarText(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
+func scalarText(v envValue) (string, bool) {
+	if len(v.tok) == 0 {
 		return "", false
 	}
-	switch c := raw[0]; {
-	case c == '"':
+	switch v.kind {
+	case tokString:
+		if !v.esc {
+			return string(v.tok[1 : len(v.tok)-1]), true
+		}
 		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		if json.Unmarshal(v.tok, &s) != nil {
 			return "", false
 		}
 		return s, true
-	case c == '-' || c >= '0' && c <= '9':
-		return string(raw), true
+	case tokNumber:
+		return string(v.tok), true
 	}
 	return "", false
 }
 
-func isObject(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && raw[0] == '{'
-}
-
-// nonEmptyObject returns raw (an object) unless it is {}.
-func nonEmptyObject(raw json.RawMessage) json.RawMessage {
+// nonEmptyObject copies raw (an object) unless it is {}.
+func nonEmptyObject(raw []byte) json.RawMessage {
 	if IsEmptyObject(raw) {
 		return nil
 	}
-	return raw
+	return bytes.Clone(raw)
 }
 
 // Classify maps the outcome of one attempt to exactly one class. status is

@@ -266,6 +266,13 @@ func TestDecodeResponseEdgeCases(t *testing.T) {
 		{name: "empty body", body: ``, malformed: true},
 		{name: "null body", body: `null`, malformed: true},
 		{name: "html error page", body: `<html><body>502 Bad Gateway</body></html>`, malformed: true},
+		{name: "member names match case-insensitively", body: `{"ResultCode":"0100000","RESULTDESC":{"dsn":1}}`, code: "0100000", object: true},
+		{name: "escaped member name", body: `{"result\u0043ode":"0100000","resultDesc":"ok"}`, code: "0100000", msg: "ok"},
+		{name: "escaped message", body: `{"resultCode":"0100001","resultDesc":"line\none \u00e9"}`, code: "0100001", msg: "line\none \u00e9"},
+		{name: "last repeated member wins", body: `{"resultCode":"0100001","resultCode":"0100000","resultDesc":{"dsn":1}}`, code: "0100000", object: true},
+		{name: "other members skipped", body: `{"x":[{"y":[1,2,{"z":null}]}],"resultCode":"0100000","resultDesc":{"dsn":1}}`, code: "0100000", object: true},
+		{name: "trailing data", body: `{"resultCode":"0100000"} x`, malformed: true},
+		{name: "truncated inside an unknown member", body: `{"resultCode":"0100000","x":[1,`, malformed: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -68,9 +68,13 @@ func BenchmarkCommittedKeys100k(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		keys, n, err := pqsink.CommittedKeys(b.Context(), dir)
-		if err != nil || n != 100_000 || len(keys) != 100_000 {
-			b.Fatalf("CommittedKeys = %d keys, %d rows, %v", len(keys), n, err)
+		keys, n, err := pqsink.CommittedKeys(b.Context(), dir, nil)
+		if err != nil {
+			b.Fatal(err)
 		}
+		if n != 100_000 || keys.Len() != 100_000 {
+			b.Fatalf("CommittedKeys = %d keys, %d rows", keys.Len(), n)
+		}
+		keys.Close()
 	}
 }

@@ -24,37 +24,56 @@ import (
 const keyChunkRows = 16384
 
 // CommittedKeys returns the digests of the keys (cc_id, vdn, call_id) in
-// every committed part file under dir, and the number of rows read. Only
-// those three columns are decoded. Temporary files are ignored: their rows
-// were never committed. A missing dir holds no keys.
-func CommittedKeys(ctx context.Context, dir string) (map[extract.Digest]struct{}, int, error) {
+// every committed part file under dir that keep accepts (nil keeps all), and
+// the number of rows read. Only those three columns are decoded. Temporary
+// files are ignored: their rows were never committed. A missing dir holds no
+// keys. keep lets a run hold only the committed keys of its own input, so
+// memory follows the input rather than the lake's history. The caller closes
+// the set.
+func CommittedKeys(ctx context.Context, dir string, keep func(extract.Digest) bool) (*extract.DigestSet, int, error) {
 	files, err := committedFiles(dir)
 	if err != nil {
 		return nil, 0, err
 	}
+	keys, err := extract.NewDigestSet(0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read committed keys: %w", err)
+	}
 	var (
 		mu    sync.Mutex
-		keys  = make(map[extract.Digest]struct{})
 		total int
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, path := range files {
 		g.Go(func() error {
-			return readKeys(gctx, path, func(batch []extract.Digest) {
+			return readKeys(gctx, path, func(batch []extract.Digest) error {
 				mu.Lock()
 				defer mu.Unlock()
-				for _, d := range batch {
-					keys[d] = struct{}{}
-				}
 				total += len(batch)
+				for _, d := range batch {
+					if keep != nil && !keep(d) {
+						continue
+					}
+					if _, err := keys.Add(d); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		})
 	}
 	if err := g.Wait(); err != nil {
+		keys.Close()
 		return nil, 0, fmt.Errorf("read committed keys: %w", err)
 	}
 	return keys, total, nil
+}
+
+// HasCommitted reports whether dir holds any committed part file.
+func HasCommitted(dir string) (bool, error) {
+	files, err := committedFiles(dir)
+	return len(files) > 0, err
 }
 
 // committedFiles lists DIR/call_date=*/part-*.parquet.
@@ -84,7 +103,7 @@ func committedFiles(dir string) ([]string, error) {
 
 // readKeys decodes the key columns of one file in chunks and hands each
 // chunk's digests to add.
-func readKeys(ctx context.Context, path string, add func([]extract.Digest)) (err error) {
+func readKeys(ctx context.Context, path string, add func([]extract.Digest) error) (err error) {
 	pf, err := openLocal(path)
 	if err != nil {
 		return err
@@ -138,7 +157,9 @@ func readKeys(ctx context.Context, path string, add func([]extract.Digest)) (err
 			}
 			digests = append(digests, extract.Key{CCID: int(cc), VDN: int(vdn), CallID: id}.Digest())
 		}
-		add(digests)
+		if err := add(digests); err != nil {
+			return err
+		}
 		left -= n
 	}
 	return nil

@@ -1,7 +1,6 @@
 package parquet_test
 
 import (
-	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -66,24 +65,55 @@ func TestCommittedKeys(t *testing.T) {
 		}
 	}
 
-	got, n, err := pqsink.CommittedKeys(t.Context(), dir)
+	got, n, err := pqsink.CommittedKeys(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer got.Close()
 	if n != 40010 {
 		t.Errorf("rows = %d, want 40010", n)
 	}
-	if !maps.Equal(got, want) {
-		t.Errorf("got %d digests, want %d (or different ones)", len(got), len(want))
+	if got.Len() != len(want) {
+		t.Errorf("got %d digests, want %d", got.Len(), len(want))
+	}
+	for d := range want {
+		if !got.Has(d) {
+			t.Fatalf("committed key %x missing", d)
+		}
+	}
+
+	// With a filter only the accepted keys are held; every row is still read.
+	var even []extract.Digest
+	for d := range want {
+		if d[0]%2 == 0 {
+			even = append(even, d)
+		}
+	}
+	filtered, n, err := pqsink.CommittedKeys(t.Context(), dir, func(d extract.Digest) bool { return d[0]%2 == 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filtered.Close()
+	if n != 40010 || filtered.Len() != len(even) {
+		t.Errorf("filtered: %d rows, %d digests; want 40010 rows, %d digests", n, filtered.Len(), len(even))
+	}
+	for _, d := range even {
+		if !filtered.Has(d) {
+			t.Fatalf("accepted key %x missing", d)
+		}
 	}
 }
 
 func TestCommittedKeysMissingDir(t *testing.T) {
 	t.Parallel()
-	got, n, err := pqsink.CommittedKeys(t.Context(), filepath.Join(t.TempDir(), "absent"))
-	if err != nil || n != 0 || len(got) != 0 {
-		t.Errorf("CommittedKeys(absent) = %d keys, %d rows, %v", len(got), n, err)
+	got, n, err := pqsink.CommittedKeys(t.Context(), filepath.Join(t.TempDir(), "absent"), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if n != 0 || got.Len() != 0 {
+		t.Fatalf("CommittedKeys(absent) = %d keys, %d rows", got.Len(), n)
+	}
+	got.Close()
 }
 
 func TestCommittedKeysCorruptFile(t *testing.T) {
@@ -96,7 +126,7 @@ func TestCommittedKeysCorruptFile(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("PAR1 this is not parquet PAR1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := pqsink.CommittedKeys(t.Context(), dir)
+	_, _, err := pqsink.CommittedKeys(t.Context(), dir, nil)
 	if err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("CommittedKeys error = %v, want one naming %s", err, bad)
 	}

@@ -203,7 +203,7 @@ func (s *queueSource) extendLeases(ctx context.Context) {
 
 // skipper answers which outputs already hold a key.
 type skipper struct {
-	parquet                  map[extract.Digest]struct{}
+	parquet                  *extract.DigestSet
 	db                       *pgxpool.Pool
 	hasParquet, hasWarehouse bool
 }
@@ -213,7 +213,7 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 	inWh = make([]bool, len(keys))
 	for i, k := range keys {
 		if s.parquet != nil {
-			_, inPq[i] = s.parquet[k.Digest()]
+			inPq[i] = s.parquet.Has(k.Digest())
 		}
 	}
 	if s.db != nil {

@@ -324,9 +324,11 @@ func BenchmarkThroughput(b *testing.B) {
 			bare = again
 		}
 		b.StopTimer()
-		if _, rows, err := parquet.CommittedKeys(b.Context(), out); err != nil || rows != n {
+		set, rows, err := parquet.CommittedKeys(b.Context(), out, nil)
+		if err != nil || rows != n {
 			b.Fatalf("parquet output holds %d rows (%v), want %d", rows, err, n)
 		}
+		set.Close()
 		b.StartTimer()
 	}
 	for c, p := range bareAt {
@@ -507,7 +509,7 @@ func BenchmarkMemory(b *testing.B) {
 	set := digestSetMB(b, sizes[1])
 	b.ReportMetric(set, "dedup_set_MB_1M")
 	b.Logf("peak RSS %.1f MB for 100k IDs (%.1f s, %.1f s CPU), %.1f MB for 1M IDs (%.1f s, %.1f s CPU), ratio %.2f; "+
-		"a 1M-entry digest set is %.1f MB of live heap (the GC's heap goal doubles what is live)",
+		"the de-duplication set of 1M IDs holds %.1f MB outside the Go heap",
 		peaks[0], secs[0], cpus[0], peaks[1], secs[1], cpus[1], peaks[1]/peaks[0], set)
 	if peaks[1] > 200 {
 		b.Errorf("peak RSS for 1M IDs is %.1f MB, want at most 200 MB", peaks[1])
@@ -632,19 +634,19 @@ func childPeakRSS(b *testing.B, args []string, n int) (peakMB, wallSecs, cpuSecs
 	return float64(res.MaxRSSKB) * 1024 / 1e6, wallSecs, time.Duration(res.CPUNanos).Seconds()
 }
 
-// digestSetMB is the live heap of a map[extract.Digest]struct{} holding n
-// digests, the set job.feed builds to de-duplicate the input, in MB.
+// digestSetMB is the size in MB of the extract.DigestSet holding n digests,
+// the set job.feed builds to de-duplicate the input.
 func digestSetMB(b *testing.B, n int) float64 {
 	b.Helper()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	seen := make(map[extract.Digest]struct{})
-	for i := range n {
-		seen[benchKey(i).Digest()] = struct{}{}
+	seen, err := extract.NewDigestSet(0)
+	if err != nil {
+		b.Fatal(err)
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	runtime.KeepAlive(seen)
-	return float64(after.HeapAlloc-before.HeapAlloc) / 1e6
+	defer seen.Close()
+	for i := range n {
+		if _, err := seen.Add(benchKey(i).Digest()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(seen.MemoryBytes()) / 1e6
 }

@@ -153,9 +153,14 @@ func checkAccounting(t *testing.T, o runOutput) {
 
 func committed(t *testing.T, dir string) (map[extract.Digest]struct{}, int) {
 	t.Helper()
-	keys, n, err := parquet.CommittedKeys(t.Context(), dir)
+	set, n, err := parquet.CommittedKeys(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatalf("read committed keys: %v", err)
+	}
+	defer set.Close()
+	keys := make(map[extract.Digest]struct{}, set.Len())
+	for d := range set.All() {
+		keys[d] = struct{}{}
 	}
 	return keys, n
 }
@@ -237,6 +242,45 @@ func TestCSVToParquetEndToEndAndRerun(t *testing.T) {
 	}
 	if _, rows2 := committed(t, out); rows2 != rows {
 		t.Errorf("rerun changed the committed row count from %d to %d", rows, rows2)
+	}
+
+	// Another file overlapping the first: its committed keys are skipped and
+	// only those are held in memory (the resume log counts them), the rest
+	// is queried.
+	var overlap strings.Builder
+	overlap.WriteString("ccId,vdn,callId\n")
+	var inBoth int64
+	for _, k := range keys[:60] {
+		fmt.Fprintf(&overlap, "%d,%d,%s\n", k.CCID, k.VDN, k.CallID)
+		if _, done := got[k.Digest()]; done {
+			inBoth++
+		}
+	}
+	for i := range 20 {
+		fmt.Fprintf(&overlap, "1,1,%d-%d\n", 1763900000000+int64(i), 9000+i)
+	}
+	next := filepath.Join(h.dir, "next.csv")
+	if err := os.WriteFile(next, []byte(overlap.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = h.sim.Stats().CallIDRequests
+	third := h.run(h.args(next, out, "--rate", "0")...)
+	checkAccounting(t, third)
+	if third.outcome("already_loaded") != inBoth {
+		t.Errorf("overlapping file: already_loaded %d, want %d", third.outcome("already_loaded"), inBoth)
+	}
+	if third.outcome("loaded")+third.outcome("no_data")+third.outcome("failed") != 80-inBoth {
+		t.Errorf("overlapping file: %d rows queried to an end, want %d", third.outcome("loaded")+third.outcome("no_data")+third.outcome("failed"), 80-inBoth)
+	}
+	after = h.sim.Stats().CallIDRequests
+	for _, k := range keys[:60] {
+		if _, done := got[k.Digest()]; done && after[simKey(k)] != before[simKey(k)] {
+			t.Errorf("overlapping file queried %s again although its row is committed", k)
+		}
+	}
+	resumed := fmt.Sprintf(`"rows":%d,"rows_in_dir":%d`, inBoth, rows)
+	if !strings.Contains(third.stderr, resumed) {
+		t.Errorf("resume log does not hold only this input's %d committed keys of %d (%s):\n%s", inBoth, rows, resumed, tail(third.stderr, 3000))
 	}
 }
 
@@ -331,7 +375,13 @@ func TestKillDashNineThenRerunLosesAndDuplicatesNothing(t *testing.T) {
 	out := filepath.Join(h.dir, "lake")
 	args := h.args(in, out, "--rate", "100", "--commit-interval", "200ms", "--commit-rows", "25")
 	cmd, stderr := h.subprocess(args...)
-	waitFor(t, func() bool { _, n, _ := parquet.CommittedKeys(t.Context(), out); return n >= 50 })
+	waitFor(t, func() bool {
+		set, n, err := parquet.CommittedKeys(t.Context(), out, nil)
+		if err == nil {
+			set.Close()
+		}
+		return n >= 50
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

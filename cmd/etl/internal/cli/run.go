@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
@@ -121,6 +123,7 @@ type wiring struct {
 	pq      *parquet.Sink
 	rej     *rejects.Writer
 	queue   *queueSource
+	done    *extract.DigestSet // keys the Parquet output already holds
 	stopExt context.CancelFunc
 	size    func() (done, total int64)
 }
@@ -154,6 +157,9 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	}
 	if w.db != nil {
 		w.db.Close()
+	}
+	if w.done != nil {
+		_ = w.done.Close()
 	}
 }
 
@@ -205,12 +211,14 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 		w.pq = pq
 		j.Parquet = pq
-		committed, n, err := parquet.CommittedKeys(ctx, dir)
+		committed, n, err := committedKeys(ctx, c, dir)
 		if err != nil {
-			return w, fmt.Errorf("read committed keys in %s: %w", dir, err)
+			return w, err
 		}
-		if n > 0 {
-			log.Info().Int("rows", n).Str("dir", dir).Msg("resuming: rows already committed will not be queried again")
+		w.done = committed
+		if committed.Len() > 0 {
+			log.Info().Int("rows", committed.Len()).Int("rows_in_dir", n).Str("dir", dir).
+				Msg("resuming: rows of this input already committed will not be queried again")
 		}
 		skip.parquet = committed
 	}
@@ -262,6 +270,68 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		go qs.extendLeases(extCtx)
 	}
 	return w, nil
+}
+
+// committedKeys reads which keys DIR already holds. With a CSV file as input
+// and a non-empty DIR it first reads the file once for its keys and keeps
+// only those: memory then follows the input, not the lake's history. From
+// stdin, which cannot be read twice, it keeps every committed key.
+func committedKeys(ctx context.Context, c *Config, dir string) (*extract.DigestSet, int, error) {
+	var keep func(extract.Digest) bool
+	if path := c.CSVPath(); path != "" && path != "-" {
+		has, err := parquet.HasCommitted(dir)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read committed keys in %s: %w", dir, err)
+		}
+		if has {
+			in, err := csvKeys(ctx, csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+			if err != nil {
+				return nil, 0, &UsageError{Err: fmt.Errorf("--input: %w", err)}
+			}
+			defer in.Close()
+			keep = in.Has
+		}
+	}
+	committed, n, err := parquet.CommittedKeys(ctx, dir, keep)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read committed keys in %s: %w", dir, err)
+	}
+	return committed, n, nil
+}
+
+// csvKeys reads the digests of a CSV file's valid keys. Bad rows are left to
+// the run itself, which reports them with their line.
+func csvKeys(ctx context.Context, cfg csvsource.Config) (*extract.DigestSet, error) {
+	r, err := csvsource.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	set, err := extract.NewDigestSet(0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			set.Close()
+			return nil, err
+		}
+		it, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return set, nil
+		}
+		if err != nil {
+			set.Close()
+			return nil, err
+		}
+		if it.Err != nil {
+			continue
+		}
+		if _, err := set.Add(it.Key.Digest()); err != nil {
+			set.Close()
+			return nil, err
+		}
+	}
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {

@@ -257,7 +257,14 @@ func (j *Job) Read() int64 { return j.read.Load() }
 // feed reads the source, settles what needs no query (rejected, duplicate,
 // already loaded) directly and sends the rest to the pool.
 func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settlement) error {
-	seen := make(map[extract.Digest]struct{})
+	var seen *extract.DigestSet
+	if j.Dedup {
+		var err error
+		if seen, err = extract.NewDigestSet(0); err != nil {
+			return fmt.Errorf("remember input keys: %w", err)
+		}
+		defer seen.Close()
+	}
 	batch := make([]Item, 0, j.Lookahead)
 	keys := make([]extract.Key, 0, j.Lookahead)
 	send := func(it Item) error {
@@ -332,13 +339,17 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 			direct <- Settlement{Item: it, Outcome: Rejected, Reason: it.Err.Error()}
 			continue
 		}
-		if j.Dedup {
-			d := it.Key.Digest()
-			if _, dup := seen[d]; dup {
+		if seen != nil {
+			added, err := seen.Add(it.Key.Digest())
+			if err != nil {
+				direct <- Settlement{Item: it, Outcome: Unprocessed}
+				unprocessed()
+				return fmt.Errorf("remember input keys: %w", err)
+			}
+			if !added {
 				direct <- Settlement{Item: it, Outcome: Duplicate, Reason: "repeats an earlier row"}
 				continue
 			}
-			seen[d] = struct{}{}
 		}
 		batch = append(batch, it)
 		if len(batch) == cap(batch) {
@@ -483,6 +494,12 @@ func (j *Job) settle(d pool.Done[Item], out *collected) (Settlement, transform.R
 			j.Logger.Warn().Str("call", d.Item.Key.String()).Strs("problems", r.Record.Problems).Msg("fields could not be interpreted; written as NULL")
 		}
 		s.Outcome = Loaded
+		// The row now holds what is written; the settlement waits for the
+		// commit with the other rows of the batch and needs neither.
+		s.Result.Record, s.Result.Raw = nil, nil
+		if !d.Item.needWarehouse {
+			row.Raw = nil // only the warehouse stores the raw object
+		}
 		return s, row, true
 	case cms.ClassNoData:
 		s.Outcome = NoData
