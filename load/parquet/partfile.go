@@ -81,6 +81,7 @@ func openPart(dir, name string, rowGroupSize, pageSize int64, codec pq.Compressi
 	pw.RowGroupSize = rowGroupSize
 	pw.PageSize = pageSize
 	pw.CompressionType = codec
+	pw.MarshalFunc = marshalRecords
 	p.pw = pw
 	go p.run()
 	return p, nil

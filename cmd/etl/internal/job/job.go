@@ -130,6 +130,9 @@ type Job struct {
 
 	read    atomic.Int64
 	unknown unknownCodes
+
+	progressMu   sync.Mutex
+	lastProgress time.Time
 }
 
 // Result of a run.
@@ -367,52 +370,153 @@ type collected struct {
 	problems int64
 }
 
-// collect turns results into rows and settlements and commits them in
-// batches. It always drains both channels, so upstream never blocks.
+// batch is what one commit makes durable.
+type batch struct {
+	pqRows, whRows []transform.Row
+	settled        []Settlement
+}
+
+func (b *batch) reset() {
+	// Cleared so a recycled batch does not keep last commit's rows alive.
+	clear(b.pqRows)
+	clear(b.whRows)
+	clear(b.settled)
+	b.pqRows, b.whRows, b.settled = b.pqRows[:0], b.whRows[:0], b.settled[:0]
+}
+
+// committer makes batches durable one at a time in its own goroutine, so
+// the collector keeps taking results while a batch is written and synced
+// instead of stalling the pool for the length of every commit. At most one
+// batch commits while the next one fills.
+type committer struct {
+	j        *Job
+	ctx      context.Context // not cancelled by an interrupt: commits complete
+	abort    func(error)
+	batches  chan *batch
+	free     chan *batch
+	finished chan struct{}
+	failed   atomic.Bool
+
+	mu  sync.Mutex // guards out and err
+	out collected
+	err error
+}
+
+func (j *Job) startCommitter(ctx context.Context, abort func(error)) *committer {
+	c := &committer{
+		j: j, ctx: context.WithoutCancel(ctx), abort: abort,
+		batches:  make(chan *batch),
+		free:     make(chan *batch, 2),
+		finished: make(chan struct{}),
+		out:      collected{counts: Counts{}},
+	}
+	go c.run()
+	return c
+}
+
+func (c *committer) run() {
+	defer close(c.finished)
+	for b := range c.batches {
+		c.commit(b)
+		b.reset()
+		c.free <- b
+	}
+}
+
+func (c *committer) commit(b *batch) {
+	if c.failed.Load() {
+		c.count(b.settled, true)
+		return
+	}
+	var files int
+	cctx, cancel := context.WithTimeout(c.ctx, c.j.CommitTimeout)
+	err := c.j.commit(cctx, b.pqRows, b.whRows, b.settled, &files)
+	cancel()
+	if err != nil {
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		c.failed.Store(true)
+		c.abort(err)
+	}
+	c.mu.Lock()
+	c.out.files += files
+	c.mu.Unlock()
+	c.count(b.settled, err != nil)
+	c.j.progressOf(c, true)
+}
+
+// count settles a batch's rows: by outcome when committed, else as
+// unprocessed (the next run takes them).
+func (c *committer) count(settled []Settlement, unprocessed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range settled {
+		if unprocessed {
+			c.out.counts[Unprocessed]++
+		} else {
+			c.out.counts[s.Outcome]++
+		}
+	}
+}
+
+// submit hands b over for commit and returns an empty batch to fill next.
+func (c *committer) submit(b *batch) *batch {
+	c.batches <- b
+	select {
+	case next := <-c.free:
+		return next
+	default:
+		return &batch{}
+	}
+}
+
+// snapshot copies the counts so far.
+func (c *committer) snapshot() Counts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	counts := make(Counts, len(c.out.counts))
+	for k, v := range c.out.counts {
+		counts[k] = v
+	}
+	return counts
+}
+
+// close waits for the last commit and returns the totals.
+func (c *committer) close() (collected, error) {
+	close(c.batches)
+	<-c.finished
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out, c.err
+}
+
+// collect turns results into rows and settlements and hands them to the
+// committer in batches. It always drains both channels, so upstream never
+// blocks.
 func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direct <-chan Settlement, abort func(error)) (collected, error) {
-	out := collected{counts: Counts{}}
+	c := j.startCommitter(ctx, abort)
 	var (
-		pqRows   []transform.Row
-		whRows   []transform.Row
-		settled  []Settlement
-		failed   error
-		lastTick = time.Now()
-		lastProg = time.Now()
+		cur         = &batch{}
+		problems    int64
+		unprocessed int64 // rows that arrived after a failed commit
+		lastCommit  = time.Now()
 	)
-	// Commits must complete after an interrupt, so they do not use ctx.
-	commitCtx := context.WithoutCancel(ctx)
 	ticker := time.NewTicker(min(j.CommitInterval, time.Second))
 	defer ticker.Stop()
 
-	commit := func() {
-		if failed != nil || len(settled) == 0 {
-			return
+	submit := func() {
+		if len(cur.settled) > 0 {
+			cur = c.submit(cur)
 		}
-		cctx, cancel := context.WithTimeout(commitCtx, j.CommitTimeout)
-		err := j.commit(cctx, pqRows, whRows, settled, &out)
-		cancel()
-		if err != nil {
-			failed = err
-			abort(err)
-			for _, s := range settled {
-				out.counts[Unprocessed]++
-				_ = s
-			}
-		} else {
-			for _, s := range settled {
-				out.counts[s.Outcome]++
-			}
-		}
-		pqRows, whRows, settled = pqRows[:0], whRows[:0], settled[:0]
-		lastTick = time.Now()
-		j.progress(&out, &lastProg, true)
+		lastCommit = time.Now()
 	}
 	add := func(s Settlement) {
-		if failed != nil {
-			out.counts[Unprocessed]++
+		if c.failed.Load() {
+			unprocessed++
 			return
 		}
-		settled = append(settled, s)
+		cur.settled = append(cur.settled, s)
 	}
 
 	for results != nil || direct != nil {
@@ -422,13 +526,13 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 				results = nil
 				continue
 			}
-			s, row, rowOK := j.settle(d, &out)
-			if rowOK {
+			s, row, rowOK := j.settle(d, &problems)
+			if rowOK && !c.failed.Load() {
 				if d.Item.needParquet {
-					pqRows = append(pqRows, row)
+					cur.pqRows = append(cur.pqRows, row)
 				}
 				if d.Item.needWarehouse {
-					whRows = append(whRows, row)
+					cur.whRows = append(cur.whRows, row)
 				}
 			}
 			add(s)
@@ -439,29 +543,38 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 			}
 			add(s)
 		case <-ticker.C:
-			if time.Since(lastTick) >= j.CommitInterval {
-				commit()
+			if time.Since(lastCommit) >= j.CommitInterval {
+				submit()
 			}
-			j.progress(&out, &lastProg, false)
+			j.progressOf(c, false)
 			continue
 		}
-		if len(pqRows) >= j.CommitRows || len(whRows) >= j.CommitRows || len(settled) >= 4*j.CommitRows {
-			commit()
+		if len(cur.pqRows) >= j.CommitRows || len(cur.whRows) >= j.CommitRows || len(cur.settled) >= 4*j.CommitRows {
+			submit()
 		}
 	}
-	commit()
-	return out, failed
+	submit()
+	out, err := c.close()
+	out.counts[Unprocessed] += unprocessed
+	out.problems = problems
+	j.progressOf(c, true)
+	return out, err
 }
 
-func (j *Job) progress(out *collected, last *time.Time, force bool) {
+// progressOf reports progress at most every ProgressEvery unless forced.
+// It is called from the collector and the committer.
+func (j *Job) progressOf(c *committer, force bool) {
 	if j.OnProgress == nil {
 		return
 	}
-	if !force && time.Since(*last) < j.ProgressEvery {
+	j.progressMu.Lock()
+	defer j.progressMu.Unlock()
+	if !force && time.Since(j.lastProgress) < j.ProgressEvery {
 		return
 	}
-	*last = time.Now()
-	p := Progress{Read: j.read.Load(), Done: out.counts.Total(), Counts: out.counts}
+	j.lastProgress = time.Now()
+	counts := c.snapshot()
+	p := Progress{Read: j.read.Load(), Done: counts.Total(), Counts: counts}
 	if j.Counters != nil {
 		p.Requests = j.Counters.Attempts.Load()
 	}
@@ -472,7 +585,7 @@ func (j *Job) progress(out *collected, last *time.Time, force bool) {
 }
 
 // settle maps a pool result to its outcome and, for ok results, a row.
-func (j *Job) settle(d pool.Done[Item], out *collected) (Settlement, transform.Row, bool) {
+func (j *Job) settle(d pool.Done[Item], problems *int64) (Settlement, transform.Row, bool) {
 	s := Settlement{Item: d.Item, Result: d.Result}
 	if !d.Processed || d.Result.Class == cms.ClassFatal {
 		s.Outcome = Unprocessed
@@ -484,13 +597,13 @@ func (j *Job) settle(d pool.Done[Item], out *collected) (Settlement, transform.R
 		row, unknown := transform.ToRow(transform.Input{Key: d.Item.Key, Record: r.Record, Raw: r.Raw, FetchedAt: r.FetchedAt, RunID: j.RunID})
 		for _, u := range unknown {
 			if u.OutOfRange() {
-				out.problems++
+				*problems++
 				continue
 			}
 			j.unknown.add(u.Field, u.Code)
 		}
 		if r.Record != nil && len(r.Record.Problems) > 0 {
-			out.problems += int64(len(r.Record.Problems))
+			*problems += int64(len(r.Record.Problems))
 			j.Logger.Warn().Str("call", d.Item.Key.String()).Strs("problems", r.Record.Problems).Msg("fields could not be interpreted; written as NULL")
 		}
 		s.Outcome = Loaded
@@ -525,7 +638,7 @@ func failureReason(r cms.Result) string {
 // in one transaction, warehouse rows with the queue's acknowledgement. When
 // the queue is not in the warehouse's database it is acknowledged last, after
 // every output has the rows.
-func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, out *collected) error {
+func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, files *int) error {
 	if j.Parquet != nil {
 		if len(pqRows) > 0 {
 			if err := j.Parquet.Write(ctx, pqRows); err != nil {
@@ -536,7 +649,7 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 		if err != nil {
 			return fmt.Errorf("commit parquet: %w", err)
 		}
-		out.files += len(info.Files)
+		*files += len(info.Files)
 	}
 	for _, s := range settled {
 		if s.Outcome != Failed && s.Outcome != Rejected {
