@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,12 +19,28 @@ import (
 	"github.com/cmsetl/cms-etl/migrations"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if url := os.Getenv(workerEnv); url != "" {
+		// A worker process of BenchmarkClaimComplete2Processes.
+		if err := runBenchWorker(url, os.Getenv("QUEUE_BENCH_WORKER_NAME")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	pgtest.Main(m)
+}
 
 // setup returns a pool on a fresh, migrated database.
 func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), pgtest.ConnString(t))
+	return setupAt(t, pgtest.ConnString(t))
+}
+
+// setupAt returns a pool on the database at url, migrated.
+func setupAt(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,16 @@ func BenchmarkLoadVsCopy(b *testing.B) {
 	b.ReportMetric(rate(copyTook), "copy_rows/s")
 	b.ReportMetric(rate(upsertTook), "upsert_rows/s")
 	b.ReportMetric(rate(unchangedTook), "unchanged_rows/s")
+	b.ReportMetric(rate(upsertTook)/rate(copyTook), "upsert/copy")
+	b.Logf("COPY %.0f rows/s; sink upsert %.0f rows/s (%.0f%% of COPY); unchanged second pass %.0f rows/s",
+		rate(copyTook), rate(upsertTook), 100*rate(upsertTook)/rate(copyTook), rate(unchangedTook))
+	if rate(upsertTook) < 0.6*rate(copyTook) {
+		b.Errorf("sink upsert %.0f rows/s is %.0f%% of plain COPY's %.0f rows/s, want at least 60%%",
+			rate(upsertTook), 100*rate(upsertTook)/rate(copyTook), rate(copyTook))
+	}
+	if unchangedTook >= upsertTook {
+		b.Errorf("second pass of unchanged rows took %v, not faster than the first pass (%v)", unchangedTook, upsertTook)
+	}
 }
 
 // valuesOf lists a row's values in transform.Columns order, then raw: the
