@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,18 +71,18 @@ const stageTable = "call_info_stage"
 
 var (
 	// stageColumns are the columns copied into the staging table: the row's
-	// columns, raw, and the row's position in the batch so that of two rows
-	// of one key fetched at the same instant the later one wins.
-	stageColumns = append(append([]string{}, transform.Columns...), "raw", "ord")
+	// columns and raw.
+	stageColumns = append(append([]string{}, transform.Columns...), "raw")
 
 	createStageSQL = "CREATE TEMP TABLE " + stageTable + " ON COMMIT DROP AS SELECT " +
-		strings.Join(transform.Columns, ", ") + ", raw, 0::integer AS ord FROM cms.call_info WITH NO DATA"
+		strings.Join(transform.Columns, ", ") + ", raw FROM cms.call_info WITH NO DATA"
 
 	upsertSQL = buildUpsertSQL()
 )
 
 // buildUpsertSQL derives the upsert from transform.Columns so the statement
-// cannot drift from the row.
+// cannot drift from the row. The staging table holds one row per key (see
+// latestPerKey), so no DISTINCT ON sort is needed.
 func buildUpsertSQL() string {
 	cols := strings.Join(transform.Columns, ", ")
 	var set, stored, incoming []string
@@ -101,19 +102,15 @@ func buildUpsertSQL() string {
 	}
 	// t.xmax = 0 holds for a row this statement inserted, not for one it
 	// updated: the usual way to tell the two apart in RETURNING.
-	return `WITH src AS (
-	SELECT DISTINCT ON (cc_id, vdn, call_id) ` + cols + `, raw
-	FROM ` + stageTable + `
-	ORDER BY cc_id, vdn, call_id, fetched_at DESC, ord DESC
-), up AS (
+	return `WITH up AS (
 	INSERT INTO cms.call_info AS t (` + cols + `, raw, first_fetched_at)
-	SELECT ` + cols + `, raw, fetched_at FROM src
+	SELECT ` + cols + `, raw, fetched_at FROM ` + stageTable + `
 	ON CONFLICT (cc_id, vdn, call_id) DO UPDATE SET ` + strings.Join(set, ", ") + `
 	WHERE t.fetched_at <= EXCLUDED.fetched_at
 	  AND (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(incoming, ", ") + `)
 	RETURNING t.xmax = 0 AS inserted
 )
-SELECT (SELECT count(*) FROM src), count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`
 }
 
 // Commit upserts rows into cms.call_info and then runs inTx (if not nil) in
@@ -152,40 +149,81 @@ func (s *Sink) Commit(ctx context.Context, rows []transform.Row, inTx func(ctx c
 }
 
 func upsert(ctx context.Context, tx pgx.Tx, rows []transform.Row) (UpsertStats, error) {
-	// The DISTINCT ON sort of a 50,000-row batch (about 20 MB) spills to disk
-	// under the 4 MB default; this transaction only.
-	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
-		return UpsertStats{}, fmt.Errorf("set work_mem: %w", err)
-	}
 	if _, err := tx.Exec(ctx, createStageSQL); err != nil {
 		return UpsertStats{}, fmt.Errorf("create staging table: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, &rowSource{rows: rows, pos: -1}); err != nil {
+	src := &rowSource{rows: rows, pick: latestPerKey(rows), pos: -1}
+	staged, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, stageColumns, src)
+	if err != nil {
 		return UpsertStats{}, fmt.Errorf("copy rows to staging table: %w", err)
 	}
-	var distinct, inserted, updated int
-	if err := tx.QueryRow(ctx, upsertSQL).Scan(&distinct, &inserted, &updated); err != nil {
+	var inserted, updated int
+	if err := tx.QueryRow(ctx, upsertSQL).Scan(&inserted, &updated); err != nil {
 		return UpsertStats{}, fmt.Errorf("upsert call_info: %w", err)
 	}
-	return UpsertStats{Inserted: inserted, Updated: updated, Unchanged: distinct - inserted - updated}, nil
+	return UpsertStats{Inserted: inserted, Updated: updated, Unchanged: int(staged) - inserted - updated}, nil
 }
 
-// rowSource feeds rows to COPY without building all value slices up front.
+type rowKey struct {
+	ccID, vdn int32
+	callID    string
+}
+
+// latestPerKey returns nil when every row has its own key, the usual case.
+// Otherwise it returns the indexes of the rows to write, in order: of several
+// rows with one key, the one fetched last, the later in rows on a tie.
+// ON CONFLICT cannot touch one row twice in a statement, and choosing here
+// spares the database a sort of the whole batch.
+func latestPerKey(rows []transform.Row) []int {
+	winner := make(map[rowKey]int, len(rows))
+	dup := false
+	for i := range rows {
+		r := &rows[i]
+		k := rowKey{r.CCID, r.VDN, r.CallID}
+		if j, seen := winner[k]; seen {
+			dup = true
+			if rows[j].FetchedAt.After(r.FetchedAt) {
+				continue
+			}
+		}
+		winner[k] = i
+	}
+	if !dup {
+		return nil
+	}
+	pick := make([]int, 0, len(winner))
+	for _, i := range winner {
+		pick = append(pick, i)
+	}
+	slices.Sort(pick)
+	return pick
+}
+
+// rowSource feeds rows (those in pick, when not nil) to COPY without
+// building all value slices up front.
 type rowSource struct {
 	rows []transform.Row
+	pick []int
 	pos  int
 	vals []any
 }
 
 func (s *rowSource) Next() bool {
 	s.pos++
+	if s.pick != nil {
+		return s.pos < len(s.pick)
+	}
 	return s.pos < len(s.rows)
 }
 
 func (s *rowSource) Values() ([]any, error) {
+	i := s.pos
+	if s.pick != nil {
+		i = s.pick[s.pos]
+	}
 	// COPY encodes a row before asking for the next, so one slice serves all.
-	s.vals = appendRowValues(s.vals[:0], &s.rows[s.pos])
-	return append(s.vals, int32(s.pos)), nil
+	s.vals = appendRowValues(s.vals[:0], &s.rows[i])
+	return s.vals, nil
 }
 
 func (s *rowSource) Err() error { return nil }
