@@ -59,8 +59,7 @@ const workerEnv = "QUEUE_BENCH_WORKER_DATABASE_URL"
 // Every row must end done, settled exactly once. Run with -benchtime=1x.
 func BenchmarkClaimComplete2Processes(b *testing.B) {
 	const total, workers = 200_000, 2
-	url := pgtest.ConnString(b)
-	pool := setupAt(b, url)
+	pool, url := pgtest.Migrated(b)
 	enqueue(b, pool, keys(0, total))
 	var took time.Duration
 	for b.Loop() {

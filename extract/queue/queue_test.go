@@ -16,7 +16,6 @@ import (
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
-	"github.com/cmsetl/cms-etl/migrations"
 )
 
 func TestMain(m *testing.M) {
@@ -34,25 +33,7 @@ func TestMain(m *testing.M) {
 // setup returns a pool on a fresh, migrated database.
 func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	return setupAt(t, pgtest.ConnString(t))
-}
-
-// setupAt returns a pool on the database at url, migrated.
-func setupAt(t testing.TB, url string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	conn, err := pool.Acquire(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := migrations.Apply(t.Context(), conn.Conn()); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.Migrated(t)
 	return pool
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
-	"github.com/cmsetl/cms-etl/migrations"
 	"github.com/cmsetl/cms-etl/transform"
 )
 
@@ -26,19 +25,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // setup returns a pool on a fresh, migrated database.
 func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), pgtest.ConnString(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	conn, err := pool.Acquire(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := migrations.Apply(t.Context(), conn.Conn()); err != nil {
-		t.Fatal(err)
-	}
+	pool, _ := pgtest.Migrated(t)
 	return pool
 }
 

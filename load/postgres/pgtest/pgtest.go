@@ -38,6 +38,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cmsetl/cms-etl/migrations"
 )
 
 // EnvURL names the environment variable that points the tests at an existing
@@ -341,4 +344,26 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// Migrated returns a pool on a new database created for this test (see
+// ConnString) with the cms schema applied, and the database's connection
+// string. The pool is closed in t.Cleanup, before the database is dropped.
+func Migrated(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	url := ConnString(t)
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Release()
+	if _, err := migrations.Apply(t.Context(), conn.Conn()); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	return pool, url
 }
