@@ -186,3 +186,62 @@ func TestCommitFailureAbortsAndLeavesRowsUnprocessed(t *testing.T) {
 		t.Fatalf("counts %v after a failed commit, read %d; want nothing loaded, all accounted", res.Counts, j.Read())
 	}
 }
+
+// flakyWarehouse holds its first commit until release is closed, then fails
+// the second.
+type flakyWarehouse struct {
+	release chan struct{}
+	mu      sync.Mutex
+	commits int
+	rows    []transform.Row
+}
+
+func (w *flakyWarehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
+	w.mu.Lock()
+	w.commits++
+	n := w.commits
+	w.mu.Unlock()
+	switch n {
+	case 1:
+		<-w.release
+	case 2:
+		return errors.New("connection lost")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rows = append(w.rows, rows...)
+	return nil
+}
+
+// Commits run beside the collector: rows settled while a commit is under
+// way go into the next batch, and when a later commit fails, what the
+// earlier ones made durable stays counted as loaded and the rest ends
+// unprocessed, every row accounted for once.
+func TestPipelinedCommitFailureKeepsEarlierCommits(t *testing.T) {
+	t.Parallel()
+	client := &okClient{}
+	j, _ := newJob(&listSource{keys: keys(200)}, client)
+	wh := &flakyWarehouse{release: make(chan struct{})}
+	j.Warehouse = wh
+	go func() {
+		// Let the collector fill the next batch while the first commit is held.
+		deadline := time.Now().Add(10 * time.Second)
+		for client.calls.Load() < int64(j.CommitRows)*2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		close(wh.release)
+	}()
+	res := j.Run(t.Context())
+	if res.Err == nil {
+		t.Fatal("commit failure not reported")
+	}
+	wh.mu.Lock()
+	committed := len(wh.rows)
+	wh.mu.Unlock()
+	if committed == 0 || res.Counts[Loaded] != int64(committed) {
+		t.Errorf("loaded %d, but the warehouse holds %d rows from its first commit", res.Counts[Loaded], committed)
+	}
+	if res.Counts.Total() != j.Read() || res.Counts[Unprocessed] == 0 {
+		t.Errorf("counts %v, read %d: want every row accounted once, the uncommitted ones unprocessed", res.Counts, j.Read())
+	}
+}
