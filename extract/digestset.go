@@ -139,7 +139,9 @@ func (sh *shard) grow() error {
 			sh.slots[i] = d
 		}
 	}
-	return freeTable(old.mem)
+	// The new table is complete; failing to unmap the old one only leaks it.
+	_ = freeTable(old.mem)
+	return nil
 }
 
 // All yields every digest in the set, in no particular order. The set must

@@ -89,6 +89,7 @@ type Reader struct {
 	br    *bufio.Reader
 	cr    *csv.Reader
 	size  int64
+	info  os.FileInfo // at Open; nil unless a regular file
 	col   [3]int // column index of ccId, vdn, callId; -1 when absent
 	ncols int    // fields per row, from the header
 	line  int64  // start line of the last row returned, for fatal errors
@@ -126,6 +127,7 @@ func Open(cfg Config) (*Reader, error) {
 		}
 		if fi.Mode().IsRegular() {
 			r.size = fi.Size()
+			r.info = fi
 		}
 		r.file = f
 		in = f
@@ -342,6 +344,11 @@ func (r *Reader) BytesRead() int64 { return r.count.n.Load() }
 // Size returns the file size in bytes, or -1 for standard input and other
 // non-regular files.
 func (r *Reader) Size() int64 { return r.size }
+
+// RegularFile returns the file's information as of Open when the input is
+// a regular file, which can be read again; nil for standard input, pipes and
+// other inputs that can be read only once.
+func (r *Reader) RegularFile() os.FileInfo { return r.info }
 
 // countingReader counts bytes for BytesRead; atomic because a progress
 // display polls it from another goroutine.

@@ -203,6 +203,14 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		w.db = db
 	}
 
+	if path := c.CSVPath(); path != "" {
+		r, err := csvsource.Open(csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+		if err != nil {
+			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
+		}
+		w.csv = r
+	}
+
 	skip := &skipper{}
 	if dir := c.ParquetDir(); dir != "" {
 		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log})
@@ -211,7 +219,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 		w.pq = pq
 		j.Parquet = pq
-		committed, n, err := committedKeys(ctx, c, dir)
+		committed, n, err := committedKeys(ctx, c, dir, w.csv, log)
 		if err != nil {
 			return w, err
 		}
@@ -237,12 +245,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		j.Skip = skip
 	}
 
-	if path := c.CSVPath(); path != "" {
-		r, err := csvsource.Open(csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
-		if err != nil {
-			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
-		}
-		w.csv = r
+	if r := w.csv; r != nil {
 		j.Source = csvSource{r}
 		j.Dedup = true
 		w.size = func() (int64, int64) { return r.BytesRead(), r.Size() }
@@ -272,24 +275,34 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	return w, nil
 }
 
-// committedKeys reads which keys DIR already holds. With a CSV file as input
-// and a non-empty DIR it first reads the file once for its keys and keeps
-// only those: memory then follows the input, not the lake's history. From
-// stdin, which cannot be read twice, it keeps every committed key.
-func committedKeys(ctx context.Context, c *Config, dir string) (*extract.DigestSet, int, error) {
+// committedKeys reads which keys DIR already holds. With a regular file as
+// input and a non-empty DIR it first reads the file once for its keys and
+// keeps only those: memory then follows the input, not the lake's history.
+// Inputs that can be read only once (stdin, pipes), a file that changed since
+// the run opened it, or a pre-read that failed keep every committed key.
+func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.Reader, log zerolog.Logger) (*extract.DigestSet, int, error) {
 	var keep func(extract.Digest) bool
-	if path := c.CSVPath(); path != "" && path != "-" {
+	if input != nil && input.RegularFile() != nil {
 		has, err := parquet.HasCommitted(dir)
 		if err != nil {
 			return nil, 0, fmt.Errorf("read committed keys in %s: %w", dir, err)
 		}
 		if has {
+			path := c.CSVPath()
 			in, err := csvKeys(ctx, csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
-			if err != nil {
-				return nil, 0, &UsageError{Err: fmt.Errorf("--input: %w", err)}
+			switch {
+			case ctx.Err() != nil:
+				return nil, 0, fmt.Errorf("read the keys of %s: %w", path, ctx.Err())
+			case err != nil:
+				// The run itself reports the problem with its line.
+				log.Warn().Err(err).Msg("could not read the input's keys ahead; keeping every committed key in memory")
+			case !sameFile(input.RegularFile(), path):
+				in.Close()
+				log.Warn().Str("input", path).Msg("the input changed while its keys were read; keeping every committed key in memory")
+			default:
+				defer in.Close()
+				keep = in.Has
 			}
-			defer in.Close()
-			keep = in.Has
 		}
 	}
 	committed, n, err := parquet.CommittedKeys(ctx, dir, keep)
@@ -299,8 +312,14 @@ func committedKeys(ctx context.Context, c *Config, dir string) (*extract.DigestS
 	return committed, n, nil
 }
 
-// csvKeys reads the digests of a CSV file's valid keys. Bad rows are left to
-// the run itself, which reports them with their line.
+// sameFile reports whether path is still the file opened, unchanged.
+func sameFile(opened os.FileInfo, path string) bool {
+	now, err := os.Stat(path)
+	return err == nil && os.SameFile(opened, now) && now.Size() == opened.Size() && now.ModTime().Equal(opened.ModTime())
+}
+
+// csvKeys reads the digests of a CSV file's valid keys; bad rows are skipped
+// here and reported by the run itself.
 func csvKeys(ctx context.Context, cfg csvsource.Config) (*extract.DigestSet, error) {
 	r, err := csvsource.Open(cfg)
 	if err != nil {
@@ -311,27 +330,21 @@ func csvKeys(ctx context.Context, cfg csvsource.Config) (*extract.DigestSet, err
 	if err != nil {
 		return nil, err
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			set.Close()
-			return nil, err
-		}
+	for ctx.Err() == nil {
 		it, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			return set, nil
+		}
+		if err == nil && it.Err == nil {
+			_, err = set.Add(it.Key.Digest())
 		}
 		if err != nil {
 			set.Close()
 			return nil, err
 		}
-		if it.Err != nil {
-			continue
-		}
-		if _, err := set.Add(it.Key.Digest()); err != nil {
-			set.Close()
-			return nil, err
-		}
 	}
+	set.Close()
+	return nil, ctx.Err()
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {

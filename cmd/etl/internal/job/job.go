@@ -123,8 +123,8 @@ type Job struct {
 	// CommitTimeout bounds one commit, so a hung database cannot hold the
 	// output (and its lock) forever. Default 2 minutes.
 	CommitTimeout time.Duration
-	// OnProgress is called from the collector after each commit and every
-	// ProgressEvery (may be nil).
+	// OnProgress is called after each commit and every ProgressEvery (may be
+	// nil), from the collector or the committer goroutine, never at once.
 	OnProgress    func(Progress)
 	ProgressEvery time.Duration
 
@@ -155,6 +155,7 @@ var errInterrupted = errors.New("interrupted")
 // Grace, commits what is done and returns.
 func (j *Job) Run(ctx context.Context) Result {
 	res := Result{Started: time.Now(), Counts: Counts{}}
+	j.lastProgress = res.Started
 	if j.CommitRows <= 0 {
 		j.CommitRows = 10000
 	}
