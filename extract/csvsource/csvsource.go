@@ -90,10 +90,10 @@ type Reader struct {
 	cr    *csv.Reader
 	size  int64
 	info  os.FileInfo // at Open; nil unless a regular file
-	col   [3]int // column index of ccId, vdn, callId; -1 when absent
-	ncols int    // fields per row, from the header
-	line  int64  // start line of the last row returned, for fatal errors
-	err   error  // sticky: io.EOF, a fatal error, or closed
+	col   [3]int      // column index of ccId, vdn, callId; -1 when absent
+	ncols int         // fields per row, from the header
+	line  int64       // start line of the last row returned, for fatal errors
+	err   error       // sticky: io.EOF, a fatal error, or closed
 }
 
 // bufSize is the read buffer; csv.NewReader adopts a *bufio.Reader of at
