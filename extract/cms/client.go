@@ -215,7 +215,10 @@ func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) tim
 	err := ex.err
 	if err == nil && len(respBody) > 0 {
 		var derr error
-		resp, derr = DecodeResponse(respBody)
+		// Without DiscardRaw the object is copied out of the pooled buffer
+		// to become Result.Raw; otherwise it is only read, before the
+		// buffer goes back.
+		resp, derr = decodeResponse(respBody, !c.cfg.DiscardRaw)
 		// Only a 2xx body must decode; on error statuses it merely adds
 		// detail to the message.
 		if derr != nil && ex.status >= 200 && ex.status <= 299 {
@@ -236,7 +239,10 @@ func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) tim
 	res.Class, res.ResultCode, res.Err = class, resp.Code, nil
 	switch class {
 	case ClassOK:
-		res.Record, res.Raw, res.Message = rec, resp.Object, resp.Message
+		res.Record, res.Message = rec, resp.Message
+		if !c.cfg.DiscardRaw {
+			res.Raw = resp.Object
+		}
 	case ClassNoData:
 		res.Message = resp.Message
 	default:

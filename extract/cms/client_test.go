@@ -214,6 +214,40 @@ func TestQueryClasses(t *testing.T) {
 	}
 }
 
+// DiscardRaw keeps the decoded record but not a copy of the object; the
+// record must not alias the pooled response buffer, which the next request
+// overwrites.
+func TestDiscardRaw(t *testing.T) {
+	t.Parallel()
+	bodies := []string{
+		`{"resultCode":"0100000","resultDesc":{"callSkill":"first","dsn":1}}`,
+		`{"resultCode":"0100000","resultDesc":{"callSkill":"XXXXXXXX","dsn":2}}`,
+	}
+	ts := newTestServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, 200, bodies[(n-1)%len(bodies)])
+	})
+	for _, discard := range []bool{false, true} {
+		cfg := testConfig(ts)
+		cfg.DiscardRaw = discard
+		cfg.MaxConns = 1
+		c := newTestClient(t, cfg)
+		first := c.Query(t.Context(), testKey)
+		second := c.Query(t.Context(), testKey)
+		if first.Class != ClassOK || second.Class != ClassOK {
+			t.Fatalf("discard %v: classes %v, %v", discard, first.Class, second.Class)
+		}
+		if (first.Raw == nil) != discard {
+			t.Errorf("discard %v: Raw = %q", discard, first.Raw)
+		}
+		if !discard && string(first.Raw) != `{"callSkill":"first","dsn":1}` {
+			t.Errorf("Raw changed with a later response: %q", first.Raw)
+		}
+		if first.Record.CallSkill == nil || *first.Record.CallSkill != "first" || *first.Record.DSN != 1 {
+			t.Errorf("discard %v: first record changed with a later response: %+v", discard, first.Record)
+		}
+	}
+}
+
 func TestRetryTiming(t *testing.T) {
 	t.Parallel()
 	base := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)

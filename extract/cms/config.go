@@ -95,6 +95,9 @@ type Config struct {
 	// Limiter, when set, is waited on before every attempt. Nil means no
 	// client-side pacing.
 	Limiter Limiter
+	// DiscardRaw leaves Result.Raw nil, sparing a copy of every result
+	// object, for callers that keep only the decoded Record.
+	DiscardRaw bool
 	// OnAttempt, when set, is called after every attempt (from the calling
 	// goroutine), e.g. to count retries or pause a pool on 429/503.
 	OnAttempt func(Attempt)

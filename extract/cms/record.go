@@ -105,6 +105,29 @@ func fieldIndex(b []byte) int {
 	return -1
 }
 
+// numTextFields and numIntFields count the fields of each kind; slotOf maps
+// a field to its place among the fields of its kind, so a record's storage
+// holds one value per field rather than both kinds for every field.
+const (
+	numTextFields = 6
+	numIntFields  = numFields - numTextFields
+)
+
+var slotOf = func() (slot [numFields]int) {
+	var text, ints int
+	for i := range numFields {
+		if textField(i) {
+			slot[i], text = text, text+1
+		} else {
+			slot[i], ints = ints, ints+1
+		}
+	}
+	if text != numTextFields {
+		panic("cms: numTextFields does not match textField")
+	}
+	return slot
+}()
+
 // textField reports whether field i is kept as text.
 func textField(i int) bool {
 	switch i {
@@ -180,8 +203,8 @@ func (r *Record) textPtr(i int) **string {
 // allocation: a decoded record costs one allocation plus one per text value.
 type recordStore struct {
 	rec  Record
-	ints [numFields]int64
-	strs [numFields]string
+	ints [numIntFields]int64
+	strs [numTextFields]string
 }
 
 // errNotObject is wrapped by every DecodeRecord error.
@@ -239,20 +262,20 @@ func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
 			if v == "" {
 				return
 			}
-			st.strs[i] = v
+			st.strs[slotOf[i]] = v
 		case tokNumber:
-			st.strs[i] = string(tok)
+			st.strs[slotOf[i]] = string(tok)
 		case tokTrue:
-			st.strs[i] = "true"
+			st.strs[slotOf[i]] = "true"
 		case tokFalse:
-			st.strs[i] = "false"
+			st.strs[slotOf[i]] = "false"
 		case tokNull:
 			return
 		default:
 			st.problem(i, describe(kind, tok), "is not text")
 			return
 		}
-		*p = &st.strs[i]
+		*p = &st.strs[slotOf[i]]
 		return
 	}
 
@@ -280,8 +303,8 @@ func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
 	v, res := parseInteger(digits)
 	switch res {
 	case intOK:
-		st.ints[i] = v
-		*p = &st.ints[i]
+		st.ints[slotOf[i]] = v
+		*p = &st.ints[slotOf[i]]
 	case intOutOfRange:
 		st.problem(i, describe(kind, tok), "is out of int64 range")
 	default:

@@ -82,7 +82,10 @@ var errInvalidJSON = errors.New("invalid JSON")
 // DecodeRecord. A body that is not a JSON object, or that carries neither
 // resultCode nor result, is an error wrapping ErrMalformed. The returned
 // Object is a copy: body may be reused once this returns.
-func DecodeResponse(body []byte) (Response, error) {
+func DecodeResponse(body []byte) (Response, error) { return decodeResponse(body, true) }
+
+// decodeResponse is DecodeResponse; without clone, Object aliases body.
+func decodeResponse(body []byte, clone bool) (Response, error) {
 	var env [numEnvelope]envValue
 	s := objectScanner{b: body, invalid: errInvalidJSON}
 	err := s.object(envelopeIndex, func(i, kind int, tok []byte, esc bool) {
@@ -108,6 +111,9 @@ func DecodeResponse(body []byte) (Response, error) {
 		}
 	case datas.kind == tokObject:
 		r.Object = nonEmptyObject(datas.tok)
+	}
+	if clone {
+		r.Object = bytes.Clone(r.Object)
 	}
 	if msg, ok := scalarText(desc); ok {
 		r.Message = msg
@@ -148,12 +154,12 @@ func scalarText(v envValue) (string, bool) {
 	return "", false
 }
 
-// nonEmptyObject copies raw (an object) unless it is {}.
+// nonEmptyObject returns raw (an object) unless it is {}.
 func nonEmptyObject(raw []byte) json.RawMessage {
 	if IsEmptyObject(raw) {
 		return nil
 	}
-	return bytes.Clone(raw)
+	return raw
 }
 
 // Classify maps the outcome of one attempt to exactly one class. status is

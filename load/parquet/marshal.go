@@ -11,7 +11,7 @@ import (
 // numRecordColumns is the number of fields of record, all leaf columns.
 const numRecordColumns = 35
 
-// marshalRecords is the writer's MarshalFunc for record values. It fills the
+// marshalRecords is the writer's MarshalFunc for records (held as recordRef). It fills the
 // column tables field by field instead of walking every record by
 // reflection as the library's Marshal does, which cost more than encoding
 // and compressing the pages. A test holds its output equal to Marshal's.
@@ -44,10 +44,11 @@ func marshalRecords(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.T
 	// previous row's boxed value saves an allocation per cell.
 	var last [numRecordColumns]boxed
 	for _, o := range objs {
-		r, ok := o.(record)
+		ref, ok := o.(recordRef)
 		if !ok {
-			return nil, fmt.Errorf("marshal parquet records: got %T, want a record", o)
+			return nil, fmt.Errorf("marshal parquet records: got %T, want a recordRef", o)
 		}
+		r := &ref.p.rec
 		c := cols
 		required(c[0], r.CCID)
 		required(c[1], r.VDN)

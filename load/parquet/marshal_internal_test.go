@@ -58,7 +58,11 @@ func TestMarshalRecordsMatchesLibraryMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := marshalRecords(objs, sh)
+		refs := make([]any, n)
+		for i, o := range objs {
+			refs[i] = recordRef{&recordCopy{rec: o.(record)}}
+		}
+		got, err := marshalRecords(refs, sh)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +98,7 @@ func TestMarshalRecordsRejectsOtherTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := marshalRecords([]any{&record{}}, sh); err == nil {
-		t.Fatal("a *record was accepted")
+	if _, err := marshalRecords([]any{record{}}, sh); err == nil {
+		t.Fatal("a bare record was accepted")
 	}
 }

@@ -105,10 +105,12 @@ func (p *partFile) run() {
 
 func (p *partFile) write(rows []*transform.Row) error {
 	for _, r := range rows {
-		// A cells value per row, not one slice per batch: the writer keeps a
-		// few values of each page alive until the file is done, and with a
+		// A copy per row, not one slice per batch: the writer keeps a few
+		// values of each page alive until the file is done, and with a
 		// shared slice each of those would pin a whole batch.
-		if err := p.pw.Write(toRecord(r, new(cells))); err != nil {
+		rc := new(recordCopy)
+		rc.rec = toRecord(r, &rc.cells)
+		if err := p.pw.Write(recordRef{rc}); err != nil {
 			return fmt.Errorf("write parquet file %s: %w", p.tmpPath, err)
 		}
 		if len(p.pw.Objs) >= maxPendingRows {

@@ -58,6 +58,16 @@ type cells struct {
 	str [10]string
 }
 
+// recordCopy is a record and the values it points to in one allocation.
+type recordCopy struct {
+	rec   record
+	cells cells
+}
+
+// recordRef is what the writer holds per row. Being pointer-shaped, it is
+// stored in an interface without another allocation and copy of the record.
+type recordRef struct{ p *recordCopy }
+
 // cellAlloc hands out the slots of one cells value in order.
 type cellAlloc struct {
 	c            *cells

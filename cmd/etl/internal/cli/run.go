@@ -379,6 +379,7 @@ func newClient(c *Config, log zerolog.Logger, lim cms.Limiter, onAttempt func(cm
 		TLSServerName:      c.TLSServerName,
 		InsecureSkipVerify: c.InsecureSkip,
 		MaxConns:           max(c.Concurrency, 1),
+		DiscardRaw:         !c.Postgres(), // only the warehouse stores the raw object
 		Limiter:            lim,
 		OnAttempt:          onAttempt,
 		Logger:             log,
