@@ -58,11 +58,20 @@ func (s *objectScanner) object(index func(key []byte) int, set func(i, kind int,
 	if s.b[s.i] != '{' {
 		return s.errorf("unexpected %q at offset %d", s.b[s.i], s.i)
 	}
+	if err := s.members(1, index, set); err != nil {
+		return err
+	}
+	return s.end()
+}
+
+// members scans an object from its '{'; depth is its nesting depth. With a
+// nil index every member is only validated.
+func (s *objectScanner) members(depth int, index func(key []byte) int, set func(i, kind int, tok []byte, esc bool)) error {
 	s.i++
 	s.ws()
 	if s.i < len(s.b) && s.b[s.i] == '}' {
 		s.i++
-		return s.end()
+		return nil
 	}
 	for {
 		s.ws()
@@ -74,14 +83,16 @@ func (s *objectScanner) object(index func(key []byte) int, set func(i, kind int,
 			return err
 		}
 		idx := -1
-		if esc {
+		switch {
+		case index == nil:
+		case esc:
 			// A key written with escapes still names its field exactly.
 			var k string
 			if err := json.Unmarshal(s.b[key.start-1:key.end+1], &k); err != nil {
 				return s.errorf("bad key: %v", err)
 			}
 			idx = index([]byte(k))
-		} else {
+		default:
 			idx = index(s.b[key.start:key.end])
 		}
 		s.ws()
@@ -91,7 +102,7 @@ func (s *objectScanner) object(index func(key []byte) int, set func(i, kind int,
 		s.i++
 		s.ws()
 		start := s.i
-		kind, vesc, err := s.value(1)
+		kind, vesc, err := s.value(depth)
 		if err != nil {
 			return err
 		}
@@ -107,7 +118,7 @@ func (s *objectScanner) object(index func(key []byte) int, set func(i, kind int,
 			s.i++
 		case '}':
 			s.i++
-			return s.end()
+			return nil
 		default:
 			return s.errorf("unexpected %q at offset %d", s.b[s.i], s.i)
 		}
@@ -257,45 +268,7 @@ func (s *objectScanner) value(depth int) (kind int, esc bool, err error) {
 	}
 }
 
-func (s *objectScanner) skipObject(depth int) error {
-	s.i++
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		return nil
-	}
-	for {
-		s.ws()
-		if s.i >= len(s.b) || s.b[s.i] != '"' {
-			return s.errorf("expected a key at offset %d", s.i)
-		}
-		if _, _, err := s.str(); err != nil {
-			return err
-		}
-		s.ws()
-		if s.i >= len(s.b) || s.b[s.i] != ':' {
-			return s.errorf("expected ':' at offset %d", s.i)
-		}
-		s.i++
-		s.ws()
-		if _, _, err := s.value(depth); err != nil {
-			return err
-		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return s.errorf("unterminated object")
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return s.errorf("unexpected %q at offset %d", s.b[s.i], s.i)
-		}
-	}
-}
+func (s *objectScanner) skipObject(depth int) error { return s.members(depth, nil, nil) }
 
 func (s *objectScanner) skipArray(depth int) error {
 	s.i++

@@ -89,21 +89,27 @@ func marshalRecords(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.T
 	return &tables, nil
 }
 
-func required[T int32 | int64](t *layout.Table, v T) {
-	t.Values = append(t.Values, v)
-	t.DefinitionLevels = append(t.DefinitionLevels, 0)
+// appendCell adds one value to a column: v when present, else NULL. A
+// required column's definition level is 0 either way.
+func appendCell(t *layout.Table, v any, present bool) {
+	if present {
+		t.Values = append(t.Values, v)
+		t.DefinitionLevels = append(t.DefinitionLevels, t.MaxDefinitionLevel)
+	} else {
+		t.Values = append(t.Values, nil)
+		t.DefinitionLevels = append(t.DefinitionLevels, 0)
+	}
 	t.RepetitionLevels = append(t.RepetitionLevels, 0)
 }
 
+func required[T int32 | int64](t *layout.Table, v T) { appendCell(t, v, true) }
+
 func optional[T int32 | int64](t *layout.Table, p *T) {
 	if p == nil {
-		t.Values = append(t.Values, nil)
-		t.DefinitionLevels = append(t.DefinitionLevels, 0)
-	} else {
-		t.Values = append(t.Values, *p)
-		t.DefinitionLevels = append(t.DefinitionLevels, t.MaxDefinitionLevel)
+		appendCell(t, nil, false)
+		return
 	}
-	t.RepetitionLevels = append(t.RepetitionLevels, 0)
+	appendCell(t, *p, true)
 }
 
 // boxed is a text value and the interface holding it.
@@ -119,19 +125,12 @@ func (b *boxed) box(s string) any {
 	return b.v
 }
 
-func requiredText(t *layout.Table, last *boxed, v string) {
-	t.Values = append(t.Values, last.box(v))
-	t.DefinitionLevels = append(t.DefinitionLevels, 0)
-	t.RepetitionLevels = append(t.RepetitionLevels, 0)
-}
+func requiredText(t *layout.Table, last *boxed, v string) { appendCell(t, last.box(v), true) }
 
 func optionalText(t *layout.Table, last *boxed, p *string) {
 	if p == nil {
-		t.Values = append(t.Values, nil)
-		t.DefinitionLevels = append(t.DefinitionLevels, 0)
-	} else {
-		t.Values = append(t.Values, last.box(*p))
-		t.DefinitionLevels = append(t.DefinitionLevels, t.MaxDefinitionLevel)
+		appendCell(t, nil, false)
+		return
 	}
-	t.RepetitionLevels = append(t.RepetitionLevels, 0)
+	appendCell(t, last.box(*p), true)
 }
