@@ -68,12 +68,12 @@ func BenchmarkCommittedKeys100k(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		keys, n, err := pqsink.CommittedKeys(b.Context(), dir, nil)
+		keys, st, err := pqsink.CommittedKeys(b.Context(), dir, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if n != 100_000 || keys.Len() != 100_000 {
-			b.Fatalf("CommittedKeys = %d keys, %d rows", keys.Len(), n)
+		if st.Rows != 100_000 || keys.Len() != 100_000 {
+			b.Fatalf("CommittedKeys = %d keys, %d rows", keys.Len(), st.Rows)
 		}
 		keys.Close()
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xitongsys/parquet-go/common"
+	pq "github.com/xitongsys/parquet-go/parquet"
 	"github.com/xitongsys/parquet-go/reader"
 	"github.com/xitongsys/parquet-go/source"
 
@@ -23,36 +24,54 @@ import (
 // bounds the memory of one file's read whatever the file's size.
 const keyChunkRows = 16384
 
+// Filter narrows CommittedKeys to the keys of one input.
+type Filter struct {
+	// Keep reports whether a key is wanted; nil keeps every key read.
+	Keep func(extract.Digest) bool
+	// MinCallID and MaxCallID, when MaxCallID is set, bound the input's
+	// call IDs in byte order. A file whose call_id statistics show every
+	// row group outside the range holds none of them and is not read:
+	// call IDs start with the call's time, so a lake's older files drop out.
+	MinCallID, MaxCallID string
+}
+
+// CommittedStats says how much of DIR CommittedKeys read.
+type CommittedStats struct {
+	Files, SkippedFiles int // committed files, and those not read thanks to the Filter
+	Rows                int // rows read
+}
+
 // CommittedKeys returns the digests of the keys (cc_id, vdn, call_id) in
-// every committed part file under dir that keep accepts (nil keeps all), and
-// the number of rows read. Only those three columns are decoded. Temporary
-// files are ignored: their rows were never committed. A missing dir holds no
-// keys. keep lets a run hold only the committed keys of its own input, so
-// memory follows the input rather than the lake's history. The caller closes
-// the set.
-func CommittedKeys(ctx context.Context, dir string, keep func(extract.Digest) bool) (*extract.DigestSet, int, error) {
+// the committed part files under dir that f accepts (nil accepts all). Only
+// those three columns are decoded. Temporary files are ignored: their rows
+// were never committed. A missing dir holds no keys. A filter lets a run
+// hold only the committed keys of its own input, so memory follows the
+// input rather than the lake's history. The caller closes the set.
+func CommittedKeys(ctx context.Context, dir string, f *Filter) (*extract.DigestSet, CommittedStats, error) {
+	var st CommittedStats
+	if f == nil {
+		f = &Filter{}
+	}
 	files, err := committedFiles(dir)
 	if err != nil {
-		return nil, 0, err
+		return nil, st, err
 	}
+	st.Files = len(files)
 	keys, err := extract.NewDigestSet(0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read committed keys: %w", err)
+		return nil, st, fmt.Errorf("read committed keys: %w", err)
 	}
-	var (
-		mu    sync.Mutex
-		total int
-	)
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, path := range files {
 		g.Go(func() error {
-			return readKeys(gctx, path, func(batch []extract.Digest) error {
+			read, err := readKeys(gctx, path, f, func(batch []extract.Digest) error {
 				mu.Lock()
 				defer mu.Unlock()
-				total += len(batch)
+				st.Rows += len(batch)
 				for _, d := range batch {
-					if keep != nil && !keep(d) {
+					if f.Keep != nil && !f.Keep(d) {
 						continue
 					}
 					if _, err := keys.Add(d); err != nil {
@@ -61,13 +80,19 @@ func CommittedKeys(ctx context.Context, dir string, keep func(extract.Digest) bo
 				}
 				return nil
 			})
+			if err == nil && !read {
+				mu.Lock()
+				st.SkippedFiles++
+				mu.Unlock()
+			}
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		keys.Close()
-		return nil, 0, fmt.Errorf("read committed keys: %w", err)
+		return nil, CommittedStats{}, fmt.Errorf("read committed keys: %w", err)
 	}
-	return keys, total, nil
+	return keys, st, nil
 }
 
 // HasCommitted reports whether dir holds any committed part file.
@@ -102,11 +127,12 @@ func committedFiles(dir string) ([]string, error) {
 }
 
 // readKeys decodes the key columns of one file in chunks and hands each
-// chunk's digests to add.
-func readKeys(ctx context.Context, path string, add func([]extract.Digest) error) (err error) {
+// chunk's digests to add. It reads nothing beyond the footer, and returns
+// false, when the footer shows the file holds no call ID in f's range.
+func readKeys(ctx context.Context, path string, f *Filter, add func([]extract.Digest) error) (read bool, err error) {
 	pf, err := openLocal(path)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		// The reader panics on some malformed files; report that as an
@@ -120,32 +146,35 @@ func readKeys(ctx context.Context, path string, add func([]extract.Digest) error
 	}()
 	pr, err := reader.NewParquetColumnReader(pf, 1)
 	if err != nil {
-		return fmt.Errorf("read parquet footer %s: %w", path, err)
+		return false, fmt.Errorf("read parquet footer %s: %w", path, err)
 	}
 	defer pr.ReadStop()
+	if f.MaxCallID != "" && !mayHoldCallIDs(pr.Footer, f.MinCallID, f.MaxCallID) {
+		return false, nil
+	}
 
 	root := pr.SchemaHandler.GetRootExName()
 	col := func(name string) string { return common.PathToStr([]string{root, name}) }
 	digests := make([]extract.Digest, 0, keyChunkRows)
 	for left := pr.GetNumRows(); left > 0; {
 		if err := ctx.Err(); err != nil {
-			return err
+			return true, err
 		}
 		n := min(left, keyChunkRows)
 		ccIDs, _, _, err := pr.ReadColumnByPath(col("cc_id"), n)
 		if err != nil {
-			return fmt.Errorf("read cc_id of %s: %w", path, err)
+			return true, fmt.Errorf("read cc_id of %s: %w", path, err)
 		}
 		vdns, _, _, err := pr.ReadColumnByPath(col("vdn"), n)
 		if err != nil {
-			return fmt.Errorf("read vdn of %s: %w", path, err)
+			return true, fmt.Errorf("read vdn of %s: %w", path, err)
 		}
 		callIDs, _, _, err := pr.ReadColumnByPath(col("call_id"), n)
 		if err != nil {
-			return fmt.Errorf("read call_id of %s: %w", path, err)
+			return true, fmt.Errorf("read call_id of %s: %w", path, err)
 		}
 		if int64(len(ccIDs)) != n || len(vdns) != len(ccIDs) || len(callIDs) != len(ccIDs) {
-			return fmt.Errorf("read keys of %s: got %d/%d/%d values for %d rows", path, len(ccIDs), len(vdns), len(callIDs), n)
+			return true, fmt.Errorf("read keys of %s: got %d/%d/%d values for %d rows", path, len(ccIDs), len(vdns), len(callIDs), n)
 		}
 		digests = digests[:0]
 		for i := range ccIDs {
@@ -153,16 +182,16 @@ func readKeys(ctx context.Context, path string, add func([]extract.Digest) error
 			vdn, ok2 := vdns[i].(int32)
 			id, ok3 := callIDs[i].(string)
 			if !ok1 || !ok2 || !ok3 {
-				return fmt.Errorf("read keys of %s: row has types %T/%T/%T, want int32/int32/string", path, ccIDs[i], vdns[i], callIDs[i])
+				return true, fmt.Errorf("read keys of %s: row has types %T/%T/%T, want int32/int32/string", path, ccIDs[i], vdns[i], callIDs[i])
 			}
 			digests = append(digests, extract.Key{CCID: int(cc), VDN: int(vdn), CallID: id}.Digest())
 		}
 		if err := add(digests); err != nil {
-			return err
+			return true, err
 		}
 		left -= n
 	}
-	return nil
+	return true, nil
 }
 
 // localFile is the read side of source.ParquetFile on the local disk (the
@@ -190,4 +219,30 @@ func (f *localFile) Open(name string) (source.ParquetFile, error) {
 
 func (f *localFile) Create(string) (source.ParquetFile, error) {
 	return nil, errors.New("parquet file opened read-only")
+}
+
+// mayHoldCallIDs reports whether any row group's call_id statistics overlap
+// [lo, hi] in byte order, the order the writer computes them in. A row group
+// without statistics may hold anything.
+func mayHoldCallIDs(footer *pq.FileMetaData, lo, hi string) bool {
+	for _, rg := range footer.GetRowGroups() {
+		var stats *pq.Statistics
+		for _, c := range rg.GetColumns() {
+			// The writer records the path in its Go spelling ("Call_id").
+			if md := c.GetMetaData(); md != nil && len(md.PathInSchema) > 0 && strings.EqualFold(md.PathInSchema[len(md.PathInSchema)-1], "call_id") {
+				stats = md.GetStatistics()
+			}
+		}
+		if stats == nil {
+			return true
+		}
+		minV, maxV := stats.GetMinValue(), stats.GetMaxValue()
+		if minV == nil || maxV == nil {
+			minV, maxV = stats.GetMin(), stats.GetMax()
+		}
+		if minV == nil || maxV == nil || string(minV) <= hi && string(maxV) >= lo {
+			return true
+		}
+	}
+	return false
 }

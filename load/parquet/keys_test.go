@@ -65,13 +65,13 @@ func TestCommittedKeys(t *testing.T) {
 		}
 	}
 
-	got, n, err := pqsink.CommittedKeys(t.Context(), dir, nil)
+	got, st, err := pqsink.CommittedKeys(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer got.Close()
-	if n != 40010 {
-		t.Errorf("rows = %d, want 40010", n)
+	if st != (pqsink.CommittedStats{Files: 4, Rows: 40010}) {
+		t.Errorf("stats %+v, want 4 files and 40010 rows, none skipped", st)
 	}
 	if got.Len() != len(want) {
 		t.Errorf("got %d digests, want %d", got.Len(), len(want))
@@ -89,29 +89,57 @@ func TestCommittedKeys(t *testing.T) {
 			even = append(even, d)
 		}
 	}
-	filtered, n, err := pqsink.CommittedKeys(t.Context(), dir, func(d extract.Digest) bool { return d[0]%2 == 0 })
+	filtered, st, err := pqsink.CommittedKeys(t.Context(), dir, &pqsink.Filter{Keep: func(d extract.Digest) bool { return d[0]%2 == 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer filtered.Close()
-	if n != 40010 || filtered.Len() != len(even) {
-		t.Errorf("filtered: %d rows, %d digests; want 40010 rows, %d digests", n, filtered.Len(), len(even))
+	if st.Rows != 40010 || filtered.Len() != len(even) {
+		t.Errorf("filtered: %d rows, %d digests; want 40010 rows, %d digests", st.Rows, filtered.Len(), len(even))
 	}
 	for _, d := range even {
 		if !filtered.Has(d) {
 			t.Fatalf("accepted key %x missing", d)
 		}
 	}
+
+	// A call ID range skips the files whose statistics lie outside it,
+	// reading only their footers. In byte order the first commit's files
+	// span "...-0" to "...-9999" and the second's "...-40000" to "...-40009".
+	tests := []struct {
+		name           string
+		lo, hi         string
+		skipped, rows  int
+		wantFirstFiles bool
+	}{
+		{"first commit only", "1732400000000-0", "1732400000000-1", 2, 40000, true},
+		{"nothing", "1800000000000-1", "1800000000000-9", 4, 0, false},
+		{"everything", "0", "9", 0, 40010, true},
+	}
+	for _, tc := range tests {
+		set, st, err := pqsink.CommittedKeys(t.Context(), dir, &pqsink.Filter{MinCallID: tc.lo, MaxCallID: tc.hi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Files != 4 || st.SkippedFiles != tc.skipped || st.Rows != tc.rows || set.Len() != tc.rows {
+			t.Errorf("%s: stats %+v, %d digests; want %d skipped, %d rows", tc.name, st, set.Len(), tc.skipped, tc.rows)
+		}
+		first := extract.Key{CCID: 1, VDN: 1, CallID: "1732400000000-0"}.Digest()
+		if set.Has(first) != tc.wantFirstFiles {
+			t.Errorf("%s: first row's key held = %v", tc.name, set.Has(first))
+		}
+		set.Close()
+	}
 }
 
 func TestCommittedKeysMissingDir(t *testing.T) {
 	t.Parallel()
-	got, n, err := pqsink.CommittedKeys(t.Context(), filepath.Join(t.TempDir(), "absent"), nil)
+	got, st, err := pqsink.CommittedKeys(t.Context(), filepath.Join(t.TempDir(), "absent"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 0 || got.Len() != 0 {
-		t.Fatalf("CommittedKeys(absent) = %d keys, %d rows", got.Len(), n)
+	if st.Rows != 0 || got.Len() != 0 {
+		t.Fatalf("CommittedKeys(absent) = %d keys, %d rows", got.Len(), st.Rows)
 	}
 	got.Close()
 }

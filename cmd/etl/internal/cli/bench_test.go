@@ -324,9 +324,9 @@ func BenchmarkThroughput(b *testing.B) {
 			bare = again
 		}
 		b.StopTimer()
-		set, rows, err := parquet.CommittedKeys(b.Context(), out, nil)
-		if err != nil || rows != n {
-			b.Fatalf("parquet output holds %d rows (%v), want %d", rows, err, n)
+		set, st, err := parquet.CommittedKeys(b.Context(), out, nil)
+		if err != nil || st.Rows != n {
+			b.Fatalf("parquet output holds %d rows (%v), want %d", st.Rows, err, n)
 		}
 		set.Close()
 		b.StartTimer()

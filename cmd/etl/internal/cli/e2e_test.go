@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,10 +154,11 @@ func checkAccounting(t *testing.T, o runOutput) {
 
 func committed(t *testing.T, dir string) (map[extract.Digest]struct{}, int) {
 	t.Helper()
-	set, n, err := parquet.CommittedKeys(t.Context(), dir, nil)
+	set, st, err := parquet.CommittedKeys(t.Context(), dir, nil)
 	if err != nil {
 		t.Fatalf("read committed keys: %v", err)
 	}
+	n := st.Rows
 	defer set.Close()
 	keys := make(map[extract.Digest]struct{}, set.Len())
 	for d := range set.All() {
@@ -278,8 +280,8 @@ func TestCSVToParquetEndToEndAndRerun(t *testing.T) {
 			t.Errorf("overlapping file queried %s again although its row is committed", k)
 		}
 	}
-	resumed := fmt.Sprintf(`"rows":%d,"rows_in_dir":%d`, inBoth, rows)
-	if !strings.Contains(third.stderr, resumed) {
+	resumed := regexp.MustCompile(fmt.Sprintf(`"rows":%d,"files":\d+,"files_skipped":\d+,"rows_read":%d`, inBoth, rows))
+	if !resumed.MatchString(third.stderr) {
 		t.Errorf("resume log does not hold only this input's %d committed keys of %d (%s):\n%s", inBoth, rows, resumed, tail(third.stderr, 3000))
 	}
 }
@@ -376,11 +378,11 @@ func TestKillDashNineThenRerunLosesAndDuplicatesNothing(t *testing.T) {
 	args := h.args(in, out, "--rate", "100", "--commit-interval", "200ms", "--commit-rows", "25")
 	cmd, stderr := h.subprocess(args...)
 	waitFor(t, func() bool {
-		set, n, err := parquet.CommittedKeys(t.Context(), out, nil)
+		set, st, err := parquet.CommittedKeys(t.Context(), out, nil)
 		if err == nil {
 			set.Close()
 		}
-		return n >= 50
+		return st.Rows >= 50
 	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -576,5 +578,35 @@ func TestSameFile(t *testing.T) {
 	}
 	if sameFile(opened, path) {
 		t.Error("a missing file is reported unchanged")
+	}
+}
+
+// Call IDs start with the call's time, so a lake's older files cannot hold a
+// newer input's keys: their footers' statistics say so and they are not read.
+func TestResumeSkipsFilesOutsideTheInput(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{})
+	old, _ := h.writeCSV("old.csv", 30)
+	out := filepath.Join(h.dir, "lake")
+	if first := h.run(h.args(old, out, "--rate", "0")...); first.code != ExitOK {
+		t.Fatalf("first run: exit %d; stderr:\n%s", first.code, tail(first.stderr, 3000))
+	}
+	var b strings.Builder
+	b.WriteString("ccId,vdn,callId\n")
+	for i := range 20 {
+		fmt.Fprintf(&b, "1,1,%d-%d\n", 1800000000000+int64(i)*1000, 500+i)
+	}
+	next := filepath.Join(h.dir, "next.csv")
+	if err := os.WriteFile(next, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := h.run(h.args(next, out, "--rate", "0")...)
+	checkAccounting(t, second)
+	if second.code != ExitOK || second.outcome("loaded")+second.outcome("no_data") != 20 {
+		t.Fatalf("second run: exit %d, outcomes %v; stderr:\n%s", second.code, second.summary["outcomes"], tail(second.stderr, 3000))
+	}
+	skipped := regexp.MustCompile(`"rows":0,"files":(\d+),"files_skipped":(\d+),"rows_read":0`).FindStringSubmatch(second.stderr)
+	if skipped == nil || skipped[1] != skipped[2] || skipped[1] == "0" {
+		t.Errorf("the older files were read (want every file skipped, nothing read):\n%s", tail(second.stderr, 3000))
 	}
 }

@@ -219,13 +219,14 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 		w.pq = pq
 		j.Parquet = pq
-		committed, n, err := committedKeys(ctx, c, dir, w.csv, log)
+		committed, st, err := committedKeys(ctx, c, dir, w.csv, log)
 		if err != nil {
 			return w, err
 		}
 		w.done = committed
-		if committed.Len() > 0 {
-			log.Info().Int("rows", committed.Len()).Int("rows_in_dir", n).Str("dir", dir).
+		if st.Files > 0 {
+			log.Info().Int("rows", committed.Len()).Int("files", st.Files).Int("files_skipped", st.SkippedFiles).
+				Int("rows_read", st.Rows).Str("dir", dir).
 				Msg("resuming: rows of this input already committed will not be queried again")
 		}
 		skip.parquet = committed
@@ -280,36 +281,36 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 // keeps only those: memory then follows the input, not the lake's history.
 // Inputs that can be read only once (stdin, pipes), a file that changed since
 // the run opened it, or a pre-read that failed keep every committed key.
-func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.Reader, log zerolog.Logger) (*extract.DigestSet, int, error) {
-	var keep func(extract.Digest) bool
+func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.Reader, log zerolog.Logger) (*extract.DigestSet, parquet.CommittedStats, error) {
+	var filter *parquet.Filter
 	if input != nil && input.RegularFile() != nil {
 		has, err := parquet.HasCommitted(dir)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read committed keys in %s: %w", dir, err)
+			return nil, parquet.CommittedStats{}, fmt.Errorf("read committed keys in %s: %w", dir, err)
 		}
 		if has {
 			path := c.CSVPath()
 			in, err := csvKeys(ctx, csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
 			switch {
 			case ctx.Err() != nil:
-				return nil, 0, fmt.Errorf("read the keys of %s: %w", path, ctx.Err())
+				return nil, parquet.CommittedStats{}, fmt.Errorf("read the keys of %s: %w", path, ctx.Err())
 			case err != nil:
 				// The run itself reports the problem with its line.
 				log.Warn().Err(err).Msg("could not read the input's keys ahead; keeping every committed key in memory")
 			case !sameFile(input.RegularFile(), path):
-				in.Close()
+				in.set.Close()
 				log.Warn().Str("input", path).Msg("the input changed while its keys were read; keeping every committed key in memory")
 			default:
-				defer in.Close()
-				keep = in.Has
+				defer in.set.Close()
+				filter = &parquet.Filter{Keep: in.set.Has, MinCallID: in.minCallID, MaxCallID: in.maxCallID}
 			}
 		}
 	}
-	committed, n, err := parquet.CommittedKeys(ctx, dir, keep)
+	committed, st, err := parquet.CommittedKeys(ctx, dir, filter)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read committed keys in %s: %w", dir, err)
+		return nil, st, fmt.Errorf("read committed keys in %s: %w", dir, err)
 	}
-	return committed, n, nil
+	return committed, st, nil
 }
 
 // sameFile reports whether path is still the file opened, unchanged.
@@ -318,33 +319,47 @@ func sameFile(opened os.FileInfo, path string) bool {
 	return err == nil && os.SameFile(opened, now) && now.Size() == opened.Size() && now.ModTime().Equal(opened.ModTime())
 }
 
-// csvKeys reads the digests of a CSV file's valid keys; bad rows are skipped
-// here and reported by the run itself.
-func csvKeys(ctx context.Context, cfg csvsource.Config) (*extract.DigestSet, error) {
+// inputKeys are the valid keys of a CSV file and the range of their call IDs
+// in byte order.
+type inputKeys struct {
+	set                  *extract.DigestSet
+	minCallID, maxCallID string
+}
+
+// csvKeys reads the keys of a CSV file; bad rows are skipped here and
+// reported by the run itself.
+func csvKeys(ctx context.Context, cfg csvsource.Config) (inputKeys, error) {
 	r, err := csvsource.Open(cfg)
 	if err != nil {
-		return nil, err
+		return inputKeys{}, err
 	}
 	defer r.Close()
-	set, err := extract.NewDigestSet(0)
-	if err != nil {
-		return nil, err
+	in := inputKeys{}
+	if in.set, err = extract.NewDigestSet(0); err != nil {
+		return inputKeys{}, err
 	}
 	for ctx.Err() == nil {
 		it, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			return set, nil
+			return in, nil
 		}
 		if err == nil && it.Err == nil {
-			_, err = set.Add(it.Key.Digest())
+			id := it.Key.CallID
+			if in.set.Len() == 0 || id < in.minCallID {
+				in.minCallID = strings.Clone(id)
+			}
+			if in.set.Len() == 0 || id > in.maxCallID {
+				in.maxCallID = strings.Clone(id)
+			}
+			_, err = in.set.Add(it.Key.Digest())
 		}
 		if err != nil {
-			set.Close()
-			return nil, err
+			in.set.Close()
+			return inputKeys{}, err
 		}
 	}
-	set.Close()
-	return nil, ctx.Err()
+	in.set.Close()
+	return inputKeys{}, ctx.Err()
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
