@@ -309,6 +309,7 @@ func TestDecodeRecordNotObject(t *testing.T) {
 		`{"a":[1,]}`, `{"a":{"b"}}`, `{"a":{"b":1,}}`, `{"a":"unterminated}`, `{"a":1 "b":2}`,
 		strings.Repeat("[", 20) + `{}`,
 		`{"a":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`,
+		`{"a":` + strings.Repeat(`{"a":`, maxDepth) + `1` + strings.Repeat("}", maxDepth) + `}`,
 	} {
 		if _, err := DecodeRecord([]byte(raw)); err == nil {
 			t.Errorf("DecodeRecord(%.40q) = nil error, want an error", raw)
@@ -318,9 +319,16 @@ func TestDecodeRecordNotObject(t *testing.T) {
 		}
 	}
 	// Just within encoding/json's depth limit: accepted.
-	deep := `{"a":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`
-	if _, err := DecodeRecord([]byte(deep)); err != nil {
-		t.Errorf("depth %d: %v", maxDepth, err)
+	for _, deep := range []string{
+		`{"a":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
+		`{"a":` + strings.Repeat(`{"a":`, maxDepth-2) + `{}` + strings.Repeat("}", maxDepth-2) + `}`,
+	} {
+		if !json.Valid([]byte(deep)) {
+			t.Fatalf("depth %d case is not valid JSON to encoding/json: fix the table", maxDepth)
+		}
+		if _, err := DecodeRecord([]byte(deep)); err != nil {
+			t.Errorf("depth %d: %v", maxDepth, err)
+		}
 	}
 }
 

@@ -377,3 +377,24 @@ func TestDecodeResponseObjectIsACopy(t *testing.T) {
 		t.Errorf("Object changed with the body: %s", resp.Object)
 	}
 }
+
+// Without a copy the object aliases the body, as the client uses it with
+// DiscardRaw; the record decoded from it must not.
+func TestDecodedRecordOutlivesTheBody(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"resultCode":"0100000","resultDesc":{"callSkill":"skill-1","keyId":"k\u0031","dsn":7}}`)
+	resp, err := decodeResponse(body, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := DecodeRecord(resp.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range body {
+		body[i] = 'x'
+	}
+	if *rec.CallSkill != "skill-1" || *rec.KeyID != "k1" || *rec.DSN != 7 {
+		t.Errorf("record changed with the body: callSkill %q keyId %q dsn %d", *rec.CallSkill, *rec.KeyID, *rec.DSN)
+	}
+}

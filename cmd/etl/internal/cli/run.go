@@ -293,6 +293,9 @@ func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.
 			in, err := csvKeys(ctx, csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
 			switch {
 			case ctx.Err() != nil:
+				if in.set != nil {
+					in.set.Close()
+				}
 				return nil, parquet.CommittedStats{}, fmt.Errorf("read the keys of %s: %w", path, ctx.Err())
 			case err != nil:
 				// The run itself reports the problem with its line.
@@ -300,6 +303,9 @@ func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.
 			case !sameFile(input.RegularFile(), path):
 				in.set.Close()
 				log.Warn().Str("input", path).Msg("the input changed while its keys were read; keeping every committed key in memory")
+			case in.set.Len() == 0:
+				// No valid key: nothing committed can match.
+				return in.set, parquet.CommittedStats{}, nil
 			default:
 				defer in.set.Close()
 				filter = &parquet.Filter{Keep: in.set.Has, MinCallID: in.minCallID, MaxCallID: in.maxCallID}
