@@ -3,7 +3,7 @@ GO       ?= go
 PKGS     ?= ./...
 BENCHTIME ?= 1x
 
-.PHONY: help build demo test fmt-check vet unit fuzz bench bench-client bench-job bench-pg clean
+.PHONY: help build demo test fmt-check vet fuzz bench bench-client bench-job bench-pg clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'

@@ -166,17 +166,23 @@ func TestDecodeRecordNumericField(t *testing.T) {
 			if !eqInt(got.DeviceType, tt.want) {
 				t.Errorf("deviceType = %#v, want %#v", showInt(got.DeviceType), showInt(tt.want))
 			}
-			var wantProblems []string
-			if tt.problem != "" {
-				wantProblems = []string{tt.problem}
-			}
-			if strings.Join(got.Problems, "|") != strings.Join(wantProblems, "|") {
-				t.Errorf("Problems = %q, want %q", got.Problems, wantProblems)
-			}
+			checkProblem(t, got.Problems, tt.problem)
 			if tt.value != "" && (!eqInt(got.DSN, i64(1)) || !eqInt(got.MID, i64(2))) {
 				t.Errorf("neighbours dsn=%v mid=%v, want 1 and 2", showInt(got.DSN), showInt(got.MID))
 			}
 		})
+	}
+}
+
+// checkProblem wants exactly the one problem named, or none for "".
+func checkProblem(t *testing.T, got []string, want string) {
+	t.Helper()
+	var wantProblems []string
+	if want != "" {
+		wantProblems = []string{want}
+	}
+	if strings.Join(got, "|") != strings.Join(wantProblems, "|") {
+		t.Errorf("Problems = %q, want %q", got, wantProblems)
 	}
 }
 
@@ -222,13 +228,7 @@ func TestDecodeRecordTextField(t *testing.T) {
 			if !eqStr(got.CallingNum, tt.want) {
 				t.Errorf("callingNum = %#v, want %#v", showStr(got.CallingNum), showStr(tt.want))
 			}
-			var wantProblems []string
-			if tt.problem != "" {
-				wantProblems = []string{tt.problem}
-			}
-			if strings.Join(got.Problems, "|") != strings.Join(wantProblems, "|") {
-				t.Errorf("Problems = %q, want %q", got.Problems, wantProblems)
-			}
+			checkProblem(t, got.Problems, tt.problem)
 		})
 	}
 }

@@ -23,20 +23,27 @@ func format(it Item) string {
 	return fmt.Sprintf("%d ok %s", it.Line, it.Key)
 }
 
-// readAll drains r, failing the test on a fatal error.
-func readAll(t testing.TB, r *Reader) []string {
+// eachItem streams r's items to f, failing the test on a fatal error.
+func eachItem(t testing.TB, r *Reader, f func(Item)) {
 	t.Helper()
-	var got []string
 	for {
 		it, err := r.Next()
 		if err == io.EOF {
-			return got
+			return
 		}
 		if err != nil {
-			t.Fatalf("Next after %q: %v", got, err)
+			t.Fatalf("Next after line %d: %v", it.Line, err)
 		}
-		got = append(got, format(it))
+		f(it)
 	}
+}
+
+// readAll drains r into formatted items, failing the test on a fatal error.
+func readAll(t testing.TB, r *Reader) []string {
+	t.Helper()
+	var got []string
+	eachItem(t, r, func(it Item) { got = append(got, format(it)) })
+	return got
 }
 
 func TestRead(t *testing.T) {
@@ -195,24 +202,17 @@ func TestRejectErrorsNameTheField(t *testing.T) {
 	}
 	defer r.Close()
 	wantField := map[int64]string{3: "vdn", 4: "ccId", 6: "ccId", 7: "vdn", 9: "callId", 11: "callId"}
-	for {
-		it, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachItem(t, r, func(it Item) {
 		want, ok := wantField[it.Line]
 		if !ok {
-			continue
+			return
 		}
 		var fe *extract.FieldError
 		if !errors.As(it.Err, &fe) || fe.Field != want {
 			t.Errorf("line %d: Err = %v, want an *extract.FieldError for %s", it.Line, it.Err, want)
 		}
 		delete(wantField, it.Line)
-	}
+	})
 	if len(wantField) != 0 {
 		t.Errorf("lines never seen: %v", wantField)
 	}
@@ -443,23 +443,16 @@ func TestLargeFile(t *testing.T) {
 	defer r.Close()
 	var ok int
 	var rejects []int64
-	for {
-		it, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachItem(t, r, func(it Item) {
 		if it.Err != nil {
 			rejects = append(rejects, it.Line)
 			if !strings.HasPrefix(it.Err.Error(), `vdn "0": `) {
 				t.Errorf("line %d: reason %v, want the vdn", it.Line, it.Err)
 			}
-			continue
+			return
 		}
 		ok++
-	}
+	})
 	if ok != n-len(wantRejects) {
 		t.Errorf("read %d good rows, want %d", ok, n-len(wantRejects))
 	}
@@ -505,25 +498,18 @@ func TestDemoInput(t *testing.T) {
 	var rows, good int
 	var rejects []string
 	seen := map[extract.Digest]bool{}
-	for {
-		it, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachItem(t, r, func(it Item) {
 		rows++
 		if it.Err != nil {
 			rejects = append(rejects, it.Err.Error())
-			continue
+			return
 		}
 		good++
 		if it.Key.CCID != 1 || it.Key.VDN < 1 || it.Key.VDN > 3 {
 			t.Errorf("line %d: key %s, want ccId 1 and vdn 1..3", it.Line, it.Key)
 		}
 		seen[it.Key.Digest()] = true
-	}
+	})
 	wantRejects := []string{`vdn "9999": must be 1..5000`, `callId "abc-12": must be digits-digits`, "expected 3 fields, got 2"}
 	if rows != 300 || good != 297 || len(seen) != 295 || strings.Join(rejects, "|") != strings.Join(wantRejects, "|") {
 		t.Errorf("rows %d, good %d, distinct %d, rejects %q; want 300, 297, 295, %q", rows, good, len(seen), rejects, wantRejects)

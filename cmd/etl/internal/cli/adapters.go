@@ -108,7 +108,8 @@ func (s *queueSource) Next(ctx context.Context) (job.Item, error) {
 	}
 	c := s.buf[0]
 	s.buf = s.buf[1:]
-	it := job.Item{Key: c.Key, Raw: [3]string{fmt.Sprint(c.Key.CCID), fmt.Sprint(c.Key.VDN), c.Key.CallID}}
+	// Raw is only for the CSV reject records: a queue run has none.
+	it := job.Item{Key: c.Key}
 	if err := c.Key.Validate(); err != nil {
 		it.Err = err
 	}
@@ -131,9 +132,6 @@ func (s *queueSource) Release(ctx context.Context) error {
 	s.buf = nil
 	return nil
 }
-
-// SameDatabase: the queue and the warehouse share DATABASE_URL.
-func (s *queueSource) SameDatabase() bool { return true }
 
 // Settle marks the rows' queue status; inside tx when the warehouse gives one.
 func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settlement) error {
@@ -203,9 +201,8 @@ func (s *queueSource) extendLeases(ctx context.Context) {
 
 // skipper answers which outputs already hold a key.
 type skipper struct {
-	parquet                  *extract.DigestSet
-	db                       *pgxpool.Pool
-	hasParquet, hasWarehouse bool
+	parquet *extract.DigestSet
+	db      *pgxpool.Pool
 }
 
 func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh []bool, err error) {

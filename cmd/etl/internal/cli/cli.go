@@ -1,5 +1,5 @@
 // Package cli is the etl command: it parses configuration, wires the stages
-// and runs them. cmd/etl/main.go only calls Main.
+// and runs them. cmd/etl/main.go only calls Run.
 package cli
 
 import (
@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -181,14 +180,4 @@ func Run() int {
 	}()
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, StderrIsTerminal: term.IsTerminal(int(os.Stderr.Fd()))}
 	return Main(ctx, os.Args[1:], env)
-}
-
-func joinNonEmpty(sep string, parts ...string) string {
-	var out []string
-	for _, p := range parts {
-		if p != "" {
-			out = append(out, p)
-		}
-	}
-	return strings.Join(out, sep)
 }

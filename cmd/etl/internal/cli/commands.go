@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
+	"flag"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -35,7 +33,6 @@ func cmdPing(ctx context.Context, args []string, env Env) int {
 		return exitFor(err, env)
 	}
 	log := NewLogger(&c, env)
-	c.Concurrency = 1
 	client, err := newClient(&c, log, nil, nil)
 	if err != nil {
 		return exitFor(err, env)
@@ -60,15 +57,21 @@ func cmdMigrate(ctx context.Context, args []string, env Env) error {
 	if err := c.applyEnv(fs); err != nil {
 		return err
 	}
-	if c.DatabaseURL == "" {
-		return usagef("--database-url (or DATABASE_URL) is required")
+	if err := c.requireDB(""); err != nil {
+		return err
 	}
-	conn, err := connect(ctx, c.DatabaseURL)
+	db, err := openDB(ctx, c.DatabaseURL, 1)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	rep, err := migrations.Apply(ctx, conn)
+	defer db.Close()
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Release()
+	// One connection: tern's advisory lock belongs to the session.
+	rep, err := migrations.Apply(ctx, conn.Conn())
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -81,20 +84,6 @@ func cmdMigrate(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintf(env.Stdout, "  applied %s\n", name)
 	}
 	return nil
-}
-
-func connect(ctx context.Context, url string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return nil, usagef("--database-url: cannot parse the PostgreSQL URL")
-	}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to postgres %s: %w", cfg.Host, err)
-	}
-	return conn, nil
 }
 
 func cmdEnqueue(ctx context.Context, args []string, env Env) error {
@@ -114,11 +103,11 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	if c.CSVPath() == "" {
 		return usagef("--input csv:FILE is required")
 	}
-	if c.DatabaseURL == "" {
-		return usagef("--database-url (or DATABASE_URL) is required")
+	if err := c.requireDB(""); err != nil {
+		return err
 	}
 	log := NewLogger(&c, env)
-	r, err := csvsource.Open(csvsource.Config{Path: c.CSVPath(), DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+	r, err := csvsource.Open(c.csvConfig())
 	if err != nil {
 		return usagef("--input: %w", err)
 	}
@@ -129,26 +118,10 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	}
 	defer db.Close()
 	var rejected int64
-	keys := func(yield func(extract.Key, error) bool) {
-		for {
-			it, err := r.Next()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				yield(extract.Key{}, err)
-				return
-			}
-			if it.Err != nil {
-				rejected++
-				log.Warn().Str("file", r.Path()).Int64("line", it.Line).Str("reason", it.Err.Error()).Msg("row rejected")
-				continue
-			}
-			if !yield(it.Key, nil) {
-				return
-			}
-		}
-	}
+	keys := validKeys(r, func(it csvsource.Item) {
+		rejected++
+		log.Warn().Str("file", r.Path()).Int64("line", it.Line).Str("reason", it.Err.Error()).Msg("row rejected")
+	})
 	rep, err := queue.Enqueue(ctx, db, keys)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", r.Path(), err)
@@ -182,8 +155,8 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if !failed {
 		return usagef("--failed is required (only failed rows can be requeued)")
 	}
-	if c.DatabaseURL == "" {
-		return usagef("--database-url (or DATABASE_URL) is required")
+	if err := c.requireDB(""); err != nil {
+		return err
 	}
 	db, err := openDB(ctx, c.DatabaseURL, 2)
 	if err != nil {
@@ -241,14 +214,14 @@ func cmdDemo(ctx context.Context, args []string, env Env) int {
 	defer sim.Close()
 	log.Info().Str("url", sim.URL()).Msg("simulator started (self-signed TLS, demo credentials)")
 
-	c = Config{
-		Input: "csv:" + c.Input, Outputs: []string{"parquet:" + out},
-		APIURL: sim.URL(), AK: creds.AK, sk: creds.SK, CAFile: sim.CAFile(),
-		SignedHeaders: "content-length;content-type;host", TimestampPrec: "ms",
-		Rate: c.Rate, Burst: 1, Concurrency: 8, MaxAttempts: 5, RequestTimeout: 5 * time.Second,
-		MaxTransient: 50, Grace: 5 * time.Second, Lease: time.Minute, QueueMaxAttempt: 5,
-		Progress: "auto", LogFormat: c.LogFormat, LogLevel: c.LogLevel, MetricsFile: c.MetricsFile,
-	}
+	// Every setting the demo does not choose is etl run's default.
+	demo := c
+	c = Config{}
+	c.registerRun(flag.NewFlagSet("run defaults", flag.ContinueOnError))
+	c.Input, c.Outputs = "csv:"+demo.Input, []string{"parquet:" + out}
+	c.APIURL, c.AK, c.sk, c.CAFile = sim.URL(), creds.AK, creds.SK, sim.CAFile()
+	c.Rate, c.RequestTimeout, c.Grace = demo.Rate, 5*time.Second, 5*time.Second
+	c.LogFormat, c.LogLevel, c.MetricsFile = demo.LogFormat, demo.LogLevel, demo.MetricsFile
 	if err := c.validateRun(); err != nil {
 		return exitFor(err, env)
 	}

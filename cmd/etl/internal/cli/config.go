@@ -12,6 +12,7 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
+	"github.com/cmsetl/cms-etl/extract/csvsource"
 )
 
 // Config is everything a run can be told. Flags win over environment
@@ -184,6 +185,19 @@ func (c *Config) CSVPath() string {
 	return p
 }
 
+// requireDB fails when no database URL was given; when names the case.
+func (c *Config) requireDB(when string) error {
+	if c.DatabaseURL == "" {
+		return usagef("--database-url (or DATABASE_URL) is required%s", when)
+	}
+	return nil
+}
+
+// csvConfig is the CSV source configuration for --input csv:FILE.
+func (c *Config) csvConfig() csvsource.Config {
+	return csvsource.Config{Path: c.CSVPath(), DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN}
+}
+
 // ParquetDir is the output directory for parquet:DIR ("" otherwise).
 func (c *Config) ParquetDir() string {
 	for _, o := range c.Outputs {
@@ -291,8 +305,10 @@ func (c *Config) validateRun() error {
 		}
 		seen[kind] = true
 	}
-	if (c.Postgres() || c.Input == "queue") && c.DatabaseURL == "" {
-		return usagef("--database-url (or DATABASE_URL) is required with --input queue or --output postgres")
+	if c.Postgres() || c.Input == "queue" {
+		if err := c.requireDB(" with --input queue or --output postgres"); err != nil {
+			return err
+		}
 	}
 	if c.Refresh && !c.Postgres() {
 		return usagef("--refresh only applies with --output postgres")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -73,7 +74,7 @@ func (p *progressDisplay) update(pr job.Progress) {
 }
 
 func describe(pr job.Progress) string {
-	return "loaded " + itoa(pr.Counts[job.Loaded]) + ", failed " + itoa(pr.Counts[job.Failed])
+	return "loaded " + strconv.FormatInt(pr.Counts[job.Loaded], 10) + ", failed " + strconv.FormatInt(pr.Counts[job.Failed], 10)
 }
 
 func (p *progressDisplay) finish() {

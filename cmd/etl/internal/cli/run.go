@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"strings"
 	"time"
@@ -117,6 +118,7 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 // wiring holds what a run opened, to close it at the end.
 type wiring struct {
 	job     *job.Job
+	limiter *pool.AdaptiveLimiter
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
@@ -182,6 +184,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 	}()
 	lim := pool.NewAdaptiveLimiter(c.Rate, c.Burst)
+	w.limiter = lim
 	counters := pool.NewCounters(lim)
 	client, err := newClient(c, log, lim, counters.Observe)
 	if err != nil {
@@ -189,7 +192,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	}
 	w.client = client
 	j := &job.Job{
-		RunID: c.RunID, Logger: log, Client: client, Limiter: lim, Counters: counters,
+		RunID: c.RunID, Logger: log, Client: client, Counters: counters,
 		Pool:       pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient},
 		CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
 	}
@@ -204,7 +207,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	}
 
 	if path := c.CSVPath(); path != "" {
-		r, err := csvsource.Open(csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+		r, err := csvsource.Open(c.csvConfig())
 		if err != nil {
 			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
 		}
@@ -229,7 +232,9 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 				Int("rows_read", st.Rows).Str("dir", dir).
 				Msg("resuming: rows of this input already committed will not be queried again")
 		}
-		skip.parquet = committed
+		if committed.Len() > 0 { // an empty set would only cost a digest per key
+			skip.parquet = committed
+		}
 	}
 	if c.Postgres() {
 		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log})
@@ -242,7 +247,6 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 	}
 	if skip.parquet != nil || skip.db != nil {
-		skip.hasParquet, skip.hasWarehouse = j.Parquet != nil, j.Warehouse != nil
 		j.Skip = skip
 	}
 
@@ -290,7 +294,7 @@ func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.
 		}
 		if has {
 			path := c.CSVPath()
-			in, err := csvKeys(ctx, csvsource.Config{Path: path, DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN})
+			in, err := csvKeys(ctx, c.csvConfig())
 			switch {
 			case ctx.Err() != nil:
 				if in.set != nil {
@@ -344,28 +348,48 @@ func csvKeys(ctx context.Context, cfg csvsource.Config) (inputKeys, error) {
 	if in.set, err = extract.NewDigestSet(0); err != nil {
 		return inputKeys{}, err
 	}
-	for ctx.Err() == nil {
-		it, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return in, nil
+	for k, err := range validKeys(r, nil) {
+		if err == nil {
+			err = ctx.Err()
 		}
-		if err == nil && it.Err == nil {
-			id := it.Key.CallID
-			if in.set.Len() == 0 || id < in.minCallID {
-				in.minCallID = strings.Clone(id)
+		if err == nil {
+			if in.set.Len() == 0 || k.CallID < in.minCallID {
+				in.minCallID = strings.Clone(k.CallID)
 			}
-			if in.set.Len() == 0 || id > in.maxCallID {
-				in.maxCallID = strings.Clone(id)
+			if in.set.Len() == 0 || k.CallID > in.maxCallID {
+				in.maxCallID = strings.Clone(k.CallID)
 			}
-			_, err = in.set.Add(it.Key.Digest())
+			_, err = in.set.Add(k.Digest())
 		}
 		if err != nil {
 			in.set.Close()
 			return inputKeys{}, err
 		}
 	}
-	in.set.Close()
-	return inputKeys{}, ctx.Err()
+	return in, nil
+}
+
+// validKeys yields the valid keys of r, then a fatal read error if any;
+// rejected rows go to onReject (may be nil).
+func validKeys(r *csvsource.Reader, onReject func(csvsource.Item)) iter.Seq2[extract.Key, error] {
+	return func(yield func(extract.Key, error) bool) {
+		for {
+			it, err := r.Next()
+			switch {
+			case errors.Is(err, io.EOF):
+				return
+			case err != nil:
+				yield(extract.Key{}, err)
+				return
+			case it.Err != nil:
+				if onReject != nil {
+					onReject(it)
+				}
+			case !yield(it.Key, nil):
+				return
+			}
+		}
+	}
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {

@@ -54,8 +54,8 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 		s.Throttled, s.Unavailable = k.Throttled.Load(), k.Unavail.Load()
 		s.LatencyP50, s.LatencyP95 = k.Latency.Quantile(0.5), k.Latency.Quantile(0.95)
 	}
-	if w.job.Limiter != nil {
-		s.RateCuts = w.job.Limiter.Stats().Cuts
+	if w.limiter != nil {
+		s.RateCuts = w.limiter.Stats().Cuts
 	}
 	if secs := s.Duration.Seconds(); secs > 0 {
 		s.AchievedRate = float64(s.Requests) / secs
@@ -172,7 +172,7 @@ func writeMetrics(path string, s Summary) error {
 	}
 	metric("cms_etl_duration_seconds", "Duration of the last run.", "gauge")
 	fmt.Fprintf(&b, "cms_etl_duration_seconds %g\n", s.Duration.Seconds())
-	metric("cms_etl_exit_code", "Exit code of the last run (0 ok, 1 aborted, 3 partial).", "gauge")
+	metric("cms_etl_exit_code", "Exit code of the last run (0 ok, 1 aborted, 2 usage error, 3 partial).", "gauge")
 	fmt.Fprintf(&b, "cms_etl_exit_code %d\n", s.ExitCode)
 	metric("cms_etl_last_run_timestamp_seconds", "When the last run started.", "gauge")
 	fmt.Fprintf(&b, "cms_etl_last_run_timestamp_seconds %d\n", s.Started.Unix())

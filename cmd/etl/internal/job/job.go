@@ -50,8 +50,6 @@ type Settlement struct {
 // queue). Settle runs inside the warehouse transaction when tx is non-nil.
 type Acknowledger interface {
 	Settle(ctx context.Context, tx pgx.Tx, s []Settlement) error
-	// SameDatabase reports whether settlement may share the warehouse transaction.
-	SameDatabase() bool
 }
 
 // ParquetSink is the Parquet output.
@@ -87,9 +85,7 @@ type Progress struct {
 	Read     int64
 	Done     int64
 	Counts   Counts
-	Elapsed  time.Duration
 	Requests int64
-	RateNow  float64
 }
 
 // Job is one run. Fields are set by the command that wires it.
@@ -101,7 +97,6 @@ type Job struct {
 	Ack       Acknowledger // nil for CSV input
 	Client    pool.Querier
 	Pool      pool.Config
-	Limiter   *pool.AdaptiveLimiter
 	Counters  *pool.Counters
 	Parquet   ParquetSink   // nil when not an output
 	Warehouse WarehouseSink // nil when not an output
@@ -579,9 +574,6 @@ func (j *Job) progressOf(c *committer, force bool) {
 	if j.Counters != nil {
 		p.Requests = j.Counters.Attempts.Load()
 	}
-	if j.Limiter != nil {
-		p.RateNow = j.Limiter.Stats().Current
-	}
 	j.OnProgress(p)
 }
 
@@ -636,9 +628,9 @@ func failureReason(r cms.Result) string {
 }
 
 // commit makes one batch durable in order: Parquet files, failure logs and,
-// in one transaction, warehouse rows with the queue's acknowledgement. When
-// the queue is not in the warehouse's database it is acknowledged last, after
-// every output has the rows.
+// in one transaction, warehouse rows with the queue's acknowledgement.
+// Without a warehouse the queue is acknowledged last, after the Parquet
+// files have the rows.
 func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, files *int) error {
 	if j.Parquet != nil {
 		if len(pqRows) > 0 {
@@ -662,7 +654,8 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 			}
 		}
 	}
-	ackInTx := j.Ack != nil && j.Warehouse != nil && j.Ack.SameDatabase()
+	// The queue and the warehouse share one database (DATABASE_URL).
+	ackInTx := j.Ack != nil && j.Warehouse != nil
 	if j.Warehouse != nil {
 		err := j.Warehouse.Commit(ctx, whRows, func(ctx context.Context, tx pgx.Tx) error {
 			for _, f := range j.Failures {
