@@ -7,6 +7,8 @@ import (
 	pq "github.com/xitongsys/parquet-go/parquet"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/load"
 )
 
 // Config configures the Parquet sink.
@@ -15,7 +17,7 @@ type Config struct {
 	// Required; created if missing.
 	Dir string
 	// RunID names this run's part files (part-<RunID>-<n>.parquet). Required;
-	// letters, digits, '.', '_' and '-' only, at most 100 characters.
+	// see load.ValidateRunID.
 	RunID string
 	// RowGroupSize bounds the compressed bytes each open file (one per
 	// partition with uncommitted rows) buffers before it writes a row group;
@@ -35,7 +37,6 @@ type Config struct {
 const (
 	defaultRowGroupSize = 8 << 20
 	defaultPageSize     = 64 << 10
-	maxRunIDLen         = 100
 )
 
 // Validate reports the first invalid field.
@@ -43,7 +44,7 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("parquet config: Dir is empty")
 	}
-	if err := validRunID(c.RunID); err != nil {
+	if err := load.ValidateRunID(c.RunID); err != nil {
 		return fmt.Errorf("parquet config: RunID: %w", err)
 	}
 	if c.RowGroupSize < 0 {
@@ -54,28 +55,6 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.codec(); err != nil {
 		return fmt.Errorf("parquet config: Compression: %w", err)
-	}
-	return nil
-}
-
-// validRunID keeps the run id usable inside a file name on every filesystem
-// and unambiguous in part-<run>-<n>.
-func validRunID(id string) error {
-	if id == "" {
-		return errors.New("is empty")
-	}
-	if len(id) > maxRunIDLen {
-		return fmt.Errorf("longer than %d characters", maxRunIDLen)
-	}
-	if id[0] == '.' || id[0] == '-' {
-		return fmt.Errorf("%q must not start with '.' or '-'", id)
-	}
-	for _, c := range []byte(id) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return fmt.Errorf("%q may contain only letters, digits, '.', '_' and '-'", id)
-		}
 	}
 	return nil
 }

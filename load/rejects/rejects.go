@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/cmsetl/cms-etl/extract"
@@ -56,8 +55,8 @@ type Writer struct {
 // Create prepares DIR/_rejects/. The file itself is created on the first
 // Add, so a run without rejects leaves no empty file.
 func Create(dir, runID string) (*Writer, error) {
-	if runID == "" || strings.ContainsAny(runID, `/\`) || runID[0] == '.' {
-		return nil, fmt.Errorf("rejects file: invalid run id %q", runID)
+	if err := load.ValidateRunID(runID); err != nil {
+		return nil, fmt.Errorf("rejects file: run id %w", err)
 	}
 	rdir := filepath.Join(dir, "_rejects")
 	if err := os.MkdirAll(rdir, 0o755); err != nil {

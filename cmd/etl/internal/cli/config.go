@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
+	"github.com/cmsetl/cms-etl/load"
 )
 
 // Config is everything a run can be told. Flags win over environment
@@ -359,7 +359,7 @@ func (c *Config) validateRun() error {
 	default:
 		return usagef("--progress %q: want auto, bar, log or none", c.Progress)
 	}
-	if c.RunID != "" && !runIDPattern.MatchString(c.RunID) {
+	if c.RunID != "" && load.ValidateRunID(c.RunID) != nil {
 		return usagef("--run-id %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters", c.RunID)
 	}
 	if c.MaxTransient == 0 {
@@ -367,9 +367,6 @@ func (c *Config) validateRun() error {
 	}
 	return c.validateAPI()
 }
-
-// runIDPattern: run ids become part of file names.
-var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // errHelp is returned for -h/--help: exit 0 after the usage text.
 var errHelp = errors.New("help requested")
