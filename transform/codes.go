@@ -13,8 +13,8 @@ type Code struct {
 const UnknownLabel = "unknown"
 
 // The code tables of /work/shared/reference/codes.md, in code order. They are
-// exported so that the warehouse's lookup tables are generated from the same
-// data; treat them as read-only.
+// exported so that the warehouse's lookup tables (migrations/002_codes.sql)
+// can be checked against the same data; treat them as read-only.
 var (
 	// MediaTypes labels mediaType. 23 (CLASSIC_MEDIA_TYPE_NUM) is a count,
 	// not a media type, so it is deliberately absent: it labels as unknown.

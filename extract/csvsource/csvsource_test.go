@@ -26,14 +26,16 @@ func format(it Item) string {
 // eachItem streams r's items to f, failing the test on a fatal error.
 func eachItem(t testing.TB, r *Reader, f func(Item)) {
 	t.Helper()
+	var last int64
 	for {
 		it, err := r.Next()
 		if err == io.EOF {
 			return
 		}
 		if err != nil {
-			t.Fatalf("Next after line %d: %v", it.Line, err)
+			t.Fatalf("Next after line %d: %v", last, err)
 		}
+		last = it.Line
 		f(it)
 	}
 }

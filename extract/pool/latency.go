@@ -62,9 +62,3 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	return bucketUpper(histBuckets - 1)
 }
 
-// Count returns the number of observations.
-func (h *Histogram) Count() int64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.total
-}

@@ -96,11 +96,7 @@ func runBenchWorker(url, name string) error {
 			fmt.Println(settled)
 			return nil
 		}
-		out := make([]queue.Outcome, len(got))
-		for i, c := range got {
-			out[i] = queue.Outcome{Key: c.Key, Status: queue.StatusDone}
-		}
-		n, err := q.Settle(ctx, pool, out)
+		n, err := q.Settle(ctx, pool, outcomes(claimedKeys(got), queue.StatusDone))
 		if err != nil {
 			return err
 		}

@@ -66,14 +66,19 @@ func CommittedKeys(ctx context.Context, dir string, f *Filter) (*extract.DigestS
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, path := range files {
 		g.Go(func() error {
+			var kept []extract.Digest
 			read, err := readKeys(gctx, path, f, func(batch []extract.Digest) error {
+				// Filtered outside the lock: Keep only reads.
+				kept = kept[:0]
+				for _, d := range batch {
+					if f.Keep == nil || f.Keep(d) {
+						kept = append(kept, d)
+					}
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				st.Rows += len(batch)
-				for _, d := range batch {
-					if f.Keep != nil && !f.Keep(d) {
-						continue
-					}
+				for _, d := range kept {
 					if _, err := keys.Add(d); err != nil {
 						return err
 					}

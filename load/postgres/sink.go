@@ -75,7 +75,7 @@ var (
 	stageColumns = append(append([]string{}, transform.Columns...), "raw")
 
 	createStageSQL = "CREATE TEMP TABLE " + stageTable + " ON COMMIT DROP AS SELECT " +
-		strings.Join(transform.Columns, ", ") + ", raw FROM cms.call_info WITH NO DATA"
+		strings.Join(stageColumns, ", ") + " FROM cms.call_info WITH NO DATA"
 
 	upsertSQL = buildUpsertSQL()
 )
@@ -86,7 +86,7 @@ var (
 func buildUpsertSQL() string {
 	cols := strings.Join(transform.Columns, ", ")
 	var set, stored, incoming []string
-	for _, c := range append(append([]string{}, transform.Columns...), "raw") {
+	for _, c := range stageColumns {
 		switch c {
 		case "cc_id", "vdn", "call_id":
 			continue

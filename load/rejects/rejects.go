@@ -148,7 +148,12 @@ func (w *Writer) flush() error {
 		return fmt.Errorf("sync rejects file %s: %w", w.path, err)
 	}
 	if !w.synced {
+		// The file's entry in _rejects, and _rejects' own entry in DIR,
+		// which Create may have just made.
 		if err := load.SyncDir(w.dir); err != nil {
+			return err
+		}
+		if err := load.SyncDir(filepath.Dir(w.dir)); err != nil {
 			return err
 		}
 		w.synced = true
