@@ -42,7 +42,6 @@ type Client struct {
 	queryURL *url.URL
 	pingURL  *url.URL
 	host     string // Host header exactly as sent, port included
-	tlsUsed  bool
 	signer   *signer
 	tr       *http.Transport
 	// rt sends requests: the transport itself, not an http.Client, because
@@ -73,7 +72,6 @@ func New(cfg Config) (*Client, error) {
 		queryURL: &url.URL{Scheme: u.Scheme, Host: u.Host, Path: QueryPath},
 		pingURL:  &url.URL{Scheme: u.Scheme, Host: u.Host, Path: PingPath},
 		host:     u.Host,
-		tlsUsed:  u.Scheme == "https",
 		signer:   newSigner(cfg.Credentials, cfg.SignedHeaders, cfg.TimestampLayout, u.Host),
 		clock:    realClock,
 	}
@@ -97,7 +95,7 @@ func New(cfg Config) (*Client, error) {
 		c.log.Warn().Str("api_url", base).
 			Msg("TLS certificate verification is OFF (insecure-skip-verify): anyone on the path can read and alter CC-CMS traffic")
 	}
-	if !c.tlsUsed {
+	if u.Scheme != "https" {
 		c.log.Warn().Str("api_url", base).
 			Msg("plain http api-url: requests travel unencrypted; use only against a local simulator")
 	}

@@ -48,7 +48,7 @@ type Config struct {
 	// against the simulator and logs a warning. Required. (api-url)
 	BaseURL string
 	// Credentials are the AK/SK pair; both required. The SK is never logged.
-	// (api-ak, api-sk)
+	// (ak, CMS_SK or sk-file)
 	Credentials authv2.Credentials
 	// SignedHeaders lists the headers covered by the signature. Default
 	// authv2.HeadersDefault (content-length;content-type;host); Huawei's demo
@@ -56,7 +56,7 @@ type Config struct {
 	// (signed-headers)
 	SignedHeaders []string
 	// TimestampLayout is the signature timestamp precision: authv2.LayoutMillis
-	// (default) or authv2.LayoutSeconds. (timestamp-layout)
+	// (default) or authv2.LayoutSeconds. (timestamp-precision)
 	TimestampLayout string
 
 	// MaxAttempts bounds the attempts per call, the first one included.

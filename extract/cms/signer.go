@@ -108,7 +108,7 @@ func (s *signer) sign(t time.Time, path string, body []byte) string {
 		}
 	}
 	b = append(b, '\n')
-	b = appendNormalized(b, body)
+	b = authv2.AppendNormalized(b, body)
 
 	// signature = hex(HMAC-SHA256(signingKey, canonicalRequest)). The key is
 	// exactly one SHA-256 block, so HMAC needs no key hashing or padding.
@@ -131,19 +131,4 @@ func (s *signer) sign(t time.Time, path string, body []byte) string {
 	b = hex.AppendEncode(b, st.sum)
 	st.buf = b
 	return string(b)
-}
-
-const upperHex = "0123456789ABCDEF"
-
-// appendNormalized is authv2.Normalize appending to b: every byte outside
-// A-Z a-z 0-9 - . _ ~ becomes %XX.
-func appendNormalized(b, s []byte) []byte {
-	for _, c := range s {
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
-			b = append(b, c)
-			continue
-		}
-		b = append(b, '%', upperHex[c>>4], upperHex[c&0x0f])
-	}
-	return b
 }

@@ -113,7 +113,7 @@ func CanonicalRequest(signedHeaders string, r Request) (string, error) {
 	b.WriteString(strings.Join(lines, "\n"))
 	b.WriteByte('\n')
 	if len(r.Body) > 0 {
-		appendNormalized(&b, r.Body)
+		b.Write(AppendNormalized(make([]byte, 0, 3*len(r.Body)), r.Body))
 	}
 	return b.String(), nil
 }
@@ -143,22 +143,20 @@ func unreserved(c byte) bool {
 // (uppercase hex). Unlike url.QueryEscape it encodes space as %20 and never
 // leaves '+' or '/' alone.
 func Normalize(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) * 3)
-	appendNormalized(&b, []byte(s))
-	return b.String()
+	return string(AppendNormalized(make([]byte, 0, len(s)*3), []byte(s)))
 }
 
-func appendNormalized(b *strings.Builder, s []byte) {
+// AppendNormalized appends Normalize(s) to dst, for signers that reuse
+// their buffers.
+func AppendNormalized(dst, s []byte) []byte {
 	for _, c := range s {
 		if unreserved(c) {
-			b.WriteByte(c)
+			dst = append(dst, c)
 			continue
 		}
-		b.WriteByte('%')
-		b.WriteByte(upperHex[c>>4])
-		b.WriteByte(upperHex[c&0x0f])
+		dst = append(dst, '%', upperHex[c>>4], upperHex[c&0x0f])
 	}
+	return dst
 }
 
 func hexHMAC(key []byte, msg string) string {

@@ -542,11 +542,10 @@ func parseKey(body []byte) (extract.Key, error) {
 		return extract.Key{}, errors.New("vdn is required")
 	case in.CallID == nil:
 		return extract.Key{}, errors.New("callId is required")
-	case *in.CCID < 0 || *in.CCID > extract.MaxCCID:
-		return extract.Key{}, fmt.Errorf("ccId %d: must be 1..65535", *in.CCID)
-	case *in.VDN < 0 || *in.VDN > extract.MaxVDN:
-		return extract.Key{}, fmt.Errorf("vdn %d: must be 1..5000", *in.VDN)
+	case int64(int(*in.CCID)) != *in.CCID || int64(int(*in.VDN)) != *in.VDN:
+		return extract.Key{}, errors.New("ccId or vdn out of range")
 	}
+	// The ranges themselves are extract.Key.Validate's to judge.
 	k := extract.Key{CCID: int(*in.CCID), VDN: int(*in.VDN), CallID: *in.CallID}
 	if err := k.Validate(); err != nil {
 		return extract.Key{}, err
