@@ -76,11 +76,13 @@ func writeBenchCSV(tb testing.TB, dir, name string, n int) string {
 	return p
 }
 
-// benchSim starts a simulator with healthy answers (no faults, no no-data)
-// and writes the SK file the etl reads.
+// benchSim starts a simulator (by default with healthy answers and the test
+// credentials) and writes the SK file the etl reads.
 func benchSim(tb testing.TB, cfg cmssim.Config) (sim *cmssim.Server, skFile string) {
 	tb.Helper()
-	cfg.Credentials = testCreds
+	if cfg.Credentials == (authv2.Credentials{}) {
+		cfg.Credentials = testCreds
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = 7
 	}
@@ -110,15 +112,7 @@ func benchArgs(sim *cmssim.Server, skFile, in, out string, more ...string) []str
 // summaryOf parses the run_summary event out of the etl's stderr.
 func summaryOf(tb testing.TB, code int, stderr string) runOutput {
 	tb.Helper()
-	out := runOutput{code: code, stderr: stderr}
-	for line := range strings.SplitSeq(stderr, "\n") {
-		if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"run_summary"`) {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &out.summary); err != nil {
-			tb.Fatalf("summary event is not JSON: %v\n%s", err, line)
-		}
-	}
+	out := parseRun(tb, code, stderr)
 	if out.summary == nil {
 		tb.Fatalf("no run_summary event (exit %d); stderr:\n%s", code, tail(stderr, 4000))
 	}

@@ -39,24 +39,15 @@ type harness struct {
 func newHarness(t *testing.T, cfg cmssim.Config) *harness {
 	t.Helper()
 	cfg.TLS = true
+	cfg.TrackCallIDs = true
 	if cfg.Credentials == (authv2.Credentials{}) {
 		cfg.Credentials = testCreds
 	}
-	cfg.TrackCallIDs = true
 	if cfg.Seed == 0 {
 		cfg.Seed = 7
 	}
-	sim, err := cmssim.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("start simulator: %v", err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	dir := t.TempDir()
-	sk := filepath.Join(dir, "sk")
-	if err := os.WriteFile(sk, []byte(testCreds.SK+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &harness{t: t, sim: sim, simCfg: cfg, dir: dir, skFile: sk}
+	sim, sk := benchSim(t, cfg)
+	return &harness{t: t, sim: sim, simCfg: cfg, dir: t.TempDir(), skFile: sk}
 }
 
 // writeCSV writes n valid keys (callIds seq..seq+n) plus extra raw lines.
@@ -80,9 +71,7 @@ func (h *harness) writeCSV(name string, n int, extra ...string) (string, []extra
 }
 
 func (h *harness) args(in, out string, more ...string) []string {
-	return append([]string{"run", "--input", "csv:" + in, "--output", "parquet:" + out,
-		"--api-url", h.sim.URL(), "--ak", testCreds.AK, "--sk-file", h.skFile, "--ca-file", h.sim.CAFile(),
-		"--progress", "none", "--log-format", "json", "--request-timeout", "2s"}, more...)
+	return benchArgs(h.sim, h.skFile, in, out, append([]string{"--request-timeout", "2s"}, more...)...)
 }
 
 type runOutput struct {
@@ -98,7 +87,7 @@ func (h *harness) run(args ...string) runOutput {
 	return parseRun(h.t, code, stderr.String())
 }
 
-func parseRun(t *testing.T, code int, stderr string) runOutput {
+func parseRun(t testing.TB, code int, stderr string) runOutput {
 	t.Helper()
 	if strings.Contains(stderr, testCreds.SK) {
 		t.Errorf("the SK appeared in the output")
