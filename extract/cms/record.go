@@ -253,16 +253,11 @@ func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
 		*p = nil
 		switch kind {
 		case tokString:
-			var v string
-			if esc {
-				v = strings.TrimSpace(unquote(tok))
-			} else {
-				v = string(bytes.TrimSpace(tok[1 : len(tok)-1]))
-			}
-			if v == "" {
+			v := trimmedContent(tok, esc)
+			if len(v) == 0 {
 				return
 			}
-			st.strs[slotOf[i]] = v
+			st.strs[slotOf[i]] = string(v)
 		case tokNumber:
 			st.strs[slotOf[i]] = string(tok)
 		case tokTrue:
@@ -286,12 +281,7 @@ func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
 	case tokNumber:
 		digits = tok
 	case tokString:
-		if esc {
-			digits = []byte(strings.TrimSpace(unquote(tok)))
-		} else {
-			digits = bytes.TrimSpace(tok[1 : len(tok)-1])
-		}
-		if len(digits) == 0 {
+		if digits = trimmedContent(tok, esc); len(digits) == 0 {
 			return
 		}
 	case tokNull:
@@ -319,6 +309,15 @@ func unquote(tok []byte) string {
 	var v string
 	_ = json.Unmarshal(tok, &v) // tok was validated by the scanner
 	return v
+}
+
+// trimmedContent is a string token's content without surrounding blanks;
+// it aliases tok unless the string has escapes.
+func trimmedContent(tok []byte, esc bool) []byte {
+	if esc {
+		return []byte(strings.TrimSpace(unquote(tok)))
+	}
+	return bytes.TrimSpace(tok[1 : len(tok)-1])
 }
 
 func (st *recordStore) problem(i int, shown, why string) {

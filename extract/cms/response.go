@@ -143,11 +143,7 @@ func scalarText(v envValue) (string, bool) {
 		if !v.esc {
 			return string(v.tok[1 : len(v.tok)-1]), true
 		}
-		var s string
-		if json.Unmarshal(v.tok, &s) != nil {
-			return "", false
-		}
-		return s, true
+		return unquote(v.tok), true
 	case tokNumber:
 		return string(v.tok), true
 	}

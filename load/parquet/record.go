@@ -74,44 +74,27 @@ type cellAlloc struct {
 	n64, n32, ns int
 }
 
-func (a *cellAlloc) int64(p *int64) *int64 {
+// copyInto copies *p into the next of slots (counted by n); nil stays nil.
+func copyInto[T any](slots []T, n *int, p *T) *T {
 	if p == nil {
 		return nil
 	}
-	v := &a.c.i64[a.n64]
-	a.n64++
+	v := &slots[*n]
+	*n++
 	*v = *p
 	return v
 }
+
+func (a *cellAlloc) int64(p *int64) *int64    { return copyInto(a.c.i64[:], &a.n64, p) }
+func (a *cellAlloc) int32(p *int32) *int32    { return copyInto(a.c.i32[:], &a.n32, p) }
+func (a *cellAlloc) string(p *string) *string { return copyInto(a.c.str[:], &a.ns, p) }
 
 func (a *cellAlloc) time(t *time.Time) *int64 {
 	if t == nil {
 		return nil
 	}
-	v := &a.c.i64[a.n64]
-	a.n64++
-	*v = t.UTC().UnixMicro()
-	return v
-}
-
-func (a *cellAlloc) int32(p *int32) *int32 {
-	if p == nil {
-		return nil
-	}
-	v := &a.c.i32[a.n32]
-	a.n32++
-	*v = *p
-	return v
-}
-
-func (a *cellAlloc) string(p *string) *string {
-	if p == nil {
-		return nil
-	}
-	v := &a.c.str[a.ns]
-	a.ns++
-	*v = *p
-	return v
+	us := t.UnixMicro() // microseconds since the epoch: UTC by definition
+	return a.int64(&us)
 }
 
 // toRecord converts r, copying its nullable values into c.

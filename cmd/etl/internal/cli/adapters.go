@@ -206,11 +206,15 @@ type skipper struct {
 }
 
 func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh []bool, err error) {
+	digests := make([]extract.Digest, len(keys)) // hashed once for both lookups
+	for i, k := range keys {
+		digests[i] = k.Digest()
+	}
 	inPq = make([]bool, len(keys))
 	inWh = make([]bool, len(keys))
-	for i, k := range keys {
-		if s.parquet != nil {
-			inPq[i] = s.parquet.Has(k.Digest())
+	if s.parquet != nil {
+		for i, d := range digests {
+			inPq[i] = s.parquet.Has(d)
 		}
 	}
 	if s.db != nil {
@@ -218,8 +222,8 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 		if err != nil {
 			return nil, nil, err
 		}
-		for i, k := range keys {
-			_, inWh[i] = found[k.Digest()]
+		for i, d := range digests {
+			_, inWh[i] = found[d]
 		}
 	}
 	return inPq, inWh, nil
