@@ -61,4 +61,3 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	return bucketUpper(histBuckets - 1)
 }
-
