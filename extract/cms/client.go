@@ -15,10 +15,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -144,14 +146,22 @@ func (c *Client) Query(ctx context.Context, key extract.Key) Result {
 			return c.stopped(ctx, res, err)
 		}
 		res.Attempts = n
-		retryAfter := c.attemptQuery(ctx, body, &res)
+		at := c.attemptQuery(ctx, body, &res)
 		if res.Class == ClassTransient && ctx.Err() != nil {
+			at.Canceled = true
+			c.report(at)
 			return c.stopped(ctx, res, res.Err)
 		}
-		if res.Class != ClassTransient || n >= c.cfg.MaxAttempts {
+		at.Retried = res.Class == ClassTransient && n < c.cfg.MaxAttempts
+		if at.Retried && c.cfg.RetryBudget != nil && !c.cfg.RetryBudget.TryRetry() {
+			at.Retried, at.BudgetExhausted = false, true
+			res.Message += " (not retried: retry budget exhausted)"
+		}
+		c.report(at)
+		if !at.Retried {
 			return res
 		}
-		d := c.retryDelay(n, retryAfter)
+		d := c.retryDelay(n, at.RetryAfter)
 		if e := c.log.Debug(); e.Enabled() {
 			e.Stringer("key", key).Int("attempt", n).Int("http_status", res.HTTPStatus).
 				Str("result_code", res.ResultCode).Str("error", res.Message).
@@ -160,6 +170,12 @@ func (c *Client) Query(ctx context.Context, key extract.Key) Result {
 		if err := c.clock.sleep(ctx, d); err != nil {
 			return c.stopped(ctx, res, err)
 		}
+	}
+}
+
+func (c *Client) report(a Attempt) {
+	if c.cfg.OnAttempt != nil {
+		c.cfg.OnAttempt(a)
 	}
 }
 
@@ -195,9 +211,9 @@ func (c *Client) stopped(ctx context.Context, res Result, cause error) Result {
 	return res
 }
 
-// attemptQuery runs one attempt and overwrites res with its outcome. It
-// returns the (clamped) Retry-After the server sent, 0 when none.
-func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) time.Duration {
+// attemptQuery runs one attempt, overwrites res with its outcome and
+// describes the attempt for OnAttempt (the retry decision left to the caller).
+func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) Attempt {
 	bp := c.getBuf()
 	defer c.putBuf(bp)
 
@@ -245,20 +261,23 @@ func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) tim
 		res.Message = resp.Message
 	default:
 		res.Message = failureMessage(ex.status, resp, err)
-		if class == ClassTransient || class == ClassFatal {
+		switch {
+		case class == ClassTransient || class == ClassFatal:
 			if err == nil {
 				err = errors.New(res.Message)
 			}
 			res.Err = err
+		case class == ClassPermanent && (ex.status < 200 || ex.status > 299):
+			res.Err = &StatusError{Status: ex.status, URL: c.queryURL.String()}
 		}
 	}
-	if c.cfg.OnAttempt != nil {
-		c.cfg.OnAttempt(Attempt{
-			Key: res.Key, Number: res.Attempts, HTTPStatus: ex.status, Class: class,
-			Latency: ex.latency, RetryAfter: ex.retryAfter,
-		})
+	return Attempt{
+		Key: res.Key, Number: res.Attempts, HTTPStatus: ex.status, Class: class,
+		Latency: ex.latency, RetryAfter: ex.retryAfter, Sent: ex.sent,
+		// Only these say the server is over its load; other 5xx may be one
+		// sick backend behind the load balancer.
+		Throttle: ex.status == http.StatusTooManyRequests || (ex.status == http.StatusServiceUnavailable && ex.hasRetryAfter),
 	}
-	return ex.retryAfter
 }
 
 // failureMessage describes a failed attempt in one line for operators.
@@ -292,12 +311,14 @@ func failureMessage(status int, resp Response, err error) string {
 
 // exchanged is what one HTTP exchange produced.
 type exchanged struct {
-	status     int
-	retryAfter time.Duration // clamped; 0 when absent
-	tls        bool          // the response came over a verified TLS connection
-	latency    time.Duration
-	at         time.Time
-	err        error
+	status        int
+	retryAfter    time.Duration // clamped; 0 when absent
+	hasRetryAfter bool          // a valid Retry-After header came with the answer
+	sent          bool          // the request was written (or answered)
+	tls           bool          // the response came over a verified TLS connection
+	latency       time.Duration
+	at            time.Time
+	err           error
 }
 
 // exchange signs and posts body to u within one RequestTimeout, reading at
@@ -307,9 +328,15 @@ func (c *Client) exchange(ctx context.Context, u *url.URL, body []byte, bp *[]by
 	defer cancel()
 	start := c.clock.now()
 	ex := exchanged{}
+	// Not pooled: the transport may report the write after RoundTrip
+	// returned on a cancellation.
+	wrote := &sentTracker{}
+	wrote.trace.WroteRequest = wrote.wroteRequest
+	actx = httptrace.WithClientTrace(actx, &wrote.trace)
 	finish := func() exchanged {
 		ex.at = c.clock.now()
 		ex.latency = ex.at.Sub(start)
+		ex.sent = ex.status != 0 || wrote.sent.Load()
 		return ex
 	}
 
@@ -350,12 +377,22 @@ func (c *Client) exchange(ctx context.Context, u *url.URL, body []byte, bp *[]by
 	if v := resp.Header["Retry-After"]; len(v) > 0 {
 		// An HTTP date counts from when the answer arrived.
 		if d, ok := parseRetryAfter(v[0], c.clock.now()); ok {
-			ex.retryAfter = min(d, c.cfg.RetryAfterCap)
+			ex.retryAfter, ex.hasRetryAfter = min(d, c.cfg.RetryAfterCap), true
 		}
 	}
 	ex.err = readCapped(resp, c.cfg.MaxBodyBytes, bp)
 	return finish()
 }
+
+// sentTracker records that the transport wrote a request: only such
+// attempts count as requests (one cut off while dialing never reached the
+// server).
+type sentTracker struct {
+	sent  atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (s *sentTracker) wroteRequest(httptrace.WroteRequestInfo) { s.sent.Store(true) }
 
 // errBodyTooLarge is returned (wrapped) for a body over MaxBodyBytes.
 var errBodyTooLarge = errors.New("response body too large")

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,8 +194,13 @@ func TestQueryClasses(t *testing.T) {
 				t.Errorf("code %q message %q status %d; want code %q, message containing %q, status %d",
 					res.ResultCode, res.Message, res.HTTPStatus, tc.code, tc.msg, tc.status)
 			}
-			if (res.Err != nil) != (tc.want == ClassTransient || tc.want == ClassFatal) {
+			httpLevel := tc.want == ClassPermanent && tc.status != 200
+			if (res.Err != nil) != (tc.want == ClassTransient || tc.want == ClassFatal || httpLevel) {
 				t.Errorf("Err = %v for class %v", res.Err, res.Class)
+			}
+			var se *StatusError
+			if errors.As(res.Err, &se) != httpLevel || (httpLevel && (se.Status != tc.status || se.URL != ts.URL+QueryPath)) {
+				t.Errorf("Err = %v, want a *StatusError naming %d and %s only for an HTTP-level permanent failure", res.Err, tc.status, ts.URL+QueryPath)
 			}
 			if (res.Record != nil) != (tc.want == ClassOK) || (res.Raw != nil) != (tc.want == ClassOK) {
 				t.Errorf("Record/Raw set = %v/%v for class %v", res.Record != nil, res.Raw != nil, res.Class)
@@ -203,8 +210,14 @@ func TestQueryClasses(t *testing.T) {
 				t.Fatalf("OnAttempt called %d times, want %d", len(atts), tc.attempts)
 			}
 			for i, a := range atts {
-				if a.Number != i+1 || a.HTTPStatus != tc.status || a.Key != testKey {
+				if a.Number != i+1 || a.HTTPStatus != tc.status || a.Key != testKey || !a.Sent || a.Canceled {
 					t.Errorf("attempt report %d = %+v", i, a)
+				}
+				if a.Retried != (i < len(atts)-1) {
+					t.Errorf("attempt %d: Retried %v", i+1, a.Retried)
+				}
+				if a.Throttle != (tc.status == 429) {
+					t.Errorf("attempt %d: Throttle %v for HTTP %d without Retry-After", i+1, a.Throttle, tc.status)
 				}
 			}
 			if last := atts[len(atts)-1]; last.Class != tc.want {
@@ -845,5 +858,156 @@ func TestNewDefaults(t *testing.T) {
 	}
 	if c.queryURL.String() != "https://10.22.26.181:28080"+QueryPath || c.host != "10.22.26.181:28080" {
 		t.Errorf("query URL %s, host %s", c.queryURL, c.host)
+	}
+}
+
+// Only 429 and a 503 that says when to come back are throttling; other 5xx
+// and a bare 503 are transient faults of one call.
+func TestAttemptThrottle(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status     int
+		retryAfter string
+		throttle   bool
+	}{
+		{429, "", true},
+		{429, "1", true},
+		{503, "2", true},
+		{503, "", false},
+		{503, "soon", false}, // unparsable: no Retry-After
+		{500, "1", false},
+		{502, "", false},
+		{504, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d %q", tc.status, tc.retryAfter), func(t *testing.T) {
+			t.Parallel()
+			ts := newTestServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+				if n == 1 {
+					if tc.retryAfter != "" {
+						w.Header().Set("Retry-After", tc.retryAfter)
+					}
+					writeJSON(w, tc.status, ``)
+					return
+				}
+				writeJSON(w, 200, okBody)
+			})
+			log := &attemptLog{}
+			cfg := testConfig(ts)
+			cfg.OnAttempt = log.add
+			c := newTestClient(t, cfg)
+			newFakeClock().install(c)
+			if res := c.Query(t.Context(), testKey); res.Class != ClassOK || res.Attempts != 2 {
+				t.Fatalf("%v after %d attempts: %s", res.Class, res.Attempts, res.Message)
+			}
+			atts := log.all()
+			if atts[0].Throttle != tc.throttle || !atts[0].Retried || atts[0].Class != ClassTransient {
+				t.Errorf("first attempt %+v, want Throttle %v, retried, transient", atts[0], tc.throttle)
+			}
+			if atts[1].Throttle || atts[1].Retried {
+				t.Errorf("second attempt %+v", atts[1])
+			}
+		})
+	}
+}
+
+// budget refuses retries after allowing n.
+type budget struct {
+	mu      sync.Mutex
+	allowed int
+	asked   int
+}
+
+func (b *budget) TryRetry() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asked++
+	if b.allowed > 0 {
+		b.allowed--
+		return true
+	}
+	return false
+}
+
+func TestRetryBudget(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) { writeJSON(w, 502, ``) })
+	log := &attemptLog{}
+	b := &budget{allowed: 1}
+	cfg := testConfig(ts)
+	cfg.MaxAttempts = 5
+	cfg.RetryBudget = b
+	cfg.OnAttempt = log.add
+	c := newTestClient(t, cfg)
+	newFakeClock().install(c)
+	res := c.Query(t.Context(), testKey)
+	// One retry allowed, then the budget refuses: 2 attempts, not 5.
+	if res.Class != ClassTransient || res.Attempts != 2 || ts.n.Load() != 2 || b.asked != 2 {
+		t.Fatalf("%v after %d attempts (%d requests, budget asked %d times): %s", res.Class, res.Attempts, ts.n.Load(), b.asked, res.Message)
+	}
+	if !strings.Contains(res.Message, "retry budget exhausted") || !strings.Contains(res.Message, "HTTP 502") {
+		t.Errorf("message %q should say the budget stopped the retries, and why the attempt failed", res.Message)
+	}
+	atts := log.all()
+	if len(atts) != 2 || !atts[0].Retried || atts[0].BudgetExhausted || atts[1].Retried || !atts[1].BudgetExhausted {
+		t.Errorf("attempts %+v", atts)
+	}
+	// The last attempt is not a retry candidate: the budget is not asked.
+	b2 := &budget{allowed: 10}
+	cfg.MaxAttempts, cfg.RetryBudget, cfg.OnAttempt = 2, b2, nil
+	c2 := newTestClient(t, cfg)
+	newFakeClock().install(c2)
+	if res := c2.Query(t.Context(), testKey); res.Attempts != 2 || b2.asked != 1 || strings.Contains(res.Message, "budget") {
+		t.Errorf("%d attempts, budget asked %d times, message %q", res.Attempts, b2.asked, res.Message)
+	}
+}
+
+// An attempt cut off before its request was written is reported as not
+// sent: the summary counts only requests the server could have seen.
+func TestAttemptNotSentWhenCanceledWhileConnecting(t *testing.T) {
+	t.Parallel()
+	// A listener that accepts TCP but never completes the TLS handshake.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { conn.Close() })
+		}
+	}()
+	log := &attemptLog{}
+	cfg := Config{BaseURL: "https://" + ln.Addr().String(), Credentials: testCreds, MaxAttempts: 3, OnAttempt: log.add}
+	c := newTestClient(t, cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	res := c.Query(ctx, testKey)
+	atts := log.all()
+	if res.Class != ClassTransient || len(atts) != 1 || atts[0].Sent || !atts[0].Canceled || atts[0].Retried {
+		t.Fatalf("class %v, attempts %+v; want one attempt, not sent, canceled", res.Class, atts)
+	}
+
+	// Written and then cut off: sent.
+	ts := newTestServer(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	log2 := &attemptLog{}
+	cfg2 := testConfig(ts)
+	cfg2.OnAttempt = log2.add
+	c2 := newTestClient(t, cfg2)
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
+	go func() {
+		for ts.n.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel2()
+	}()
+	c2.Query(ctx2, testKey)
+	if atts := log2.all(); len(atts) != 1 || !atts[0].Sent || !atts[0].Canceled {
+		t.Fatalf("attempts %+v; want one attempt, sent, canceled", atts)
 	}
 }

@@ -40,6 +40,13 @@ type Limiter interface {
 	Wait(ctx context.Context) error
 }
 
+// RetryBudget bounds retries across all calls. The client asks it before
+// every retry; when it refuses, the call ends transient instead of adding
+// load to a struggling API (the next run, or the queue's own retry, takes it).
+type RetryBudget interface {
+	TryRetry() bool
+}
+
 // Config configures a Client. Zero values mean the documented default. Errors
 // from Validate name the field by its command-line spelling (api-url, ...).
 type Config struct {
@@ -95,11 +102,15 @@ type Config struct {
 	// Limiter, when set, is waited on before every attempt. Nil means no
 	// client-side pacing.
 	Limiter Limiter
+	// RetryBudget, when set, is asked before every retry. Nil means every
+	// transient failure is retried up to MaxAttempts.
+	RetryBudget RetryBudget
 	// DiscardRaw leaves Result.Raw nil, sparing a copy of every result
 	// object, for callers that keep only the decoded Record.
 	DiscardRaw bool
 	// OnAttempt, when set, is called after every attempt (from the calling
-	// goroutine), e.g. to count retries or pause a pool on 429/503.
+	// goroutine, once the retry decision is made), e.g. to count requests
+	// and retries or to adapt the rate to throttling.
 	OnAttempt func(Attempt)
 	// Logger receives warnings at New and debug lines per retry. The zero
 	// value discards.

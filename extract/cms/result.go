@@ -18,7 +18,8 @@ const (
 	// ClassPermanent: a failure that retrying cannot fix (e.g. 0100002, 0101002, 0101003).
 	ClassPermanent
 	// ClassTransient: retryable (transport errors, timeouts, 5xx, 429, 0100001,
-	// 0100999, oversized or malformed bodies); final only after the last attempt.
+	// 0100999, oversized or malformed bodies); final only after the last attempt
+	// or when the retry budget refused another one.
 	ClassTransient
 	// ClassFatal: 401, 403 or TLS verification failure. The run must stop at
 	// once: repeated bad signatures can get the caller's IP locked.
@@ -84,16 +85,46 @@ type Result struct {
 	Attempts   int             // attempts made (0 for ClassRejected)
 	FetchedAt  time.Time       // when the last response arrived
 	Latency    time.Duration   // duration of the last attempt
-	Err        error           // the underlying error for transient and fatal results
+	// Err is the underlying error of transient and fatal results, and a
+	// *StatusError for a permanent HTTP-level failure (a status outside 2xx:
+	// the answer says nothing about the call, only about the endpoint).
+	Err error
 }
 
 // Attempt describes one HTTP attempt; the client reports each to its
-// Config.OnAttempt hook so the pool can count retries and react to throttling.
+// Config.OnAttempt hook, after deciding whether to retry, so the pool can
+// count requests and retries and adapt its rate.
 type Attempt struct {
 	Key        extract.Key
 	Number     int // 1-based
 	HTTPStatus int // 0 when no response
 	Class      Class
 	Latency    time.Duration
-	RetryAfter time.Duration // from a Retry-After header, 0 when absent
+	RetryAfter time.Duration // from a Retry-After header (clamped), 0 when absent
+	// Throttle: the server pushed back on load (HTTP 429, or 503 with a
+	// Retry-After). Other 5xx and a 503 without Retry-After are merely
+	// transient: they say nothing about the rate.
+	Throttle bool
+	// Sent: the request was written to a connection (or answered). An
+	// attempt cut off while dialing or waiting for a connection was not.
+	Sent bool
+	// Canceled: the caller's context ended the attempt; its outcome says
+	// nothing about the API.
+	Canceled bool
+	// Retried: another attempt follows (after the backoff or Retry-After).
+	Retried bool
+	// BudgetExhausted: the attempt was transient and attempts remained, but
+	// the retry budget refused another one; the call ends transient.
+	BudgetExhausted bool
 }
+
+// StatusError is an HTTP-level permanent failure: the endpoint answered with
+// a status outside 2xx that is neither a throttle, a 5xx nor an
+// authentication refusal (404, 405, 400, 3xx...). A streak of them means the
+// URL is wrong, not the calls.
+type StatusError struct {
+	Status int
+	URL    string // scheme://host:port/path, no credentials
+}
+
+func (e *StatusError) Error() string { return statusText(e.Status) + " from " + e.URL }
