@@ -19,6 +19,7 @@ import (
 // Transient fault kinds (Config.TransientKinds).
 const (
 	FaultServerError    = "5xx"       // HTTP 500/502/503/504 from the "load balancer"
+	FaultUnavailable    = "503"       // HTTP 503 without Retry-After: one backend restarting, not throttling
 	FaultHang           = "hang"      // no answer until the client gives up (max Config.HangMax)
 	FaultDrop           = "drop"      // connection closed without a response
 	FaultTruncated      = "truncated" // HTTP 200 with half a JSON body
@@ -27,7 +28,7 @@ const (
 )
 
 // AllFaultKinds lists every transient fault kind, the default of Config.TransientKinds.
-var AllFaultKinds = []string{FaultServerError, FaultHang, FaultDrop, FaultTruncated, FaultGenericFailure, FaultUnknownError}
+var AllFaultKinds = []string{FaultServerError, FaultUnavailable, FaultHang, FaultDrop, FaultTruncated, FaultGenericFailure, FaultUnknownError}
 
 // Config configures the simulator. The zero value plus Credentials is a
 // healthy, fast, plain-HTTP server.
@@ -70,6 +71,9 @@ type Config struct {
 	// TrackCallIDs counts requests per call key (Stats.CallIDRequests).
 	// Costs a map entry per distinct key. Default off.
 	TrackCallIDs bool
+	// TrackSeconds counts requests and 429s per wall-clock second
+	// (Server.Seconds), to measure accepted rates over time. Default off.
+	TrackSeconds bool
 	// HangMax bounds a "hang" fault; after it the server answers 504.
 	// Default 2 minutes.
 	HangMax time.Duration

@@ -2,6 +2,7 @@ package cmssim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +46,7 @@ const (
 	OutcomeUnauthorized   = "unauthorized"    // HTTP 401
 	OutcomeThrottled      = "throttled"       // HTTP 429 with Retry-After
 	OutcomeServerError    = "server_error"    // fault "5xx"
+	OutcomeUnavailable    = "unavailable"     // fault "503"
 	OutcomeHang           = "hang"            // fault "hang"
 	OutcomeDrop           = "drop"            // fault "drop"
 	OutcomeTruncated      = "truncated"       // fault "truncated"
@@ -64,6 +67,7 @@ const (
 	outUnauthorized
 	outThrottled
 	outServerError
+	outUnavailable
 	outHang
 	outDrop
 	outTruncated
@@ -76,7 +80,7 @@ const (
 )
 
 var outcomeNames = [numOutcomes]string{OutcomeOK, OutcomeNoData, OutcomePermanent, OutcomeBadRequest,
-	OutcomeUnauthorized, OutcomeThrottled, OutcomeServerError, OutcomeHang, OutcomeDrop, OutcomeTruncated,
+	OutcomeUnauthorized, OutcomeThrottled, OutcomeServerError, OutcomeUnavailable, OutcomeHang, OutcomeDrop, OutcomeTruncated,
 	OutcomeGenericFailure, OutcomeUnknownError, OutcomePing, OutcomeNotFound, OutcomeCanceled}
 
 // Stats are the simulator's counters since start.
@@ -126,6 +130,9 @@ type Server struct {
 	trackMu sync.Mutex
 	track   map[string]int64
 
+	secondsMu sync.Mutex
+	seconds   map[int64]*Second
+
 	bufs sync.Pool // *[]byte
 }
 
@@ -151,6 +158,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	if cfg.TrackCallIDs {
 		s.track = map[string]int64{}
+	}
+	if cfg.TrackSeconds {
+		s.seconds = map[int64]*Second{}
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
@@ -267,6 +277,51 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
+// Second counts the API requests that started in one wall-clock second.
+type Second struct {
+	Unix      int64 `json:"unix"`
+	Requests  int64 `json:"requests"`
+	Throttled int64 `json:"throttled"` // answered 429
+}
+
+// Accepted is the requests of the second that passed the rate limit.
+func (s Second) Accepted() int64 { return s.Requests - s.Throttled }
+
+// Seconds returns the per-second counts in time order (Config.TrackSeconds;
+// nil otherwise). Seconds without a request are absent.
+func (s *Server) Seconds() []Second {
+	if s.seconds == nil {
+		return nil
+	}
+	s.secondsMu.Lock()
+	out := make([]Second, 0, len(s.seconds))
+	for _, v := range s.seconds {
+		out = append(out, *v)
+	}
+	s.secondsMu.Unlock()
+	slices.SortFunc(out, func(a, b Second) int { return cmp.Compare(a.Unix, b.Unix) })
+	return out
+}
+
+// countSecond adds a request (and whether it was throttled) to its second.
+func (s *Server) countSecond(throttled bool) {
+	if s.seconds == nil {
+		return
+	}
+	now := time.Now().Unix()
+	s.secondsMu.Lock()
+	sec := s.seconds[now]
+	if sec == nil {
+		sec = &Second{Unix: now}
+		s.seconds[now] = sec
+	}
+	sec.Requests++
+	if throttled {
+		sec.Throttled++
+	}
+	s.secondsMu.Unlock()
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case PathQuery:
@@ -340,7 +395,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, query bool) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if s.limiter != nil && !s.limiter.Allow() {
+	throttled := s.limiter != nil && !s.limiter.Allow()
+	s.countSecond(throttled)
+	if throttled {
 		s.counts[outThrottled].Add(1)
 		w.Header()["Retry-After"] = s.retryAfter
 		w.Header()["Content-Type"] = jsonCT
@@ -575,6 +632,11 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, kind string, h ui
 		w.WriteHeader(status)
 		fmt.Fprintf(w, "<html><head><title>%[1]d %[2]s</title></head><body><center><h1>%[1]d %[2]s</h1></center></body></html>\n",
 			status, http.StatusText(status))
+	case FaultUnavailable:
+		s.counts[outUnavailable].Add(1)
+		w.Header()["Content-Type"] = htmlCT
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "<html><head><title>503 Service Unavailable</title></head><body><center><h1>503 Service Unavailable</h1></center></body></html>\n")
 	case FaultHang:
 		s.counts[outHang].Add(1)
 		t := time.NewTimer(s.cfg.HangMax)

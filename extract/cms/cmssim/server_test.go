@@ -391,7 +391,7 @@ func TestTransientFaultsRecover(t *testing.T) {
 }
 
 var faultOutcome = map[string]string{
-	FaultServerError: OutcomeServerError, FaultHang: OutcomeHang, FaultDrop: OutcomeDrop,
+	FaultServerError: OutcomeServerError, FaultUnavailable: OutcomeUnavailable, FaultHang: OutcomeHang, FaultDrop: OutcomeDrop,
 	FaultTruncated: OutcomeTruncated, FaultGenericFailure: OutcomeGenericFailure, FaultUnknownError: OutcomeUnknownError,
 }
 
@@ -401,6 +401,10 @@ func checkFault(t *testing.T, kind string, r reply, err error) {
 	case FaultServerError:
 		if err != nil || !slices.Contains([]int{500, 502, 503, 504}, r.status) {
 			t.Errorf("5xx: status %d err %v", r.status, err)
+		}
+	case FaultUnavailable:
+		if err != nil || r.status != 503 || r.header.Get("Retry-After") != "" {
+			t.Errorf("503: status %d Retry-After %q err %v, want 503 without Retry-After", r.status, r.header.Get("Retry-After"), err)
 		}
 	case FaultHang:
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -427,7 +431,7 @@ func checkFault(t *testing.T, kind string, r reply, err error) {
 
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
-	s := start(t, Config{RateLimit: 0.01, RateBurst: 2, RetryAfter: 2500 * time.Millisecond}, false)
+	s := start(t, Config{RateLimit: 0.01, RateBurst: 2, RetryAfter: 2500 * time.Millisecond, TrackSeconds: true}, false)
 	c := newClient(t, s)
 	var statuses []int
 	for range 4 {
@@ -442,6 +446,20 @@ func TestRateLimit(t *testing.T) {
 	}
 	if n := s.Stats().ByOutcome[OutcomeThrottled]; n != 2 {
 		t.Errorf("throttled %d", n)
+	}
+	var requests, accepted, throttled int64
+	secs := s.Seconds()
+	for i, sec := range secs {
+		requests, accepted, throttled = requests+sec.Requests, accepted+sec.Accepted(), throttled+sec.Throttled
+		if i > 0 && sec.Unix <= secs[i-1].Unix {
+			t.Errorf("seconds out of order: %v", secs)
+		}
+	}
+	if requests != 4 || accepted != 2 || throttled != 2 {
+		t.Errorf("per-second counts %+v: %d requests, %d accepted, %d throttled; want 4, 2, 2", secs, requests, accepted, throttled)
+	}
+	if start(t, Config{}, false).Seconds() != nil {
+		t.Error("seconds tracked without TrackSeconds")
 	}
 }
 
