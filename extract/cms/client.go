@@ -153,7 +153,9 @@ func (c *Client) Query(ctx context.Context, key extract.Key) Result {
 			return c.stopped(ctx, res, res.Err)
 		}
 		at.Retried = res.Class == ClassTransient && n < c.cfg.MaxAttempts
-		if at.Retried && c.cfg.RetryBudget != nil && !c.cfg.RetryBudget.TryRetry() {
+		// A throttle's retry waits out the server's Retry-After and the
+		// pool's cut rate; the budget guards against retry storms on faults.
+		if at.Retried && !at.Throttle && c.cfg.RetryBudget != nil && !c.cfg.RetryBudget.TryRetry() {
 			at.Retried, at.BudgetExhausted = false, true
 			res.Message += " (not retried: retry budget exhausted)"
 		}
@@ -392,7 +394,11 @@ type sentTracker struct {
 	trace httptrace.ClientTrace
 }
 
-func (s *sentTracker) wroteRequest(httptrace.WroteRequestInfo) { s.sent.Store(true) }
+func (s *sentTracker) wroteRequest(info httptrace.WroteRequestInfo) {
+	if info.Err == nil { // a request cut off part-way never reached a handler
+		s.sent.Store(true)
+	}
+}
 
 // errBodyTooLarge is returned (wrapped) for a body over MaxBodyBytes.
 var errBodyTooLarge = errors.New("response body too large")

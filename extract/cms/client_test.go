@@ -1011,3 +1011,24 @@ func TestAttemptNotSentWhenCanceledWhileConnecting(t *testing.T) {
 		t.Fatalf("attempts %+v; want one attempt, sent, canceled", atts)
 	}
 }
+
+// Retries after a throttle wait out the Retry-After; they do not draw on the
+// retry budget.
+func TestRetryBudgetSparesThrottles(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n < 3 {
+			writeJSON(w, 429, ``)
+			return
+		}
+		writeJSON(w, 200, okBody)
+	})
+	b := &budget{}
+	cfg := testConfig(ts)
+	cfg.RetryBudget = b
+	c := newTestClient(t, cfg)
+	newFakeClock().install(c)
+	if res := c.Query(t.Context(), testKey); res.Class != ClassOK || res.Attempts != 3 || b.asked != 0 {
+		t.Fatalf("%v after %d attempts, budget asked %d times; want ok after 3 without asking", res.Class, res.Attempts, b.asked)
+	}
+}

@@ -41,8 +41,11 @@ type Limiter interface {
 }
 
 // RetryBudget bounds retries across all calls. The client asks it before
-// every retry; when it refuses, the call ends transient instead of adding
-// load to a struggling API (the next run, or the queue's own retry, takes it).
+// every retry after a transient fault; when it refuses, the call ends
+// transient instead of adding load to a struggling API (the next run, or the
+// queue's own retry, takes it). Retries after a throttle (429, 503 with
+// Retry-After) are not charged: they wait out the server's Retry-After, and
+// the limiter has cut the rate they pass through.
 type RetryBudget interface {
 	TryRetry() bool
 }
@@ -102,8 +105,8 @@ type Config struct {
 	// Limiter, when set, is waited on before every attempt. Nil means no
 	// client-side pacing.
 	Limiter Limiter
-	// RetryBudget, when set, is asked before every retry. Nil means every
-	// transient failure is retried up to MaxAttempts.
+	// RetryBudget, when set, is asked before every retry after a transient
+	// fault. Nil means every transient failure is retried up to MaxAttempts.
 	RetryBudget RetryBudget
 	// DiscardRaw leaves Result.Raw nil, sparing a copy of every result
 	// object, for callers that keep only the decoded Record.

@@ -1,5 +1,7 @@
 // Package pool runs CC-CMS queries through a bounded set of workers that share
-// one adaptive rate limiter, and decides when the whole run must stop.
+// one adaptive rate limiter (package ratecontrol), and decides when the whole
+// run must stop: a fatal answer, a streak of transient failures (the API is
+// down), a streak of HTTP errors (the URL is wrong), or the limiter giving up.
 package pool
 
 import (
@@ -8,12 +10,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 )
 
 // Querier is the CMS client as the pool uses it.
@@ -30,6 +32,14 @@ type Config struct {
 	// run should process what is left rather than this one burning the whole
 	// list into failures. Default 50; negative disables the check.
 	MaxTransientStreak int
+	// MaxHTTPErrorStreak stops the run after this many consecutive calls
+	// answered with an HTTP-level permanent failure (404, 405, 400, 3xx: a
+	// *cms.StatusError): the endpoint is wrong, not the calls. The calls of
+	// the streak are held back and, when it stops the run, handed back
+	// unprocessed for the next run; a call the API answers properly releases
+	// them as failed. Business codes (0100002...) are per call and never
+	// count. Default 50; negative disables the check.
+	MaxHTTPErrorStreak int
 	// Stop, when set, is called once with the reason as soon as the pool
 	// decides the run must stop, so the source stops feeding it.
 	Stop func(error)
@@ -43,6 +53,7 @@ type Config struct {
 const (
 	DefaultConcurrency        = 8
 	DefaultMaxTransientStreak = 50
+	DefaultMaxHTTPErrorStreak = 50
 )
 
 func (c *Config) setDefaults() {
@@ -51,6 +62,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTransientStreak == 0 {
 		c.MaxTransientStreak = DefaultMaxTransientStreak
+	}
+	if c.MaxHTTPErrorStreak == 0 {
+		c.MaxHTTPErrorStreak = DefaultMaxHTTPErrorStreak
 	}
 }
 
@@ -78,6 +92,11 @@ func (e *FatalError) Unwrap() error { return e.Result.Err }
 // ErrAPIDown is returned when MaxTransientStreak consecutive calls failed.
 var ErrAPIDown = errors.New("CC-CMS looks unavailable: too many consecutive transient failures")
 
+// ErrHTTPErrors is returned (wrapped with the last *cms.StatusError, which
+// names the status and the URL) when MaxHTTPErrorStreak consecutive calls
+// got an HTTP-level permanent failure.
+var ErrHTTPErrors = errors.New("CC-CMS answers every call with an HTTP error (check --api-url: the port, a proxy in between?)")
+
 // Done is one input item with its outcome. Processed is false when the item
 // was never queried (or its query was cut off) because the run is stopping:
 // such items are left for the next run, not counted as failures.
@@ -89,31 +108,42 @@ type Done[T any] struct {
 
 // Counters observe every attempt; install Observe as cms.Config.OnAttempt.
 type Counters struct {
-	Attempts  atomic.Int64
-	Retries   atomic.Int64
-	Throttled atomic.Int64 // HTTP 429
-	Unavail   atomic.Int64 // HTTP 503
-	Latency   Histogram    // per attempt
+	Attempts atomic.Int64 // requests sent, retries included
+	Retries  atomic.Int64 // sent requests after the first of their call
+	// TransientRetries counts retries decided after a transient fault (not a
+	// throttle): 5xx, 503 without Retry-After, timeouts, resets...
+	TransientRetries atomic.Int64
+	Throttled        atomic.Int64 // HTTP 429
+	Unavail          atomic.Int64 // HTTP 503
+	Latency          Histogram    // per answered attempt
 
-	throttle func(time.Duration)
+	rate Observer
 }
 
-// NewCounters returns counters that also tell lim about throttling (lim may be nil).
-func NewCounters(lim *AdaptiveLimiter) *Counters {
-	c := &Counters{}
-	if lim != nil {
-		c.throttle = lim.Throttled
-	}
-	return c
+// Observer hears what each attempt says about the API's load:
+// *ratecontrol.Controller.
+type Observer interface {
+	Observe(ratecontrol.Observation)
+}
+
+// NewCounters returns counters that also tell rate (may be nil) about every
+// attempt the caller did not cancel.
+func NewCounters(rate Observer) *Counters {
+	return &Counters{rate: rate}
 }
 
 // Observe records one attempt.
 func (c *Counters) Observe(a cms.Attempt) {
-	c.Attempts.Add(1)
-	if a.Number > 1 {
-		c.Retries.Add(1)
+	if a.Sent {
+		c.Attempts.Add(1)
+		if a.Number > 1 {
+			c.Retries.Add(1)
+		}
 	}
-	if a.HTTPStatus != 0 || a.Latency > 0 {
+	if a.Retried && !a.Throttle {
+		c.TransientRetries.Add(1)
+	}
+	if a.HTTPStatus != 0 {
 		c.Latency.Observe(a.Latency)
 	}
 	switch a.HTTPStatus {
@@ -121,12 +151,23 @@ func (c *Counters) Observe(a cms.Attempt) {
 		c.Throttled.Add(1)
 	case 503:
 		c.Unavail.Add(1)
-	default:
-		return
 	}
-	if c.throttle != nil {
-		c.throttle(a.RetryAfter)
+	if c.rate != nil && !a.Canceled {
+		c.rate.Observe(ratecontrol.Observation{Signal: SignalOf(a), RetryAfter: a.RetryAfter, Latency: a.Latency})
 	}
+}
+
+// SignalOf is what one attempt says about the API's load: throttle (429,
+// 503 with Retry-After), transient (any other transient failure) or ok (the
+// API answered about the call, whatever it said).
+func SignalOf(a cms.Attempt) ratecontrol.Signal {
+	switch {
+	case a.Throttle:
+		return ratecontrol.Throttle
+	case a.Class == cms.ClassTransient:
+		return ratecontrol.Transient
+	}
+	return ratecontrol.OK
 }
 
 // Run queries every item from in with cfg.Concurrency workers and sends one
@@ -161,6 +202,22 @@ func Run[T any](ctx context.Context, cfg Config, q Querier, in <-chan T, key fun
 			}
 		})
 	}
+	// held are the calls of the current streak of HTTP errors, waiting to
+	// learn whether the endpoint or the calls are wrong.
+	var (
+		heldMu sync.Mutex
+		held   []Done[T]
+	)
+	release := func(processed bool) {
+		heldMu.Lock()
+		ds := held
+		held = nil
+		heldMu.Unlock()
+		for _, d := range ds {
+			d.Processed = processed
+			out <- d
+		}
+	}
 
 	var g errgroup.Group
 	for range cfg.Concurrency {
@@ -171,21 +228,45 @@ func Run[T any](ctx context.Context, cfg Config, q Querier, in <-chan T, key fun
 					continue
 				}
 				res := q.Query(ctx, key(item))
+				if errors.Is(res.Err, ratecontrol.ErrStopped) {
+					stop(res.Err)
+					out <- Done[T]{Item: item, Result: res}
+					continue
+				}
 				if res.Class == cms.ClassTransient && ctx.Err() != nil {
 					// Cut off by the stop, not by the API: leave it for the next run.
 					out <- Done[T]{Item: item, Result: res}
 					continue
 				}
-				switch res.Class {
-				case cms.ClassFatal:
+				var se *cms.StatusError
+				switch {
+				case res.Class == cms.ClassPermanent && errors.As(res.Err, &se):
+					if ctx.Err() != nil {
+						out <- Done[T]{Item: item, Result: res} // the run is stopping: the endpoint, not the call
+						continue
+					}
+					heldMu.Lock()
+					held = append(held, Done[T]{Item: item, Result: res, Processed: true})
+					n := len(held)
+					heldMu.Unlock()
+					if cfg.MaxHTTPErrorStreak > 0 && n >= cfg.MaxHTTPErrorStreak {
+						stop(fmt.Errorf("%w: %d calls in a row, last: %w", ErrHTTPErrors, n, se))
+						release(false)
+					} else if cfg.MaxHTTPErrorStreak < 0 {
+						release(true)
+					}
+					continue
+				case res.Class == cms.ClassFatal:
 					stop(&FatalError{Result: res})
-				case cms.ClassTransient:
+				case res.Class == cms.ClassTransient:
 					if n := streak.Add(1); cfg.MaxTransientStreak > 0 && n >= int64(cfg.MaxTransientStreak) {
 						stop(fmt.Errorf("%w (%d in a row, last: %s)", ErrAPIDown, n, res.Message))
 					}
-				case cms.ClassRejected:
+				case res.Class == cms.ClassRejected:
 				default:
+					// The API answered about the call: neither down nor the wrong URL.
 					streak.Store(0)
+					release(true)
 				}
 				out <- Done[T]{Item: item, Result: res, Processed: true}
 			}
@@ -193,5 +274,8 @@ func Run[T any](ctx context.Context, cfg Config, q Querier, in <-chan T, key fun
 		})
 	}
 	_ = g.Wait()
+	// A streak shorter than the limit at the end: real answers, unless the
+	// run stopped for another reason and they belong to the next run.
+	release(stopErr == nil)
 	return stopErr
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 )
 
 // scripted answers each key with the class its callId's sequence number picks.
@@ -142,47 +145,6 @@ func TestRunCancelLeavesInFlightUnprocessed(t *testing.T) {
 	}
 }
 
-func TestLimiterPausesAndRecovers(t *testing.T) {
-	t.Parallel()
-	var now time.Time = time.Unix(1700000000, 0)
-	lim := NewAdaptiveLimiter(100, 1)
-	lim.now = func() time.Time { return now }
-	lim.lastChange = now
-
-	lim.Throttled(2 * time.Second)
-	s := lim.Stats()
-	if s.Current != 50 || s.Cuts != 1 || s.Pauses != 1 {
-		t.Fatalf("after one 429: %+v, want current 50, 1 cut, 1 pause", s)
-	}
-	// More 429s from requests already in flight inside the same window: one signal.
-	lim.Throttled(2 * time.Second)
-	if s := lim.Stats(); s.Current != 50 {
-		t.Fatalf("second 429 in the same window cut again: %+v", s)
-	}
-	// Wait must honour the pause: with the clock frozen inside it, a short ctx expires.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
-	defer cancel()
-	if err := lim.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait during pause = %v, want deadline exceeded", err)
-	}
-	// Later throttling keeps halving down to the floor.
-	for range 10 {
-		now = now.Add(3 * time.Second)
-		lim.Throttled(time.Second)
-	}
-	if s := lim.Stats(); s.Current != 100.0/16 {
-		t.Fatalf("current after many cuts = %v, want floor %v", s.Current, 100.0/16)
-	}
-	// Recovery: additive steps every recover interval once the pause is over.
-	for range 40 {
-		now = now.Add(3 * time.Second)
-		lim.maybeRecover()
-	}
-	if s := lim.Stats(); s.Current != 100 {
-		t.Fatalf("current after recovery = %v, want 100", s.Current)
-	}
-}
-
 func TestHistogramQuantiles(t *testing.T) {
 	t.Parallel()
 	var h Histogram
@@ -204,17 +166,181 @@ func TestHistogramQuantiles(t *testing.T) {
 	}
 }
 
-func TestCountersTellLimiter(t *testing.T) {
+// recorder is an Observer that keeps what it heard.
+type recorder struct {
+	mu  sync.Mutex
+	obs []ratecontrol.Observation
+}
+
+func (r *recorder) Observe(o ratecontrol.Observation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs = append(r.obs, o)
+}
+
+func TestCountersClassifyAndCountSentRequests(t *testing.T) {
 	t.Parallel()
-	lim := NewAdaptiveLimiter(10, 1)
-	c := NewCounters(lim)
-	c.Observe(cms.Attempt{Number: 1, HTTPStatus: 200, Latency: time.Millisecond})
-	c.Observe(cms.Attempt{Number: 2, HTTPStatus: 429, RetryAfter: time.Second})
-	c.Observe(cms.Attempt{Number: 3, HTTPStatus: 503})
-	if c.Attempts.Load() != 3 || c.Retries.Load() != 2 || c.Throttled.Load() != 1 || c.Unavail.Load() != 1 {
-		t.Fatalf("counters: attempts %d retries %d 429 %d 503 %d", c.Attempts.Load(), c.Retries.Load(), c.Throttled.Load(), c.Unavail.Load())
+	rec := &recorder{}
+	c := NewCounters(rec)
+	attempts := []struct {
+		a    cms.Attempt
+		want ratecontrol.Signal
+	}{
+		{cms.Attempt{Number: 1, HTTPStatus: 200, Class: cms.ClassOK, Sent: true, Latency: time.Millisecond}, ratecontrol.OK},
+		{cms.Attempt{Number: 1, HTTPStatus: 200, Class: cms.ClassPermanent, Sent: true}, ratecontrol.OK},
+		{cms.Attempt{Number: 1, HTTPStatus: 429, Class: cms.ClassTransient, Throttle: true, RetryAfter: time.Second, Sent: true, Retried: true}, ratecontrol.Throttle},
+		{cms.Attempt{Number: 2, HTTPStatus: 503, Class: cms.ClassTransient, Throttle: true, RetryAfter: time.Second, Sent: true, Retried: true}, ratecontrol.Throttle},
+		{cms.Attempt{Number: 3, HTTPStatus: 503, Class: cms.ClassTransient, Sent: true, Retried: true}, ratecontrol.Transient},
+		{cms.Attempt{Number: 1, HTTPStatus: 502, Class: cms.ClassTransient, Sent: true, BudgetExhausted: true}, ratecontrol.Transient},
+		{cms.Attempt{Number: 1, Class: cms.ClassTransient, Retried: true}, ratecontrol.Transient}, // connection refused: not sent
 	}
-	if s := lim.Stats(); s.Pauses == 0 || s.Cuts == 0 {
-		t.Fatalf("limiter not told about throttling: %+v", s)
+	for _, tc := range attempts {
+		c.Observe(tc.a)
+	}
+	// Cut off by the run's own cancellation while connecting: neither a
+	// request nor a signal.
+	c.Observe(cms.Attempt{Number: 1, Class: cms.ClassTransient, Canceled: true})
+	if c.Attempts.Load() != 6 || c.Retries.Load() != 2 || c.TransientRetries.Load() != 2 ||
+		c.Throttled.Load() != 1 || c.Unavail.Load() != 2 {
+		t.Fatalf("requests %d retries %d transient retries %d 429 %d 503 %d", c.Attempts.Load(), c.Retries.Load(),
+			c.TransientRetries.Load(), c.Throttled.Load(), c.Unavail.Load())
+	}
+	if len(rec.obs) != len(attempts) {
+		t.Fatalf("%d observations, want %d (the cancelled attempt says nothing about the API)", len(rec.obs), len(attempts))
+	}
+	for i, tc := range attempts {
+		if got := rec.obs[i]; got.Signal != tc.want || got.RetryAfter != tc.a.RetryAfter {
+			t.Errorf("attempt %+v heard as %+v, want signal %v", tc.a, got, tc.want)
+		}
+	}
+}
+
+// answering answers each key with the result its sequence number picks.
+type answering struct {
+	answer func(i int, key extract.Key) cms.Result
+	calls  atomic.Int64
+}
+
+func (a *answering) Query(_ context.Context, key extract.Key) cms.Result {
+	a.calls.Add(1)
+	var i int
+	fmt.Sscanf(key.CallID, "1700000000-%d", &i)
+	return a.answer(i, key)
+}
+
+const queryURL = "https://10.0.0.5:28443" + cms.QueryPath
+
+func httpError(status int) func(int, extract.Key) cms.Result {
+	return func(_ int, key extract.Key) cms.Result {
+		return cms.Result{Key: key, Class: cms.ClassPermanent, HTTPStatus: status, Err: &cms.StatusError{Status: status, URL: queryURL}}
+	}
+}
+
+func TestHTTPErrorStreak(t *testing.T) {
+	t.Parallel()
+	ok := func(_ int, key extract.Key) cms.Result { return cms.Result{Key: key, Class: cms.ClassOK} }
+	tests := []struct {
+		name          string
+		answer        func(int, extract.Key) cms.Result
+		wantStop      bool
+		wantFailed    int // processed items with a permanent class
+		wantProcessed int
+	}{
+		{"every call 404", httpError(404), true, 0, 0},
+		{"every call 302", httpError(302), true, 0, 0},
+		{"business code on every call", func(_ int, key extract.Key) cms.Result {
+			return cms.Result{Key: key, Class: cms.ClassPermanent, HTTPStatus: 200, ResultCode: "0100002"}
+		}, false, 300, 300},
+		{"sporadic 400", func(i int, key extract.Key) cms.Result {
+			if i%10 == 3 {
+				return httpError(400)(i, key)
+			}
+			return ok(i, key)
+		}, false, 30, 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const n, streak, conc = 300, 20, 4
+			q := &answering{answer: tc.answer}
+			out := make(chan Done[int], 8)
+			errc := make(chan error, 1)
+			go func() {
+				errc <- Run(t.Context(), Config{Concurrency: conc, MaxHTTPErrorStreak: streak}, q, feed(n), keyOf, out)
+			}()
+			var processed, failed, unprocessed int
+			for d := range out {
+				switch {
+				case !d.Processed:
+					unprocessed++
+				case d.Result.Class == cms.ClassPermanent:
+					processed++
+					failed++
+				default:
+					processed++
+				}
+			}
+			err := <-errc
+			if processed+unprocessed != n {
+				t.Fatalf("%d processed + %d unprocessed, want %d", processed, unprocessed, n)
+			}
+			if !tc.wantStop {
+				if err != nil || processed != tc.wantProcessed || failed != tc.wantFailed {
+					t.Fatalf("err %v, processed %d (failed %d); want no stop, %d processed, %d failed", err, processed, failed, tc.wantProcessed, tc.wantFailed)
+				}
+				return
+			}
+			if !errors.Is(err, ErrHTTPErrors) {
+				t.Fatalf("Run error = %v, want ErrHTTPErrors", err)
+			}
+			var se *cms.StatusError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), queryURL) || !strings.Contains(err.Error(), fmt.Sprint(se.Status)) {
+				t.Errorf("error %q should name the status and the URL", err)
+			}
+			// The URL is wrong, not the calls: nothing is marked failed.
+			if processed != 0 {
+				t.Errorf("%d items processed; the streak's calls and those after it belong to the next run", processed)
+			}
+			if got := q.calls.Load(); got > streak+conc {
+				t.Errorf("%d calls; want the pool to stop after a streak of %d", got, streak)
+			}
+		})
+	}
+}
+
+func TestHTTPErrorStreakDisabled(t *testing.T) {
+	t.Parallel()
+	q := &answering{answer: httpError(404)}
+	out := make(chan Done[int], 8)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(t.Context(), Config{Concurrency: 2, MaxHTTPErrorStreak: -1}, q, feed(100), keyOf, out)
+	}()
+	p, u := collect(out)
+	if err := <-errc; err != nil || p != 100 || u != 0 {
+		t.Fatalf("err %v, %d processed, %d unprocessed; want every 404 processed as failed", err, p, u)
+	}
+}
+
+// The limiter can end the run (a rate group that lost its database): the
+// item is left for the next run and the pool stops.
+func TestLimiterStopEndsTheRun(t *testing.T) {
+	t.Parallel()
+	stopErr := fmt.Errorf("rate limiter: %w: database gone", ratecontrol.ErrStopped)
+	q := &answering{answer: func(i int, key extract.Key) cms.Result {
+		if i == 5 {
+			return cms.Result{Key: key, Class: cms.ClassTransient, Err: stopErr}
+		}
+		return cms.Result{Key: key, Class: cms.ClassOK}
+	}}
+	out := make(chan Done[int], 8)
+	errc := make(chan error, 1)
+	go func() { errc <- Run(t.Context(), Config{Concurrency: 1}, q, feed(20), keyOf, out) }()
+	p, u := collect(out)
+	if err := <-errc; !errors.Is(err, ratecontrol.ErrStopped) {
+		t.Fatalf("Run = %v, want the limiter's stop", err)
+	}
+	if p != 5 || u != 15 {
+		t.Fatalf("%d processed, %d unprocessed; want 5 and 15", p, u)
 	}
 }

@@ -119,7 +119,7 @@ func (c *Config) registerRun(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
-	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down); -1 = never")
+	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
 	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
 	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")

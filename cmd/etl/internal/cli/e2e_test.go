@@ -321,11 +321,16 @@ func TestFatalAnswerStopsTheRunAtOnce(t *testing.T) {
 	}
 }
 
-func TestThrottlingPausesThePoolAndEveryRowLoads(t *testing.T) {
+// 429 with Retry-After: the pool pauses for the Retry-After and cuts its
+// rate once per event (the answers of requests already in flight are part
+// of it), retries every throttled call, and every row loads.
+func TestThrottlingPausesAndCutsOncePerEventAndEveryRowLoads(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, cmssim.Config{RateLimit: 40, RateBurst: 5, RetryAfter: time.Second})
 	in, keys := h.writeCSV("calls.csv", 120)
-	o := h.run(h.args(in, filepath.Join(h.dir, "lake"), "--rate", "100", "--burst", "10", "--concurrency", "8", "--max-attempts", "8")...)
+	metrics := filepath.Join(h.dir, "etl.prom")
+	o := h.run(h.args(in, filepath.Join(h.dir, "lake"), "--rate", "100", "--burst", "10", "--concurrency", "8",
+		"--max-attempts", "8", "--metrics-file", metrics)...)
 	checkAccounting(t, o)
 	if o.code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", o.code, o.stderr)
@@ -333,8 +338,31 @@ func TestThrottlingPausesThePoolAndEveryRowLoads(t *testing.T) {
 	if o.outcome("loaded")+o.outcome("no_data") != int64(len(keys)) {
 		t.Errorf("not every row loaded: %v", o.summary["outcomes"])
 	}
-	if o.num("http_429") < 1 || o.num("rate_cuts") < 1 {
-		t.Errorf("expected 429s and a rate cut, got 429s %v cuts %v", o.num("http_429"), o.num("rate_cuts"))
+	events, cuts, pauses, throttled := o.num("throttle_events"), o.num("rate_cuts"), o.num("rate_pauses"), o.num("http_429")
+	if throttled < 1 || events < 1 || cuts < 1 || pauses < 1 {
+		t.Fatalf("429s %v, throttle events %v, cuts %v, pauses %v: want each at least 1", throttled, events, cuts, pauses)
+	}
+	if cuts > events || events > throttled {
+		t.Errorf("429s %v, events %v, cuts %v: at most one cut per event and one event per 429", throttled, events, cuts)
+	}
+	if final := o.num("rate_final"); final <= 0 || final > 100 {
+		t.Errorf("final rate %v, want within (0, 100]", final)
+	}
+	if o.num("retry_budget_exhausted") != 0 {
+		t.Errorf("%v throttled calls refused a retry; a throttle's retry is not charged to the budget", o.num("retry_budget_exhausted"))
+	}
+	m, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		fmt.Sprintf("cms_etl_throttle_events %v", events), fmt.Sprintf("cms_etl_rate_cuts %v", cuts),
+		fmt.Sprintf("cms_etl_rate_pauses %v", pauses), "cms_etl_rate_final ", "cms_etl_retries_transient 0",
+		"cms_etl_retry_budget_exhausted 0",
+	} {
+		if !strings.Contains(string(m), line) {
+			t.Errorf("metrics file lacks %q:\n%s", line, m)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
@@ -118,7 +119,7 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 // wiring holds what a run opened, to close it at the end.
 type wiring struct {
 	job     *job.Job
-	limiter *pool.AdaptiveLimiter
+	rate    *ratecontrol.Controller
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
@@ -183,17 +184,21 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			w.close(ctx, log)
 		}
 	}()
-	lim := pool.NewAdaptiveLimiter(c.Rate, c.Burst)
-	w.limiter = lim
-	counters := pool.NewCounters(lim)
-	client, err := newClient(c, log, lim, counters.Observe)
+	rc, err := ratecontrol.New(ratecontrol.Config{Rate: c.Rate, Burst: c.Burst})
+	if err != nil {
+		return w, &UsageError{Err: err}
+	}
+	w.rate = rc
+	counters := pool.NewCounters(rc)
+	client, err := newClient(c, log, rc, counters.Observe)
 	if err != nil {
 		return w, err
 	}
 	w.client = client
 	j := &job.Job{
 		RunID: c.RunID, Logger: log, Client: client, Counters: counters,
-		Pool:       pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient},
+		// One flag bounds both streaks: the API down, or the wrong URL.
+		Pool:       pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient},
 		CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
 	}
 	w.job = j
@@ -412,7 +417,13 @@ func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, err
 	return db, nil
 }
 
-func newClient(c *Config, log zerolog.Logger, lim cms.Limiter, onAttempt func(cms.Attempt)) (*cms.Client, error) {
+// rateController is what the client waits on and asks before retrying.
+type rateController interface {
+	cms.Limiter
+	cms.RetryBudget
+}
+
+func newClient(c *Config, log zerolog.Logger, rc rateController, onAttempt func(cms.Attempt)) (*cms.Client, error) {
 	cc := cms.Config{
 		BaseURL:            c.APIURL,
 		Credentials:        c.Credentials(),
@@ -425,7 +436,8 @@ func newClient(c *Config, log zerolog.Logger, lim cms.Limiter, onAttempt func(cm
 		InsecureSkipVerify: c.InsecureSkip,
 		MaxConns:           max(c.Concurrency, 1),
 		DiscardRaw:         !c.Postgres(), // only the warehouse stores the raw object
-		Limiter:            lim,
+		Limiter:            rc,
+		RetryBudget:        rc,
 		OnAttempt:          onAttempt,
 		Logger:             log,
 	}

@@ -27,20 +27,35 @@ type Summary struct {
 	Interrupted  bool
 	Read         int64
 	Counts       job.Counts
-	Requests     int64
+	Requests     int64 // requests sent, retries included
 	Retries      int64
 	Throttled    int64
 	Unavailable  int64
 	RateCuts     int64
 	Configured   float64
 	AchievedRate float64
-	LatencyP50   time.Duration
-	LatencyP95   time.Duration
-	Unknown      []job.UnknownCode
-	Problems     int64
-	Files        int
-	Duration     time.Duration
-	Started      time.Time
+	// FinalRate is the limit in force at the end (0 = unlimited).
+	FinalRate float64
+	// ThrottleEvents counts throttling this process acted on: bursts of 429
+	// (or 503 with Retry-After) one per cooldown, and windows of sustained
+	// transient trouble.
+	ThrottleEvents int64
+	RatePauses     int64 // pool-wide pauses for a Retry-After
+	// TransientRetries are retries after a transient fault (not a throttle).
+	TransientRetries int64
+	// BudgetExhausted counts calls the retry budget ended transient.
+	BudgetExhausted int64
+	RateGroup       string // --rate-group, "" when alone
+	GroupMembers    int    // live members of the group at the end
+	GroupRate       float64
+	GroupShare      float64 // this process's share of GroupRate
+	LatencyP50      time.Duration
+	LatencyP95      time.Duration
+	Unknown         []job.UnknownCode
+	Problems        int64
+	Files           int
+	Duration        time.Duration
+	Started         time.Time
 }
 
 func summarize(c *Config, w *wiring, res job.Result) Summary {
@@ -51,11 +66,14 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 	}
 	if k := w.job.Counters; k != nil {
 		s.Requests, s.Retries = k.Attempts.Load(), k.Retries.Load()
+		s.TransientRetries = k.TransientRetries.Load()
 		s.Throttled, s.Unavailable = k.Throttled.Load(), k.Unavail.Load()
 		s.LatencyP50, s.LatencyP95 = k.Latency.Quantile(0.5), k.Latency.Quantile(0.95)
 	}
-	if w.limiter != nil {
-		s.RateCuts = w.limiter.Stats().Cuts
+	if w.rate != nil {
+		st := w.rate.Stats()
+		s.RateCuts, s.ThrottleEvents, s.RatePauses = st.Cuts, st.ThrottleEvents, st.Pauses
+		s.BudgetExhausted, s.FinalRate = st.BudgetExhausted, st.Limit
 	}
 	if secs := s.Duration.Seconds(); secs > 0 {
 		s.AchievedRate = float64(s.Requests) / secs
@@ -87,6 +105,9 @@ func (s Summary) JSON() map[string]any {
 		"rate_configured": s.Configured, "rate_achieved": round1(s.AchievedRate), "rate_cuts": s.RateCuts,
 		"latency_p50_ms": ms(s.LatencyP50), "latency_p95_ms": ms(s.LatencyP95), "unknown_codes": s.Unknown,
 		"field_problems": s.Problems, "parquet_files": s.Files, "duration_s": round1(s.Duration.Seconds()),
+		"rate_final": round1(s.FinalRate), "throttle_events": s.ThrottleEvents, "rate_pauses": s.RatePauses,
+		"retries_transient": s.TransientRetries, "retry_budget_exhausted": s.BudgetExhausted,
+		"rate_group": s.RateGroup, "rate_group_members": s.GroupMembers,
 	}
 }
 
@@ -102,16 +123,29 @@ func printSummary(w io.Writer, s Summary) {
 			fmt.Fprintf(&b, "    %-15s %d\n", o, n)
 		}
 	}
-	fmt.Fprintf(&b, "  requests:    %d (retries %d, 429s %d, 503s %d)\n", s.Requests, s.Retries, s.Throttled, s.Unavailable)
-	conf := "unlimited"
-	if s.Configured > 0 {
-		conf = strconv.FormatFloat(s.Configured, 'f', -1, 64) + "/s"
+	fmt.Fprintf(&b, "  requests:    %d (retries %d, of them after transient faults %d; 429s %d, 503s %d)\n",
+		s.Requests, s.Retries, s.TransientRetries, s.Throttled, s.Unavailable)
+	if s.BudgetExhausted > 0 {
+		fmt.Fprintf(&b, "  retry budget exhausted: %d calls not retried (left failed for the next run)\n", s.BudgetExhausted)
 	}
-	fmt.Fprintf(&b, "  rate:        configured %s, achieved %.1f/s", conf, s.AchievedRate)
-	if s.RateCuts > 0 {
-		fmt.Fprintf(&b, " (cut %d times on throttling)", s.RateCuts)
+	perSec := func(r float64) string {
+		if r <= 0 {
+			return "unlimited"
+		}
+		return strconv.FormatFloat(r, 'f', -1, 64) + "/s"
+	}
+	fmt.Fprintf(&b, "  rate:        configured %s, achieved %.1f/s", perSec(s.Configured), s.AchievedRate)
+	if s.Configured > 0 {
+		fmt.Fprintf(&b, ", final %s", perSec(round1(s.FinalRate)))
 	}
 	b.WriteByte('\n')
+	if s.ThrottleEvents > 0 || s.RateCuts > 0 || s.RatePauses > 0 {
+		fmt.Fprintf(&b, "  throttling:  %d events, %d rate cuts, %d pauses\n", s.ThrottleEvents, s.RateCuts, s.RatePauses)
+	}
+	if s.RateGroup != "" {
+		fmt.Fprintf(&b, "  rate group:  %s, %d members, this process's share %s of %s\n",
+			s.RateGroup, s.GroupMembers, perSec(round1(s.GroupShare)), perSec(s.GroupRate))
+	}
 	fmt.Fprintf(&b, "  latency:     p50 %s, p95 %s\n", s.LatencyP50.Round(100*time.Microsecond), s.LatencyP95.Round(100*time.Microsecond))
 	if len(s.Unknown) > 0 {
 		parts := make([]string, len(s.Unknown))
@@ -161,6 +195,22 @@ func writeMetrics(path string, s Summary) error {
 	fmt.Fprintf(&b, "cms_etl_rate_configured %g\n", s.Configured)
 	metric("cms_etl_rate_achieved", "Achieved requests per second over the last run.", "gauge")
 	fmt.Fprintf(&b, "cms_etl_rate_achieved %g\n", round1(s.AchievedRate))
+	metric("cms_etl_rate_final", "Requests per second in force at the end of the last run (0 = unlimited).", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rate_final %g\n", round1(s.FinalRate))
+	metric("cms_etl_throttle_events", "Throttling the last run acted on (429 or 503 with Retry-After, one per cooldown; sustained transient trouble).", "gauge")
+	fmt.Fprintf(&b, "cms_etl_throttle_events %d\n", s.ThrottleEvents)
+	metric("cms_etl_rate_cuts", "Multiplicative rate cuts in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rate_cuts %d\n", s.RateCuts)
+	metric("cms_etl_rate_pauses", "Pool-wide pauses for a Retry-After in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_rate_pauses %d\n", s.RatePauses)
+	metric("cms_etl_retries_transient", "Retries after transient faults (not throttling) in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_retries_transient %d\n", s.TransientRetries)
+	metric("cms_etl_retry_budget_exhausted", "Calls the retry budget left failed in the last run.", "gauge")
+	fmt.Fprintf(&b, "cms_etl_retry_budget_exhausted %d\n", s.BudgetExhausted)
+	if s.RateGroup != "" {
+		metric("cms_etl_rate_group_members", "Live members of the rate group at the end of the last run.", "gauge")
+		fmt.Fprintf(&b, "cms_etl_rate_group_members{group=%q} %d\n", s.RateGroup, s.GroupMembers)
+	}
 	metric("cms_etl_latency_seconds", "Request latency quantiles of the last run.", "gauge")
 	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.5\"} %g\n", s.LatencyP50.Seconds())
 	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.95\"} %g\n", s.LatencyP95.Seconds())
