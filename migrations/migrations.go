@@ -13,6 +13,7 @@
 //	cms.call_queue     input queue: producers insert (cc_id, vdn, call_id) ON CONFLICT DO NOTHING
 //	cms.call_failure   rows a run failed or rejected
 //	cms.etl_run        one row per run
+//	cms.rate_group, cms.rate_group_member   runs sharing one --rate (--rate-group)
 package migrations
 
 import (

@@ -16,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql"}
+var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_rate_group.sql"}
 
 func connect(t *testing.T) *pgx.Conn {
 	t.Helper()
@@ -209,7 +209,7 @@ func TestEveryObjectCommented(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	wantTables := []string{"call_failure", "call_feature", "call_info", "call_queue", "device_type", "enter_reason", "etl_run", "media_type", "schema_version"}
+	wantTables := []string{"call_failure", "call_feature", "call_info", "call_queue", "device_type", "enter_reason", "etl_run", "media_type", "rate_group", "rate_group_member", "schema_version"}
 	if !slices.Equal(tables, wantTables) {
 		t.Fatalf("tables in cms = %v, want %v", tables, wantTables)
 	}

@@ -31,6 +31,7 @@ type Config struct {
 	DefaultCCID     int    // --cc-id
 	DefaultVDN      int    // --vdn
 	Rate            float64
+	RateGroup       string // --rate-group: share Rate with the runs of this group (needs the database)
 	Burst           int
 	Concurrency     int
 	MaxAttempts     int
@@ -117,6 +118,7 @@ func (c *Config) registerRun(fs *flag.FlagSet) {
 	fs.IntVar(&c.DefaultCCID, "cc-id", 0, "ccId for CSV rows without one")
 	fs.IntVar(&c.DefaultVDN, "vdn", 0, "vdn for CSV rows without one")
 	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
+	fs.StringVar(&c.RateGroup, "rate-group", "", "share --rate with the other runs started with this group name on the same database (needs --database-url or DATABASE_URL)")
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
@@ -308,6 +310,17 @@ func (c *Config) validateRun() error {
 	if c.Postgres() || c.Input == "queue" {
 		if err := c.requireDB(" with --input queue or --output postgres"); err != nil {
 			return err
+		}
+	}
+	if c.RateGroup != "" {
+		if err := c.requireDB(" with --rate-group"); err != nil {
+			return err
+		}
+		if c.Rate <= 0 {
+			return usagef("--rate-group %q: needs a --rate above 0 to share", c.RateGroup)
+		}
+		if len(c.RateGroup) > 200 {
+			return usagef("--rate-group: at most 200 characters")
 		}
 	}
 	if c.Refresh && !c.Postgres() {

@@ -37,6 +37,8 @@ func TestRunUsageErrorsNameTheFlag(t *testing.T) {
 		{"unknown flag", append([]string{"--input", "csv:a.csv", "--output", "parquet:x", "--sk", "x"}, base...), "-sk"},
 		{"refresh without postgres", append([]string{"--input", "csv:a.csv", "--output", "parquet:x", "--refresh"}, base...), "--refresh"},
 		{"bad log format", append([]string{"--input", "csv:a.csv", "--output", "parquet:x", "--log-format", "xml"}, base...), "--log-format"},
+		{"rate group without db", append([]string{"--input", "csv:a.csv", "--output", "parquet:x", "--rate-group", "nightly"}, base...), "--database-url (or DATABASE_URL) is required with --rate-group"},
+		{"rate group unlimited", append([]string{"--input", "csv:a.csv", "--output", "parquet:x", "--rate-group", "nightly", "--rate", "0", "--database-url", "postgres://h/db"}, base...), "--rate-group \"nightly\": needs a --rate above 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +106,7 @@ func TestHelpExitsZeroAndDocumentsEveryFlag(t *testing.T) {
 	}
 	for _, f := range []string{"api-url", "ak", "sk-file", "cc-id", "vdn", "rate", "burst", "concurrency", "max-attempts",
 		"request-timeout", "metrics-file", "log-format", "progress", "input", "output", "database-url", "refresh", "lease",
-		"max-items", "max-duration", "ca-file", "tls-server-name", "insecure-skip-verify"} {
+		"max-items", "max-duration", "ca-file", "tls-server-name", "insecure-skip-verify", "rate-group"} {
 		if !strings.Contains(stderr.String(), "-"+f) {
 			t.Errorf("--help does not document --%s", f)
 		}

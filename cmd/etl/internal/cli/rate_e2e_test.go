@@ -203,3 +203,73 @@ func TestSummaryCountsOnlySentRequests(t *testing.T) {
 		t.Errorf("summary counts %d requests, the server saw %d (want 1)", got, seen)
 	}
 }
+
+// Two runs with one --rate-group share one --rate: together no second
+// carries more than the rate (+2%, + their bursts), both load everything,
+// and a CSV -> Parquet run uses the database for the group alone.
+func TestRateGroupSharesOneRate(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{TrackSeconds: true})
+	const rate, rows = 100, 150
+	type result struct {
+		o   runOutput
+		err error
+	}
+	results := make([]result, 2)
+	var wg sync.WaitGroup
+	for i := range results {
+		in, _ := h.writeCSV(fmt.Sprintf("calls-%d.csv", i), rows)
+		// Distinct keys per run: shift the second file's call IDs.
+		if i == 1 {
+			b, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(in, []byte(strings.ReplaceAll(string(b), ",17638", ",27638")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := h.args(in, filepath.Join(h.dir, fmt.Sprintf("lake-%d", i)), "--rate", fmt.Sprint(rate),
+			"--rate-group", "nightly", "--database-url", url, "--concurrency", "4")
+		cmd, stderr := h.subprocess(args...)
+		wg.Go(func() {
+			err := cmd.Wait()
+			code := cmd.ProcessState.ExitCode()
+			if code < 0 {
+				results[i] = result{err: err}
+				return
+			}
+			results[i] = result{o: parseRun(t, code, stderr.String())}
+		})
+	}
+	wg.Wait()
+	maxMembers := 0.0
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("run %d: %v", i, r.err)
+		}
+		checkAccounting(t, r.o)
+		if r.o.code != ExitOK || r.o.outcome("loaded") != rows {
+			t.Fatalf("run %d: exit %d, outcomes %v; stderr:\n%s", i, r.o.code, r.o.summary["outcomes"], r.o.stderr)
+		}
+		if r.o.summary["rate_group"] != "nightly" {
+			t.Errorf("run %d: summary rate_group %v", i, r.o.summary["rate_group"])
+		}
+		maxMembers = max(maxMembers, r.o.num("rate_group_members"))
+	}
+	if maxMembers != 2 {
+		t.Errorf("neither run saw the other in the group (members %v)", maxMembers)
+	}
+	for _, sec := range h.sim.Seconds() {
+		if limit := rate*1.02 + 2; float64(sec.Requests) > limit {
+			t.Errorf("second %d carried %d requests, want at most %v (the group's rate + 2%% + one burst each)", sec.Unix, sec.Requests, limit)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.etl_run") + count(t, db, "SELECT count(*) FROM cms.call_info"); n != 0 {
+		t.Errorf("a CSV -> Parquet run wrote %d rows to the database; it uses it for the group only", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.rate_group_member"); n != 0 {
+		t.Errorf("%d members left in the group after both runs ended", n)
+	}
+}

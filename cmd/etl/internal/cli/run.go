@@ -19,6 +19,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
 	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
+	"github.com/cmsetl/cms-etl/extract/pool/rategroup"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
@@ -120,6 +121,8 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 type wiring struct {
 	job     *job.Job
 	rate    *ratecontrol.Controller
+	group   *rategroup.Group
+	groupDB *pgxpool.Pool // the group's own connection: heartbeats never wait behind a commit
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
@@ -134,6 +137,16 @@ type wiring struct {
 func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	if w.stopExt != nil {
 		w.stopExt()
+	}
+	if w.group != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := w.group.Leave(lctx); err != nil {
+			log.Warn().Err(err).Msg("leave the rate group; the other members take this share back within seconds")
+		}
+		cancel()
+	}
+	if w.groupDB != nil {
+		w.groupDB.Close()
 	}
 	if w.queue != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
@@ -184,11 +197,35 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			w.close(ctx, log)
 		}
 	}()
-	rc, err := ratecontrol.New(ratecontrol.Config{Rate: c.Rate, Burst: c.Burst})
+	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
+	if c.RateGroup != "" {
+		// The group uses the database only for its members table, whatever
+		// the input and outputs.
+		gdb, err := openDB(ctx, c.DatabaseURL, 1)
+		if err != nil {
+			return w, err
+		}
+		w.groupDB = gdb
+		g, err := rategroup.New(rategroup.Config{Name: c.RateGroup, Pool: gdb, Rate: c.Rate, RunID: c.RunID, Logger: log})
+		if err != nil {
+			return w, &UsageError{Err: err}
+		}
+		w.group = g
+		rcfg.OnThrottle = g.Throttled
+	}
+	rc, err := ratecontrol.New(rcfg)
 	if err != nil {
 		return w, &UsageError{Err: err}
 	}
 	w.rate = rc
+	if w.group != nil {
+		if err := w.group.Join(ctx, rc); err != nil {
+			return w, err
+		}
+		st := w.group.Stats()
+		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
+			Float64("share", st.Share).Msg("joined the rate group")
+	}
 	counters := pool.NewCounters(rc)
 	client, err := newClient(c, log, rc, counters.Observe)
 	if err != nil {

@@ -75,6 +75,10 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 		s.RateCuts, s.ThrottleEvents, s.RatePauses = st.Cuts, st.ThrottleEvents, st.Pauses
 		s.BudgetExhausted, s.FinalRate = st.BudgetExhausted, st.Limit
 	}
+	if w.group != nil {
+		st := w.group.Stats()
+		s.RateGroup, s.GroupMembers, s.GroupRate, s.GroupShare = st.Name, st.Members, st.GroupRate, st.Share
+	}
 	if secs := s.Duration.Seconds(); secs > 0 {
 		s.AchievedRate = float64(s.Requests) / secs
 	}
