@@ -41,6 +41,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
 	"github.com/cmsetl/cms-etl/load/parquet"
+	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
 )
 
 // benchKey is the i-th key of the generated inputs. Call times are 2.6 s
@@ -643,4 +644,256 @@ func digestSetMB(b *testing.B, n int) float64 {
 		}
 	}
 	return float64(seen.MemoryBytes()) / 1e6
+}
+
+// Rate control (issue 8). Each benchmark is one run (or two) of tens of
+// seconds against a TLS simulator in this process, measured by the
+// simulator's own counters.
+
+// faultKinds are the simulator's transient faults in the rate benchmark:
+// every kind but "hang", which holds a worker for --request-timeout and so
+// measures the concurrency a run needs rather than its rate control.
+var faultKinds = []string{cmssim.FaultServerError, cmssim.FaultUnavailable, cmssim.FaultDrop, cmssim.FaultTruncated,
+	cmssim.FaultGenericFailure, cmssim.FaultUnknownError}
+
+// BenchmarkRateUnderFaults runs 9,000 IDs at --rate 300 (burst 1,
+// concurrency 8) against a simulator answering after 5 ms where 10% of the
+// calls fail once on their first attempt, spread over every fault kind but
+// hang (a sixth of them HTTP 503 without Retry-After). Targets: the rate the
+// simulator saw is at least 95% of 300, and no wall-clock second carried
+// more than 300 + burst requests.
+func BenchmarkRateUnderFaults(b *testing.B) {
+	requireFullRun(b)
+	const (
+		n     = 9000
+		rate  = 300.0
+		burst = 1
+	)
+	sim, sk := benchSim(b, cmssim.Config{TLS: true, Latency: 5 * time.Millisecond, TransientShare: 0.1,
+		TransientAttempts: 1, TransientKinds: faultKinds})
+	dir := b.TempDir()
+	in := writeBenchCSV(b, dir, "calls.csv", n)
+	var simRate float64
+	var o runOutput
+	iter := 0
+	for b.Loop() {
+		iter++
+		s := newRequestSampler(sim)
+		var stderr bytes.Buffer
+		code := Main(b.Context(), benchArgs(sim, sk, in, filepath.Join(dir, "lake"+strconv.Itoa(iter)), "--rate", fmt.Sprint(rate),
+			"--burst", strconv.Itoa(burst), "--concurrency", "8"), Env{Stdout: io.Discard, Stderr: &stderr})
+		s.stop()
+		o = summaryOf(b, code, stderr.String())
+		requireAllLoaded(b, o, n)
+		simRate = s.rate()
+	}
+	st := sim.Stats()
+	faults := st.ByOutcome[cmssim.OutcomeServerError] + st.ByOutcome[cmssim.OutcomeUnavailable] + st.ByOutcome[cmssim.OutcomeDrop] +
+		st.ByOutcome[cmssim.OutcomeTruncated] + st.ByOutcome[cmssim.OutcomeGenericFailure] + st.ByOutcome[cmssim.OutcomeUnknownError]
+	b.ReportMetric(simRate, "sim_req/s")
+	b.ReportMetric(simRate/rate*100, "achieved_%")
+	b.ReportMetric(float64(st.PeakPerSecond), "sim_peak_req/1s")
+	b.ReportMetric(o.num("rate_cuts"), "rate_cuts")
+	b.Logf("simulator saw %.1f req/s (%.1f%% of %v), busiest second %d, %d faults answered (503 without Retry-After: %d); "+
+		"summary: achieved %.1f/s, final rate %v, throttle events %v, cuts %v, pauses %v, retries after faults %v, budget refusals %v; load %s",
+		simRate, simRate/rate*100, rate, st.PeakPerSecond, faults, st.ByOutcome[cmssim.OutcomeUnavailable],
+		o.num("rate_achieved"), o.num("rate_final"), o.num("throttle_events"), o.num("rate_cuts"), o.num("rate_pauses"),
+		o.num("retries_transient"), o.num("retry_budget_exhausted"), loadAverage())
+	if simRate < 0.95*rate {
+		b.Errorf("simulator saw %.1f req/s, want at least %.0f (95%% of %v)", simRate, 0.95*rate, rate)
+	}
+	if st.PeakPerSecond > int64(rate)+burst {
+		b.Errorf("simulator saw %d requests in one second, want at most %d (rate + burst)", st.PeakPerSecond, int64(rate)+burst)
+	}
+}
+
+// BenchmarkRateAgainstServerLimit runs 6,000 IDs at --rate 300 (burst 1,
+// concurrency 8) against a simulator that serves 150 requests a second and
+// answers the rest 429 with Retry-After: 1, after 5 ms. Its token bucket
+// holds a second's worth of requests (the simulator's default), or a tenth
+// of a second's. Targets, with the default bucket: after the first 5 s,
+// the simulator accepts on average at least 85% of 150 a second; 429s are
+// at most 10% of the requests; every row loads. With the small bucket the
+// figures are reported, not asserted: each Retry-After pauses the whole pool
+// for a second, as the server asks, and a bucket that cannot hold that
+// second's tokens loses them (see README).
+func BenchmarkRateAgainstServerLimit(b *testing.B) {
+	requireFullRun(b)
+	const server = 150.0
+	for _, tc := range []struct {
+		name   string
+		burst  int
+		assert bool
+	}{{"server-burst-1s", 150, true}, {"server-burst-0.1s", 15, false}} {
+		b.Run(tc.name, func(b *testing.B) { rateAgainstServerLimit(b, server, tc.burst, tc.assert) })
+	}
+}
+
+func rateAgainstServerLimit(b *testing.B, server float64, serverBurst int, assert bool) {
+	const (
+		n    = 6000
+		rate = 300.0
+	)
+	sim, sk := benchSim(b, cmssim.Config{TLS: true, Latency: 5 * time.Millisecond, RateLimit: server, RateBurst: serverBurst,
+		RetryAfter: time.Second, TrackSeconds: true})
+	dir := b.TempDir()
+	in := writeBenchCSV(b, dir, "calls.csv", n)
+	var o runOutput
+	var secs []cmssim.Second
+	iter := 0
+	for b.Loop() {
+		iter++
+		before := len(sim.Seconds())
+		var stderr bytes.Buffer
+		code := Main(b.Context(), benchArgs(sim, sk, in, filepath.Join(dir, "lake"+strconv.Itoa(iter)), "--rate", fmt.Sprint(rate),
+			"--concurrency", "8"), Env{Stdout: io.Discard, Stderr: &stderr})
+		o = summaryOf(b, code, stderr.String())
+		requireAllLoaded(b, o, n)
+		secs = sim.Seconds()[before:]
+	}
+	var requests, throttled int64
+	for _, s := range secs {
+		requests, throttled = requests+s.Requests, throttled+s.Throttled
+	}
+	// Full seconds after the first five: the last one is partial.
+	var accepted int64
+	steady := secs[min(5, len(secs)):max(len(secs)-1, min(5, len(secs)))]
+	for _, s := range steady {
+		accepted += s.Accepted()
+	}
+	perSec := float64(accepted) / float64(max(len(steady), 1))
+	share429 := float64(throttled) / float64(requests)
+	b.ReportMetric(perSec, "accepted_req/s")
+	b.ReportMetric(perSec/server*100, "accepted_%_of_limit")
+	b.ReportMetric(share429*100, "429_%")
+	b.Logf("server bucket %d: accepted %.1f req/s after the first 5 s (%.1f%% of %v) over %d s; %d requests, %d 429s (%.1f%%); "+
+		"summary: achieved %.1f/s, final rate %v, throttle events %v, cuts %v, pauses %v; load %s",
+		serverBurst, perSec, perSec/server*100, server, len(steady), requests, throttled, share429*100,
+		o.num("rate_achieved"), o.num("rate_final"), o.num("throttle_events"), o.num("rate_cuts"), o.num("rate_pauses"), loadAverage())
+	if !assert {
+		return
+	}
+	if perSec < 0.85*server {
+		b.Errorf("accepted %.1f req/s after the first 5 s, want at least %.1f (85%% of %v)", perSec, 0.85*server, server)
+	}
+	if share429 > 0.10 {
+		b.Errorf("429s are %.1f%% of the requests, want at most 10%%", share429*100)
+	}
+}
+
+// BenchmarkRateGroup runs two etl processes (this test binary as etl) with
+// one --rate-group and --rate 300 (burst 1 each, concurrency 8), 4,500 IDs
+// each, against one simulator answering after 5 ms, with the group in a
+// throwaway PostgreSQL. Targets: no wall-clock second carries more than
+// 300 x 1.02 + burst requests; together the simulator sees at least 90% of
+// 300 a second from the first request to the last.
+func BenchmarkRateGroup(b *testing.B) {
+	requireFullRun(b)
+	const (
+		n     = 4500
+		rate  = 300.0
+		burst = 1
+	)
+	url := pgtest.ConnString(b)
+	var stdout, stderr bytes.Buffer
+	if code := Main(b.Context(), []string{"migrate", "--database-url", url}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
+		b.Fatalf("etl migrate exit %d: %s", code, stderr.String())
+	}
+	sim, sk := benchSim(b, cmssim.Config{TLS: true, Latency: 5 * time.Millisecond, TrackSeconds: true})
+	dir := b.TempDir()
+	var inputs [2]string
+	for i := range inputs {
+		inputs[i] = writeBenchCSVFrom(b, dir, fmt.Sprintf("calls-%d.csv", i), i*n, n)
+	}
+	var secs []cmssim.Second
+	var outs [2]runOutput
+	iter := 0
+	for b.Loop() {
+		iter++
+		before := len(sim.Seconds())
+		var wg sync.WaitGroup
+		for i := range inputs {
+			args := benchArgs(sim, sk, inputs[i], filepath.Join(dir, fmt.Sprintf("lake-%d-%d", iter, i)), "--rate", fmt.Sprint(rate),
+				"--burst", strconv.Itoa(burst), "--concurrency", "8", "--rate-group", "bench", "--database-url", url)
+			cmd := exec.CommandContext(b.Context(), os.Args[0], args...)
+			cmd.Env = append(os.Environ(), beMainEnv+"=1")
+			var stderr bytes.Buffer
+			cmd.Stderr, cmd.Stdout = &stderr, io.Discard
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			wg.Go(func() {
+				err := cmd.Wait()
+				if _, exited := errors.AsType[*exec.ExitError](err); err != nil && !exited {
+					b.Errorf("etl %d: %v", i, err)
+					return
+				}
+				outs[i] = parseRun(b, cmd.ProcessState.ExitCode(), stderr.String())
+			})
+		}
+		wg.Wait()
+		for i, o := range outs {
+			if o.summary == nil {
+				b.Fatalf("etl %d: no summary (exit %d): %s", i, o.code, tail(o.stderr, 4000))
+			}
+			requireAllLoaded(b, o, n)
+		}
+		secs = sim.Seconds()[before:]
+	}
+	var requests, peak int64
+	for _, s := range secs {
+		requests += s.Requests
+		peak = max(peak, s.Requests)
+	}
+	// From the first request to the last: the first and last seconds are
+	// partial, so count the full ones between them.
+	inner := secs[1 : len(secs)-1]
+	var innerReq int64
+	for _, s := range inner {
+		innerReq += s.Requests
+	}
+	together := float64(innerReq) / float64(len(inner))
+	b.ReportMetric(together, "together_req/s")
+	b.ReportMetric(together/rate*100, "together_%")
+	b.ReportMetric(float64(peak), "peak_req/1s")
+	b.Logf("together %.1f req/s over %d full seconds (%.1f%% of %v), busiest second %d, %d requests; per process: "+
+		"achieved %.1f and %.1f/s, members seen %v and %v, cuts %v and %v; load %s",
+		together, len(inner), together/rate*100, rate, peak, requests, outs[0].num("rate_achieved"), outs[1].num("rate_achieved"),
+		outs[0].num("rate_group_members"), outs[1].num("rate_group_members"), outs[0].num("rate_cuts"), outs[1].num("rate_cuts"), loadAverage())
+	if limit := rate*1.02 + burst; float64(peak) > limit {
+		b.Errorf("busiest second carried %d requests, want at most %.0f (300 x 1.02 + burst)", peak, limit)
+	}
+	if together < 0.9*rate {
+		b.Errorf("together %.1f req/s, want at least %.0f (90%% of %v)", together, 0.9*rate, rate)
+	}
+}
+
+// writeBenchCSVFrom writes keys benchKey(from..from+n-1) to dir/name.
+func writeBenchCSVFrom(tb testing.TB, dir, name string, from, n int) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	var buf bytes.Buffer
+	buf.WriteString("ccId,vdn,callId\n")
+	for i := from; i < from+n; i++ {
+		k := benchKey(i)
+		fmt.Fprintf(&buf, "%d,%d,%s\n", k.CCID, k.VDN, k.CallID)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// loadAverage is the machine's 1-, 5- and 15-minute load, to note beside
+// the figures: the machine is shared.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
