@@ -153,14 +153,14 @@ func (c *Counters) Observe(a cms.Attempt) {
 		c.Unavail.Add(1)
 	}
 	if c.rate != nil && !a.Canceled {
-		c.rate.Observe(ratecontrol.Observation{Signal: SignalOf(a), RetryAfter: a.RetryAfter, Latency: a.Latency})
+		c.rate.Observe(ratecontrol.Observation{Signal: signalOf(a), RetryAfter: a.RetryAfter, Latency: a.Latency})
 	}
 }
 
-// SignalOf is what one attempt says about the API's load: throttle (429,
+// signalOf is what one attempt says about the API's load: throttle (429,
 // 503 with Retry-After), transient (any other transient failure) or ok (the
 // API answered about the call, whatever it said).
-func SignalOf(a cms.Attempt) ratecontrol.Signal {
+func signalOf(a cms.Attempt) ratecontrol.Signal {
 	switch {
 	case a.Throttle:
 		return ratecontrol.Throttle
