@@ -657,11 +657,14 @@ var faultKinds = []string{cmssim.FaultServerError, cmssim.FaultUnavailable, cmss
 	cmssim.FaultGenericFailure, cmssim.FaultUnknownError}
 
 // BenchmarkRateUnderFaults runs 9,000 IDs at --rate 300 (burst 1,
-// concurrency 8) against a simulator answering after 5 ms where 10% of the
+// concurrency 16) against a simulator answering after 5 ms where 10% of the
 // calls fail once on their first attempt, spread over every fault kind but
 // hang (a sixth of them HTTP 503 without Retry-After). Targets: the rate the
 // simulator saw is at least 95% of 300, and no wall-clock second carried
-// more than 300 + burst requests.
+// more than 300 + burst requests. Concurrency 16 rather than 8: a retry
+// holds its worker through the backoff (up to 250 ms), and at 8 a busy
+// machine makes the workers, not the limiter, what holds the run back
+// (93.8-96.7% at 8; see README).
 func BenchmarkRateUnderFaults(b *testing.B) {
 	requireFullRun(b)
 	const (
@@ -681,7 +684,7 @@ func BenchmarkRateUnderFaults(b *testing.B) {
 		s := newRequestSampler(sim)
 		var stderr bytes.Buffer
 		code := Main(b.Context(), benchArgs(sim, sk, in, filepath.Join(dir, "lake"+strconv.Itoa(iter)), "--rate", fmt.Sprint(rate),
-			"--burst", strconv.Itoa(burst), "--concurrency", "8"), Env{Stdout: io.Discard, Stderr: &stderr})
+			"--burst", strconv.Itoa(burst), "--concurrency", "16"), Env{Stdout: io.Discard, Stderr: &stderr})
 		s.stop()
 		o = summaryOf(b, code, stderr.String())
 		requireAllLoaded(b, o, n)
