@@ -1,8 +1,10 @@
 package migrations_test
 
 import (
+	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +242,60 @@ func TestQueueProducerContract(t *testing.T) {
 	}
 	if n != 1 || status != "pending" || attempts != 0 || !due {
 		t.Fatalf("queue after two inserts: rows=%d status=%s attempts=%d due=%v", n, status, attempts, due)
+	}
+}
+
+func TestLatestCountsEveryFile(t *testing.T) {
+	t.Parallel()
+	if got := migrations.Latest(); got != int32(len(allFiles)) {
+		t.Fatalf("Latest() = %d, want %d", got, len(allFiles))
+	}
+}
+
+// TestCheckReportsTheSchemaVersion: the commands that use the database check
+// the version first, so an unmigrated or older database gets "run etl
+// migrate" rather than a missing-relation error, and Check creates nothing.
+func TestCheckReportsTheSchemaVersion(t *testing.T) {
+	t.Parallel()
+	conn := connect(t)
+	latest := migrations.Latest()
+	check := func(wantHave int32, wantOlder bool) {
+		t.Helper()
+		err := migrations.Check(t.Context(), conn)
+		var ve *migrations.VersionError
+		if !errors.As(err, &ve) || ve.Have != wantHave || ve.Want != latest || ve.Older() != wantOlder {
+			t.Fatalf("Check = %v, want a VersionError have %d want %d older %v", err, wantHave, latest, wantOlder)
+		}
+	}
+
+	check(0, true)
+	if !strings.Contains(migrations.Check(t.Context(), conn).Error(), "no cms schema") {
+		t.Errorf("message for an empty database: %v", migrations.Check(t.Context(), conn))
+	}
+	var schemas int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_namespace WHERE nspname = 'cms'").Scan(&schemas); err != nil || schemas != 0 {
+		t.Fatalf("Check created schema cms (%d, %v)", schemas, err)
+	}
+
+	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA cms"); err != nil {
+		t.Fatal(err)
+	}
+	check(0, true) // a schema without the version table was never migrated
+
+	if _, err := migrations.Apply(t.Context(), conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Check(t.Context(), conn); err != nil {
+		t.Fatalf("Check after Apply: %v", err)
+	}
+
+	for _, tc := range []struct {
+		version int32
+		older   bool
+	}{{latest - 1, true}, {latest + 1, false}} {
+		if _, err := conn.Exec(t.Context(), "UPDATE "+migrations.VersionTable+" SET version = $1", tc.version); err != nil {
+			t.Fatal(err)
+		}
+		check(tc.version, tc.older)
 	}
 }
