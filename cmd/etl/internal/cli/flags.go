@@ -101,7 +101,7 @@ func (fs *flagSet) printHelp(w io.Writer) {
 			b.WriteByte('\n')
 		}
 	}
-	b.WriteString("\nA flag may also be written with one dash (-rate); a value may follow '=' (--rate=5).\n")
+	b.WriteString("\nA flag may also be written with one dash (-name), and its value after '=' (--name=value).\n")
 	_, _ = io.WriteString(w, b.String())
 }
 
