@@ -266,3 +266,23 @@ func TestUnknownCommand(t *testing.T) {
 		}
 	}
 }
+
+// The refusal style is decided from --log-format before the flags are parsed.
+func TestFlagValueBeforeParsing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "auto"},
+		{[]string{"--log-format", "json"}, "json"},
+		{[]string{"-log-format=console", "--out", "x"}, "console"},
+		{[]string{"--out", "x", "--log-format=json"}, "json"},
+		{[]string{"--", "--log-format", "json"}, "auto"},
+		{[]string{"--log-format"}, "auto"},
+	} {
+		if got := flagValue(tc.args, "log-format", "auto"); got != tc.want {
+			t.Errorf("flagValue(%q) = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
