@@ -8,9 +8,6 @@ import (
 	"github.com/xitongsys/parquet-go/schema"
 )
 
-// numRecordColumns is the number of fields of record, all leaf columns.
-const numRecordColumns = 35
-
 // marshalRecords is the writer's MarshalFunc for records (held as recordRef). It fills the
 // column tables field by field instead of walking every record by
 // reflection as the library's Marshal does, which cost more than encoding
@@ -48,43 +45,7 @@ func marshalRecords(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.T
 		if !ok {
 			return nil, fmt.Errorf("marshal parquet records: got %T, want a recordRef", o)
 		}
-		r := &ref.p.rec
-		c := cols
-		required(c[0], r.CCID)
-		required(c[1], r.VDN)
-		requiredText(c[2], &last[2], r.CallID)
-		optional(c[3], r.CallStartedAt)
-		optional(c[4], r.EnteredAt)
-		optional(c[5], r.DSN)
-		optional(c[6], r.Handle)
-		optional(c[7], r.Server)
-		optionalText(c[8], &last[8], r.KeyID)
-		optionalText(c[9], &last[9], r.CallingNum)
-		optionalText(c[10], &last[10], r.CalledNum)
-		optional(c[11], r.MID)
-		optional(c[12], r.TrunkNo)
-		optional(c[13], r.Priority)
-		optional(c[14], r.DeviceType)
-		optionalText(c[15], &last[15], r.DeviceTypeLabel)
-		optional(c[16], r.DeviceNo)
-		optionalText(c[17], &last[17], r.CallSkill)
-		optional(c[18], r.PartyNum)
-		optional(c[19], r.CallFeature)
-		optionalText(c[20], &last[20], r.CallFeatureLabel)
-		optionalText(c[21], &last[21], r.OrigCalledNum)
-		optional(c[22], r.MediaType)
-		optionalText(c[23], &last[23], r.MediaTypeLabel)
-		optional(c[24], r.Place)
-		optional(c[25], r.WaitSeconds)
-		optional(c[26], r.TalkSeconds)
-		optional(c[27], r.LogonSeconds)
-		optional(c[28], r.ServiceType)
-		optional(c[29], r.CallInCause)
-		optional(c[30], r.EnterReason)
-		optionalText(c[31], &last[31], r.EnterReasonLabel)
-		optionalText(c[32], &last[32], r.MediaBillType)
-		required(c[33], r.FetchedAt)
-		requiredText(c[34], &last[34], r.RunID)
+		marshalRow(cols, &last, &ref.p.rec)
 	}
 	return &tables, nil
 }

@@ -6,7 +6,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -227,21 +226,3 @@ func (s *rowSource) Values() ([]any, error) {
 }
 
 func (s *rowSource) Err() error { return nil }
-
-// appendRowValues appends r's values in transform.Columns order, then raw.
-// Nil pointers become NULL.
-func appendRowValues(dst []any, r *transform.Row) []any {
-	var raw any // an empty Raw is NULL, not invalid JSON
-	if len(r.Raw) > 0 {
-		raw = json.RawMessage(r.Raw)
-	}
-	return append(dst,
-		r.CCID, r.VDN, r.CallID, r.CallStartedAt, r.EnteredAt, r.DSN, r.Handle, r.Server, r.KeyID,
-		r.CallingNum, r.CalledNum, r.MID, r.TrunkNo, r.Priority, r.DeviceType, r.DeviceTypeLabel,
-		r.DeviceNo, r.CallSkill, r.PartyNum, r.CallFeature, r.CallFeatureLabel, r.OrigCalledNum,
-		r.MediaType, r.MediaTypeLabel, r.Place, r.WaitSeconds, r.TalkSeconds, r.LogonSeconds,
-		r.ServiceType, r.CallInCause, r.EnterReason, r.EnterReasonLabel, r.MediaBillType,
-		r.FetchedAt, r.RunID,
-		raw,
-	)
-}
