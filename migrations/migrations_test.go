@@ -15,7 +15,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql"}
+var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_finished_calls.sql"}
 
 func connect(t *testing.T) *pgx.Conn {
 	t.Helper()
@@ -123,6 +123,7 @@ func TestTablesMatchDeclarations(t *testing.T) {
 		recordspec.Int64:     "bigint",
 		recordspec.String:    "text",
 		recordspec.Timestamp: "timestamp with time zone",
+		recordspec.Bool:      "boolean",
 	}
 	for _, r := range recordspec.Records {
 		rows, err := conn.Query(t.Context(), `
@@ -200,7 +201,8 @@ func TestEveryObjectCommented(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	wantTables := []string{"call_failure", "call_feature", "call_info", "call_queue", "device_type", "enter_reason", "etl_run", "media_type", "schema_version"}
+	wantTables := []string{"call_detail", "call_failure", "call_feature", "call_info", "call_queue", "call_record", "call_type",
+		"device_type", "enter_reason", "etl_run", "leave_reason", "media_type", "release_cause", "schema_version", "sub_media_type"}
 	if !slices.Equal(tables, wantTables) {
 		t.Fatalf("tables in cms = %v, want %v", tables, wantTables)
 	}

@@ -129,3 +129,199 @@ func ToRow(in Input) (Row, []Unknown) {
 	row.EnterReason, row.EnterReasonLabel = c.coded("enter_reason", rec.EnterReason, EnterReasonLabel)
 	return row, c.reported()
 }
+
+// DetailRow is one output row of cms.call_detail: the same columns, names and meaning in
+// Parquet and in the warehouse. Pointer fields are nullable.
+type DetailRow struct {
+	CCID              int32
+	VDN               int32
+	CallID            string
+	IsCallIn          bool       // the direction asked: true = inbound
+	CallStartedAt     *time.Time // from the callId prefix (13 digits = ms, 10 = s), UTC
+	CallerNo          *string
+	CalleeNo          *string
+	CallType          *int32
+	CallTypeLabel     *string // label of call_type from the CallType code table
+	AgentID           *int64
+	SkillID           *int64
+	AnonyCall         *int32
+	QueueWaitSeconds  *int64
+	IVRCallSeconds    *int64
+	AckSeconds        *int64
+	CallSeconds       *int64
+	ReleaseCause      *int32
+	ReleaseCauseLabel *string    // label of release_cause from the ReleaseCause code table
+	BeginTime         *time.Time // outbound only, parsed in the tenant's zone, UTC
+	EndTime           *time.Time // outbound only, parsed in the tenant's zone, UTC
+	Result            *string
+	ResultCode        *string
+	BusiResult        *string
+	BusiSubStatus     *string
+	FetchedAt         time.Time
+	RunID             string
+
+	// Raw is the result object as received; the warehouse stores it (jsonb).
+	Raw json.RawMessage
+}
+
+// DetailColumns lists the columns of DetailRow in order (Parquet schema and Postgres).
+var DetailColumns = []string{
+	"cc_id", "vdn", "call_id", "is_call_in", "call_started_at", "caller_no", "callee_no",
+	"call_type", "call_type_label", "agent_id", "skill_id", "anony_call", "queue_wait_seconds",
+	"ivr_call_seconds", "ack_seconds", "call_seconds", "release_cause", "release_cause_label",
+	"begin_time", "end_time", "result", "result_code", "busi_result", "busi_sub_status",
+	"fetched_at", "run_id",
+}
+
+// DetailInput is everything one DetailRow is made of.
+type DetailInput struct {
+	Key       extract.Key     // a validated key: CCID and VDN fit int32
+	Record    *cms.CallDetail // the decoded result object; nil is treated as empty
+	Raw       json.RawMessage // the result object as received, stored as is
+	Inbound   bool            // the call's direction as asked: true = inbound
+	Zone      *time.Location  // the tenant's time zone, for local date-times; nil = UTC
+	FetchedAt time.Time       // when the response arrived
+	RunID     string          // the run that fetched it
+}
+
+// detailRowStore holds the values a DetailRow points to, in one allocation.
+type detailRowStore struct {
+	i32     [3]int32
+	labels  [2]string
+	times   [3]time.Time
+	unknown [1]Unknown
+}
+
+// detailEmptyCallDetail stands in for a nil Record; it is only read.
+var detailEmptyCallDetail cms.CallDetail
+
+// ToDetailRow maps one result of querycalldetailbyid to a DetailRow by the conversions declared in
+// internal/recordspec (see converter for their rules). The row shares Raw and
+// the record's values instead of copying them; neither is modified.
+func ToDetailRow(in DetailInput) (DetailRow, []Unknown) {
+	rec := in.Record
+	if rec == nil {
+		rec = &detailEmptyCallDetail
+	}
+	st := new(detailRowStore)
+	c := converter{unknown: st.unknown[:0], i32: st.i32[:0], labels: st.labels[:0], times: st.times[:0]}
+	row := DetailRow{
+		CCID:             int32(in.Key.CCID),
+		VDN:              int32(in.Key.VDN),
+		CallID:           in.Key.CallID,
+		IsCallIn:         in.Inbound,
+		CallerNo:         text(rec.CallerNo),
+		CalleeNo:         text(rec.CalleeNo),
+		AgentID:          rec.AgentID,
+		SkillID:          rec.SkillID,
+		QueueWaitSeconds: rec.QueueWaitTime,
+		IVRCallSeconds:   rec.IVRCallTime,
+		AckSeconds:       rec.AckTime,
+		CallSeconds:      rec.CallTime,
+		Result:           text(rec.Result),
+		ResultCode:       text(rec.ResultCode),
+		BusiResult:       text(rec.BusiResult),
+		BusiSubStatus:    text(rec.BusiSubStatus),
+		FetchedAt:        in.FetchedAt.UTC(),
+		RunID:            in.RunID,
+		Raw:              withoutNUL(in.Raw),
+	}
+	row.CallStartedAt = c.callIDTime(in.Key.CallID)
+	row.CallType, row.CallTypeLabel = c.coded("call_type", rec.CallType, CallTypeLabel)
+	row.AnonyCall = c.int32Col("anony_call", rec.AnonyCall)
+	row.ReleaseCause, row.ReleaseCauseLabel = c.coded("release_cause", rec.ReleaseCause, ReleaseCauseLabel)
+	row.BeginTime = c.localTime("begin_time", rec.BeginTime, in.Zone)
+	row.EndTime = c.localTime("end_time", rec.EndTime, in.Zone)
+	return row, c.reported()
+}
+
+// CallRecordRow is one output row of cms.call_record: the same columns, names and meaning in
+// Parquet and in the warehouse. Pointer fields are nullable.
+type CallRecordRow struct {
+	CCID              int32
+	VDN               int32
+	CallID            string
+	IsCallIn          bool       // listed by the inbound (true) or outbound pass
+	LogDate           *time.Time // when CC-CMS stored the record, UTC
+	CallerNo          *string
+	CalleeNo          *string
+	CallType          *int32
+	CallTypeLabel     *string    // label of call_type from the CallType code table
+	WaitBegin         *time.Time // when the call started waiting, UTC
+	AckBegin          *time.Time // when the call was answered, UTC
+	CallBegin         *time.Time // when the talk started, UTC
+	CallEnd           *time.Time // when the talk ended, UTC
+	LeaveReason       *int32
+	LeaveReasonLabel  *string // label of leave_reason from the LeaveReason code table
+	MediaType         *int32
+	MediaTypeLabel    *string // label of media_type from the MediaType code table
+	SubMediaType      *int32
+	SubMediaTypeLabel *string // label of sub_media_type from the SubMediaType code table
+	FetchedAt         time.Time
+	RunID             string
+
+	// Raw is the result object as received; the warehouse stores it (jsonb).
+	Raw json.RawMessage
+}
+
+// CallRecordColumns lists the columns of CallRecordRow in order (Parquet schema and Postgres).
+var CallRecordColumns = []string{
+	"cc_id", "vdn", "call_id", "is_call_in", "log_date", "caller_no", "callee_no", "call_type",
+	"call_type_label", "wait_begin", "ack_begin", "call_begin", "call_end", "leave_reason",
+	"leave_reason_label", "media_type", "media_type_label", "sub_media_type",
+	"sub_media_type_label", "fetched_at", "run_id",
+}
+
+// CallRecordInput is everything one CallRecordRow is made of.
+type CallRecordInput struct {
+	Key       extract.Key     // a validated key: CCID and VDN fit int32
+	Record    *cms.ListedCall // the decoded result object; nil is treated as empty
+	Raw       json.RawMessage // the result object as received, stored as is
+	Inbound   bool            // the call's direction as asked: true = inbound
+	FetchedAt time.Time       // when the response arrived
+	RunID     string          // the run that fetched it
+}
+
+// listedRowStore holds the values a CallRecordRow points to, in one allocation.
+type listedRowStore struct {
+	i32     [4]int32
+	labels  [4]string
+	times   [5]time.Time
+	unknown [1]Unknown
+}
+
+// listedEmptyListedCall stands in for a nil Record; it is only read.
+var listedEmptyListedCall cms.ListedCall
+
+// ToCallRecordRow maps one result of querycalls to a CallRecordRow by the conversions declared in
+// internal/recordspec (see converter for their rules). The row shares Raw and
+// the record's values instead of copying them; neither is modified.
+func ToCallRecordRow(in CallRecordInput) (CallRecordRow, []Unknown) {
+	rec := in.Record
+	if rec == nil {
+		rec = &listedEmptyListedCall
+	}
+	st := new(listedRowStore)
+	c := converter{unknown: st.unknown[:0], i32: st.i32[:0], labels: st.labels[:0], times: st.times[:0]}
+	row := CallRecordRow{
+		CCID:      int32(in.Key.CCID),
+		VDN:       int32(in.Key.VDN),
+		CallID:    in.Key.CallID,
+		IsCallIn:  in.Inbound,
+		CallerNo:  text(rec.CallerNo),
+		CalleeNo:  text(rec.CalleeNo),
+		FetchedAt: in.FetchedAt.UTC(),
+		RunID:     in.RunID,
+		Raw:       withoutNUL(in.Raw),
+	}
+	row.LogDate = c.epochMillis("log_date", rec.LogDate)
+	row.CallType, row.CallTypeLabel = c.coded("call_type", rec.CallType, CallTypeLabel)
+	row.WaitBegin = c.epochMillis("wait_begin", rec.WaitBegin)
+	row.AckBegin = c.epochMillis("ack_begin", rec.AckBegin)
+	row.CallBegin = c.epochMillis("call_begin", rec.CallBegin)
+	row.CallEnd = c.epochMillis("call_end", rec.CallEnd)
+	row.LeaveReason, row.LeaveReasonLabel = c.coded("leave_reason", rec.LeaveReason, LeaveReasonLabel)
+	row.MediaType, row.MediaTypeLabel = c.coded("media_type", rec.MediaType, MediaTypeLabel)
+	row.SubMediaType, row.SubMediaTypeLabel = c.coded("sub_media_type", rec.SubMediaType, SubMediaTypeLabel)
+	return row, c.reported()
+}

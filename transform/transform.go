@@ -38,6 +38,16 @@ type Unknown struct {
 // unknown code.
 func (u Unknown) OutOfRange() bool { return strings.HasSuffix(u.Field, OutOfRangeSuffix) }
 
+// UnparsableSuffix marks an Unknown that reports text a column could not
+// parse (a local date-time); Code is 0, the raw JSON keeps the text.
+const UnparsableSuffix = "_unparsable"
+
+// Problem reports whether u is a value written as NULL (out of range or
+// unparsable) rather than an unknown code kept with the label "unknown".
+func (u Unknown) Problem() bool {
+	return u.OutOfRange() || strings.HasSuffix(u.Field, UnparsableSuffix)
+}
+
 // maxMillis is 9999-12-31T23:59:59.999Z. Later instants are not data: they
 // would also break RFC 3339 formatting (4-digit years) in logs and JSON.
 const maxMillis = 253402300799999
@@ -101,6 +111,25 @@ func (c *converter) epochMillis(col string, ms *int64) *time.Time {
 		return nil
 	}
 	return c.time(time.UnixMilli(*ms).UTC())
+}
+
+// localDateTime is how CC-CMS writes local date-times (CDR beginTime/endTime).
+const localDateTime = "2006-01-02 15:04:05"
+
+// localTime parses a local date-time of column col in zone (nil: UTC).
+func (c *converter) localTime(col string, v *string, zone *time.Location) *time.Time {
+	if v == nil {
+		return nil
+	}
+	if zone == nil {
+		zone = time.UTC
+	}
+	t, err := time.ParseInLocation(localDateTime, strings.TrimSpace(*v), zone)
+	if err != nil {
+		c.report(col+UnparsableSuffix, 0)
+		return nil
+	}
+	return c.time(t.UTC())
 }
 
 // int32Col narrows v; NULL (and reported) when it does not fit.

@@ -285,3 +285,424 @@ func DecodeRecord(raw []byte) (*Record, error) {
 	}
 	return &st.rec, nil
 }
+
+// CallDetail is the decoded result object of querycalldetailbyid. Every field is
+// optional: "" and null decode to nil. Int fields accept numbers and numeric
+// strings; text fields accept strings and numbers (kept as written).
+type CallDetail struct {
+	VDN           *int64  // vdn: VDN of the call
+	CallID        *string // callId: call id
+	CallerNo      *string // callerNo: calling number
+	CalleeNo      *string // calleeNo: called number
+	CallType      *int64  // callType: call type
+	AgentID       *int64  // agentId: agent id
+	SkillID       *int64  // skillId: skill queue id
+	AnonyCall     *int64  // anonyCall: anonymous-call flag (inbound only)
+	QueueWaitTime *int64  // queueWaitTime: queue wait, seconds
+	IVRCallTime   *int64  // ivrCallTime: IVR talk time, seconds
+	AckTime       *int64  // ackTime: answer duration, seconds
+	CallTime      *int64  // callTime: talk duration, seconds
+	ReleaseCause  *int64  // releaseCause: release cause code
+	BeginTime     *string // beginTime: outbound only: start, yyyy-MM-dd HH:mm:ss in the tenant's zone
+	EndTime       *string // endTime: outbound only: end, yyyy-MM-dd HH:mm:ss in the tenant's zone
+	Result        *string // result: outbound only: call result code
+	ResultCode    *string // resultCode: outbound only: displayed result code
+	BusiResult    *string // busiResult: outbound only: business result code
+	BusiSubStatus *string // busiSubStatus: outbound only: business result sub-status
+
+	// Problems lists fields whose value could not be interpreted (for example
+	// "abc" for a numeric field, or a number out of range). Such a field is
+	// left nil; the raw JSON still holds what was received.
+	Problems []string
+}
+
+// Field indexes of CallDetail, in declaration order.
+const (
+	fDetailVDN = iota
+	fDetailCallID
+	fDetailCallerNo
+	fDetailCalleeNo
+	fDetailCallType
+	fDetailAgentID
+	fDetailSkillID
+	fDetailAnonyCall
+	fDetailQueueWaitTime
+	fDetailIVRCallTime
+	fDetailAckTime
+	fDetailCallTime
+	fDetailReleaseCause
+	fDetailBeginTime
+	fDetailEndTime
+	fDetailResult
+	fDetailResultCode
+	fDetailBusiResult
+	fDetailBusiSubStatus
+	numDetailFields
+)
+
+// detailFieldNames holds the API spelling of every field of CallDetail (for Problems).
+var detailFieldNames = [numDetailFields]string{
+	"vdn", "callId", "callerNo", "calleeNo", "callType", "agentId", "skillId", "anonyCall",
+	"queueWaitTime", "ivrCallTime", "ackTime", "callTime", "releaseCause", "beginTime",
+	"endTime", "result", "resultCode", "busiResult", "busiSubStatus",
+}
+
+// detailFieldIndex matches a key of the result object exactly (case-sensitive);
+// -1 for keys not declared. The switch on string(b) does not allocate.
+func detailFieldIndex(b []byte) int {
+	switch string(b) {
+	case "vdn":
+		return fDetailVDN
+	case "callId":
+		return fDetailCallID
+	case "callerNo":
+		return fDetailCallerNo
+	case "calleeNo":
+		return fDetailCalleeNo
+	case "callType":
+		return fDetailCallType
+	case "agentId", "agentId ":
+		return fDetailAgentID
+	case "skillId":
+		return fDetailSkillID
+	case "anonyCall":
+		return fDetailAnonyCall
+	case "queueWaitTime":
+		return fDetailQueueWaitTime
+	case "ivrCallTime":
+		return fDetailIVRCallTime
+	case "ackTime":
+		return fDetailAckTime
+	case "callTime":
+		return fDetailCallTime
+	case "releaseCause":
+		return fDetailReleaseCause
+	case "beginTime":
+		return fDetailBeginTime
+	case "endTime":
+		return fDetailEndTime
+	case "result":
+		return fDetailResult
+	case "resultCode":
+		return fDetailResultCode
+	case "busiResult":
+		return fDetailBusiResult
+	case "busiSubStatus":
+		return fDetailBusiSubStatus
+	}
+	return -1
+}
+
+// detailTextField reports whether field i of CallDetail is text.
+func detailTextField(i int) bool {
+	switch i {
+	case fDetailCallID, fDetailCallerNo, fDetailCalleeNo, fDetailBeginTime, fDetailEndTime, fDetailResult, fDetailResultCode, fDetailBusiResult, fDetailBusiSubStatus:
+		return true
+	}
+	return false
+}
+
+// intPtr returns the numeric field i; it panics for a text field.
+func (r *CallDetail) intPtr(i int) **int64 {
+	switch i {
+	case fDetailVDN:
+		return &r.VDN
+	case fDetailCallType:
+		return &r.CallType
+	case fDetailAgentID:
+		return &r.AgentID
+	case fDetailSkillID:
+		return &r.SkillID
+	case fDetailAnonyCall:
+		return &r.AnonyCall
+	case fDetailQueueWaitTime:
+		return &r.QueueWaitTime
+	case fDetailIVRCallTime:
+		return &r.IVRCallTime
+	case fDetailAckTime:
+		return &r.AckTime
+	case fDetailCallTime:
+		return &r.CallTime
+	case fDetailReleaseCause:
+		return &r.ReleaseCause
+	}
+	panic("cms: not a numeric field index of CallDetail")
+}
+
+// textPtr returns the text field i; it panics for a numeric field.
+func (r *CallDetail) textPtr(i int) **string {
+	switch i {
+	case fDetailCallID:
+		return &r.CallID
+	case fDetailCallerNo:
+		return &r.CallerNo
+	case fDetailCalleeNo:
+		return &r.CalleeNo
+	case fDetailBeginTime:
+		return &r.BeginTime
+	case fDetailEndTime:
+		return &r.EndTime
+	case fDetailResult:
+		return &r.Result
+	case fDetailResultCode:
+		return &r.ResultCode
+	case fDetailBusiResult:
+		return &r.BusiResult
+	case fDetailBusiSubStatus:
+		return &r.BusiSubStatus
+	}
+	panic("cms: not a text field index of CallDetail")
+}
+
+// detailRecordStore puts a CallDetail and the storage of its values in one allocation:
+// a decoded record costs one allocation plus one per text value.
+type detailRecordStore struct {
+	rec  CallDetail
+	ints [10]int64
+	strs [9]string
+}
+
+// set stores the value of field i; tok is the value's JSON text.
+func (st *detailRecordStore) set(i, kind int, tok []byte, esc bool) {
+	var why string
+	switch i {
+	case fDetailVDN:
+		why = setInt(&st.rec.VDN, &st.ints[0], kind, tok, esc)
+	case fDetailCallID:
+		why = setText(&st.rec.CallID, &st.strs[0], kind, tok, esc)
+	case fDetailCallerNo:
+		why = setText(&st.rec.CallerNo, &st.strs[1], kind, tok, esc)
+	case fDetailCalleeNo:
+		why = setText(&st.rec.CalleeNo, &st.strs[2], kind, tok, esc)
+	case fDetailCallType:
+		why = setInt(&st.rec.CallType, &st.ints[1], kind, tok, esc)
+	case fDetailAgentID:
+		why = setInt(&st.rec.AgentID, &st.ints[2], kind, tok, esc)
+	case fDetailSkillID:
+		why = setInt(&st.rec.SkillID, &st.ints[3], kind, tok, esc)
+	case fDetailAnonyCall:
+		why = setInt(&st.rec.AnonyCall, &st.ints[4], kind, tok, esc)
+	case fDetailQueueWaitTime:
+		why = setInt(&st.rec.QueueWaitTime, &st.ints[5], kind, tok, esc)
+	case fDetailIVRCallTime:
+		why = setInt(&st.rec.IVRCallTime, &st.ints[6], kind, tok, esc)
+	case fDetailAckTime:
+		why = setInt(&st.rec.AckTime, &st.ints[7], kind, tok, esc)
+	case fDetailCallTime:
+		why = setInt(&st.rec.CallTime, &st.ints[8], kind, tok, esc)
+	case fDetailReleaseCause:
+		why = setInt(&st.rec.ReleaseCause, &st.ints[9], kind, tok, esc)
+	case fDetailBeginTime:
+		why = setText(&st.rec.BeginTime, &st.strs[3], kind, tok, esc)
+	case fDetailEndTime:
+		why = setText(&st.rec.EndTime, &st.strs[4], kind, tok, esc)
+	case fDetailResult:
+		why = setText(&st.rec.Result, &st.strs[5], kind, tok, esc)
+	case fDetailResultCode:
+		why = setText(&st.rec.ResultCode, &st.strs[6], kind, tok, esc)
+	case fDetailBusiResult:
+		why = setText(&st.rec.BusiResult, &st.strs[7], kind, tok, esc)
+	case fDetailBusiSubStatus:
+		why = setText(&st.rec.BusiSubStatus, &st.strs[8], kind, tok, esc)
+	default:
+		return
+	}
+	if why != "" {
+		st.rec.Problems = append(st.rec.Problems, detailFieldNames[i]+": "+describe(kind, tok)+" "+why)
+	}
+}
+
+// DecodeCallDetail decodes the result object of querycalldetailbyid leniently (see decodeObject).
+func DecodeCallDetail(raw []byte) (*CallDetail, error) {
+	st := &detailRecordStore{}
+	if err := decodeObject(raw, detailFieldIndex, st.set); err != nil {
+		return nil, err
+	}
+	return &st.rec, nil
+}
+
+// ListedCall is the decoded result object of querycalls. Every field is
+// optional: "" and null decode to nil. Int fields accept numbers and numeric
+// strings; text fields accept strings and numbers (kept as written).
+type ListedCall struct {
+	LogDate      *int64  // logDate: epoch ms the record was stored
+	CallerNo     *string // callerNo: calling number
+	CalleeNo     *string // calleeNo: called number
+	CallID       *string // callId: call id
+	CallType     *int64  // callType: call type
+	WaitBegin    *int64  // waitBegin: epoch ms the call started waiting
+	AckBegin     *int64  // ackBegin: epoch ms the call was answered
+	CallBegin    *int64  // callBegin: epoch ms the talk started
+	CallEnd      *int64  // callEnd: epoch ms the talk ended
+	VDN          *int64  // vdn: VDN of the call
+	LeaveReason  *int64  // leaveReason: reason the call left the device
+	MediaType    *int64  // mediaType: media type
+	SubMediaType *int64  // subMediaType: sub-media type (social media)
+
+	// Problems lists fields whose value could not be interpreted (for example
+	// "abc" for a numeric field, or a number out of range). Such a field is
+	// left nil; the raw JSON still holds what was received.
+	Problems []string
+}
+
+// Field indexes of ListedCall, in declaration order.
+const (
+	fListedLogDate = iota
+	fListedCallerNo
+	fListedCalleeNo
+	fListedCallID
+	fListedCallType
+	fListedWaitBegin
+	fListedAckBegin
+	fListedCallBegin
+	fListedCallEnd
+	fListedVDN
+	fListedLeaveReason
+	fListedMediaType
+	fListedSubMediaType
+	numListedFields
+)
+
+// listedFieldNames holds the API spelling of every field of ListedCall (for Problems).
+var listedFieldNames = [numListedFields]string{
+	"logDate", "callerNo", "calleeNo", "callId", "callType", "waitBegin", "ackBegin",
+	"callBegin", "callEnd", "vdn", "leaveReason", "mediaType", "subMediaType",
+}
+
+// listedFieldIndex matches a key of the result object exactly (case-sensitive);
+// -1 for keys not declared. The switch on string(b) does not allocate.
+func listedFieldIndex(b []byte) int {
+	switch string(b) {
+	case "logDate":
+		return fListedLogDate
+	case "callerNo":
+		return fListedCallerNo
+	case "calleeNo":
+		return fListedCalleeNo
+	case "callId":
+		return fListedCallID
+	case "callType":
+		return fListedCallType
+	case "waitBegin":
+		return fListedWaitBegin
+	case "ackBegin":
+		return fListedAckBegin
+	case "callBegin":
+		return fListedCallBegin
+	case "callEnd":
+		return fListedCallEnd
+	case "vdn":
+		return fListedVDN
+	case "leaveReason":
+		return fListedLeaveReason
+	case "mediaType":
+		return fListedMediaType
+	case "subMediaType":
+		return fListedSubMediaType
+	}
+	return -1
+}
+
+// listedTextField reports whether field i of ListedCall is text.
+func listedTextField(i int) bool {
+	switch i {
+	case fListedCallerNo, fListedCalleeNo, fListedCallID:
+		return true
+	}
+	return false
+}
+
+// intPtr returns the numeric field i; it panics for a text field.
+func (r *ListedCall) intPtr(i int) **int64 {
+	switch i {
+	case fListedLogDate:
+		return &r.LogDate
+	case fListedCallType:
+		return &r.CallType
+	case fListedWaitBegin:
+		return &r.WaitBegin
+	case fListedAckBegin:
+		return &r.AckBegin
+	case fListedCallBegin:
+		return &r.CallBegin
+	case fListedCallEnd:
+		return &r.CallEnd
+	case fListedVDN:
+		return &r.VDN
+	case fListedLeaveReason:
+		return &r.LeaveReason
+	case fListedMediaType:
+		return &r.MediaType
+	case fListedSubMediaType:
+		return &r.SubMediaType
+	}
+	panic("cms: not a numeric field index of ListedCall")
+}
+
+// textPtr returns the text field i; it panics for a numeric field.
+func (r *ListedCall) textPtr(i int) **string {
+	switch i {
+	case fListedCallerNo:
+		return &r.CallerNo
+	case fListedCalleeNo:
+		return &r.CalleeNo
+	case fListedCallID:
+		return &r.CallID
+	}
+	panic("cms: not a text field index of ListedCall")
+}
+
+// listedRecordStore puts a ListedCall and the storage of its values in one allocation:
+// a decoded record costs one allocation plus one per text value.
+type listedRecordStore struct {
+	rec  ListedCall
+	ints [10]int64
+	strs [3]string
+}
+
+// set stores the value of field i; tok is the value's JSON text.
+func (st *listedRecordStore) set(i, kind int, tok []byte, esc bool) {
+	var why string
+	switch i {
+	case fListedLogDate:
+		why = setInt(&st.rec.LogDate, &st.ints[0], kind, tok, esc)
+	case fListedCallerNo:
+		why = setText(&st.rec.CallerNo, &st.strs[0], kind, tok, esc)
+	case fListedCalleeNo:
+		why = setText(&st.rec.CalleeNo, &st.strs[1], kind, tok, esc)
+	case fListedCallID:
+		why = setText(&st.rec.CallID, &st.strs[2], kind, tok, esc)
+	case fListedCallType:
+		why = setInt(&st.rec.CallType, &st.ints[1], kind, tok, esc)
+	case fListedWaitBegin:
+		why = setInt(&st.rec.WaitBegin, &st.ints[2], kind, tok, esc)
+	case fListedAckBegin:
+		why = setInt(&st.rec.AckBegin, &st.ints[3], kind, tok, esc)
+	case fListedCallBegin:
+		why = setInt(&st.rec.CallBegin, &st.ints[4], kind, tok, esc)
+	case fListedCallEnd:
+		why = setInt(&st.rec.CallEnd, &st.ints[5], kind, tok, esc)
+	case fListedVDN:
+		why = setInt(&st.rec.VDN, &st.ints[6], kind, tok, esc)
+	case fListedLeaveReason:
+		why = setInt(&st.rec.LeaveReason, &st.ints[7], kind, tok, esc)
+	case fListedMediaType:
+		why = setInt(&st.rec.MediaType, &st.ints[8], kind, tok, esc)
+	case fListedSubMediaType:
+		why = setInt(&st.rec.SubMediaType, &st.ints[9], kind, tok, esc)
+	default:
+		return
+	}
+	if why != "" {
+		st.rec.Problems = append(st.rec.Problems, listedFieldNames[i]+": "+describe(kind, tok)+" "+why)
+	}
+}
+
+// DecodeListedCall decodes the result object of querycalls leniently (see decodeObject).
+func DecodeListedCall(raw []byte) (*ListedCall, error) {
+	st := &listedRecordStore{}
+	if err := decodeObject(raw, listedFieldIndex, st.set); err != nil {
+		return nil, err
+	}
+	return &st.rec, nil
+}

@@ -137,6 +137,8 @@ func validate(r rs.Record) error {
 			rs.Narrow:      {rs.Int32, rs.Int, true, false},
 			rs.Coded:       {rs.Int32, rs.Int, true, false},
 			rs.EpochMillis: {rs.Timestamp, rs.Int, true, false},
+			rs.LocalTime:   {rs.Timestamp, rs.Text, true, false},
+			rs.Direction:   {rs.Bool, 0, false, true},
 			rs.FetchedAt:   {rs.Timestamp, 0, false, true},
 			rs.RunID:       {rs.String, 0, false, true},
 			rs.Copy:        {rs.Int64, rs.Int, true, false},
@@ -340,7 +342,7 @@ func emitCMS(e *emitter, r rs.Record) {
 // ---- transform: the typed row and its conversion ----
 
 func goType(c rs.Column) string {
-	t := map[rs.ColumnType]string{rs.Int32: "int32", rs.Int64: "int64", rs.String: "string", rs.Timestamp: "time.Time"}[c.Type]
+	t := map[rs.ColumnType]string{rs.Int32: "int32", rs.Int64: "int64", rs.String: "string", rs.Timestamp: "time.Time", rs.Bool: "bool"}[c.Type]
 	if !c.Required {
 		return "*" + t
 	}
@@ -375,6 +377,12 @@ func emitTransform(e *emitter, r rs.Record) {
 	if r.StoresRaw {
 		e.p("\tRaw       json.RawMessage // the result object as received, stored as is")
 	}
+	if hasConv(r, rs.Direction) {
+		e.p("\tInbound   bool // the call's direction as asked: true = inbound")
+	}
+	if hasConv(r, rs.LocalTime) {
+		e.p("\tZone      *time.Location // the tenant's time zone, for local date-times; nil = UTC")
+	}
 	e.p("\tFetchedAt time.Time // when the response arrived")
 	e.p("\tRunID     string // the run that fetched it\n}")
 
@@ -386,7 +394,7 @@ func emitTransform(e *emitter, r rs.Record) {
 		case rs.Coded:
 			i32++
 			labels++
-		case rs.CallIDTime, rs.EpochMillis:
+		case rs.CallIDTime, rs.EpochMillis, rs.LocalTime:
 			times++
 		}
 	}
@@ -447,6 +455,10 @@ func emitTransform(e *emitter, r rs.Record) {
 			e.p("\t\t%s: in.FetchedAt.UTC(),", c.Go)
 		case rs.RunID:
 			e.p("\t\t%s: in.RunID,", c.Go)
+		case rs.Direction:
+			e.p("\t\t%s: in.Inbound,", c.Go)
+		case rs.LocalTime:
+			later = append(later, fmt.Sprintf("row.%s = c.localTime(%q, %s, in.Zone)", c.Go, c.Name, f))
 		case rs.CallIDTime:
 			later = append(later, fmt.Sprintf("row.%s = c.callIDTime(in.Key.CallID)", c.Go))
 		case rs.EpochMillis:
@@ -475,6 +487,7 @@ func parquetTag(name string, c rs.Column) string {
 		rs.Int64:     "type=INT64",
 		rs.String:    "type=BYTE_ARRAY, convertedtype=UTF8",
 		rs.Timestamp: "type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true",
+		rs.Bool:      "type=BOOLEAN",
 	}[c.Type]
 	rep := "OPTIONAL"
 	if c.Required {
@@ -494,7 +507,7 @@ func emitParquet(e *emitter, r rs.Record) {
 	e.p("type %s struct {", rec)
 	var i64, i32, str int
 	for _, c := range cols {
-		typ := map[rs.ColumnType]string{rs.Int32: "int32", rs.Int64: "int64", rs.String: "string", rs.Timestamp: "int64"}[c.Type]
+		typ := map[rs.ColumnType]string{rs.Int32: "int32", rs.Int64: "int64", rs.String: "string", rs.Timestamp: "int64", rs.Bool: "bool"}[c.Type]
 		if !c.Required {
 			typ = "*" + typ
 			switch c.Type {
@@ -595,6 +608,15 @@ func emitParquet(e *emitter, r rs.Record) {
 		}
 	}
 	e.p("}\n")
+}
+
+func hasConv(r rs.Record, conv rs.Conversion) bool {
+	for _, c := range r.Columns {
+		if c.Conv == conv {
+			return true
+		}
+	}
+	return false
 }
 
 func findColumn(r rs.Record, goName string) rs.Column {

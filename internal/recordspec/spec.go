@@ -43,6 +43,7 @@ const (
 	Int64                       // Parquet INT64, Postgres bigint
 	String                      // Parquet BYTE_ARRAY UTF8, Postgres text
 	Timestamp                   // Parquet INT64 TIMESTAMP_MICROS (UTC), Postgres timestamptz
+	Bool                        // Parquet BOOLEAN, Postgres boolean
 )
 
 // Conversion says how a column's value is computed.
@@ -69,6 +70,13 @@ const (
 	// EpochMillis takes an Int field of epoch milliseconds as a Timestamp;
 	// 0 or negative is NULL, after year 9999 NULL and reported.
 	EpochMillis
+	// LocalTime parses a Text field written "yyyy-MM-dd HH:mm:ss" in the
+	// tenant's time zone (the row's Input.Zone) as a Timestamp; text that
+	// does not parse is NULL and reported.
+	LocalTime
+	// Direction is the call's direction as asked (true = inbound): the
+	// row's Input.Inbound.
+	Direction
 	// FetchedAt is when the answer arrived; RunID the run that fetched it.
 	FetchedAt
 	RunID
@@ -130,7 +138,7 @@ type WarehouseColumn struct {
 }
 
 // Records lists every record type, in generation order.
-var Records = []Record{BasicCallInfo}
+var Records = []Record{BasicCallInfo, CallDetail, ListedCall}
 
 // Outputs returns the record's output columns in order, with the label
 // column of each Coded column right after it: one per Parquet column and per

@@ -63,7 +63,7 @@ func appendCell(t *layout.Table, v any, present bool) {
 	t.RepetitionLevels = append(t.RepetitionLevels, 0)
 }
 
-func required[T int32 | int64](t *layout.Table, v T) { appendCell(t, v, true) }
+func required[T int32 | int64 | bool](t *layout.Table, v T) { appendCell(t, v, true) }
 
 func optional[T int32 | int64](t *layout.Table, p *T) {
 	if p == nil {

@@ -153,3 +153,226 @@ func PartitionFor(r *transform.Row) string {
 	}
 	return partitionOf(t)
 }
+
+// detailRecord is the on-disk shape of transform.DetailRow. The tags are spelled the way
+// independent readers (DuckDB, Arrow, Spark) understand them (go-notes.md):
+// strings BYTE_ARRAY+UTF8, timestamps INT64 TIMESTAMP_MICROS adjusted to UTC,
+// pointer fields OPTIONAL. Raw is deliberately absent.
+type detailRecord struct {
+	CCID              int32   `parquet:"name=cc_id, type=INT32, repetitiontype=REQUIRED"`
+	VDN               int32   `parquet:"name=vdn, type=INT32, repetitiontype=REQUIRED"`
+	CallID            string  `parquet:"name=call_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+	IsCallIn          bool    `parquet:"name=is_call_in, type=BOOLEAN, repetitiontype=REQUIRED"`
+	CallStartedAt     *int64  `parquet:"name=call_started_at, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallerNo          *string `parquet:"name=caller_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CalleeNo          *string `parquet:"name=callee_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CallType          *int32  `parquet:"name=call_type, type=INT32, repetitiontype=OPTIONAL"`
+	CallTypeLabel     *string `parquet:"name=call_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	AgentID           *int64  `parquet:"name=agent_id, type=INT64, repetitiontype=OPTIONAL"`
+	SkillID           *int64  `parquet:"name=skill_id, type=INT64, repetitiontype=OPTIONAL"`
+	AnonyCall         *int32  `parquet:"name=anony_call, type=INT32, repetitiontype=OPTIONAL"`
+	QueueWaitSeconds  *int64  `parquet:"name=queue_wait_seconds, type=INT64, repetitiontype=OPTIONAL"`
+	IVRCallSeconds    *int64  `parquet:"name=ivr_call_seconds, type=INT64, repetitiontype=OPTIONAL"`
+	AckSeconds        *int64  `parquet:"name=ack_seconds, type=INT64, repetitiontype=OPTIONAL"`
+	CallSeconds       *int64  `parquet:"name=call_seconds, type=INT64, repetitiontype=OPTIONAL"`
+	ReleaseCause      *int32  `parquet:"name=release_cause, type=INT32, repetitiontype=OPTIONAL"`
+	ReleaseCauseLabel *string `parquet:"name=release_cause_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	BeginTime         *int64  `parquet:"name=begin_time, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	EndTime           *int64  `parquet:"name=end_time, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	Result            *string `parquet:"name=result, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	ResultCode        *string `parquet:"name=result_code, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	BusiResult        *string `parquet:"name=busi_result, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	BusiSubStatus     *string `parquet:"name=busi_sub_status, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	FetchedAt         int64   `parquet:"name=fetched_at, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=REQUIRED"`
+	RunID             string  `parquet:"name=run_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+}
+
+// detailNumRecordColumns is the number of fields of detailRecord, all leaf columns.
+const detailNumRecordColumns = 26
+
+// detailCells holds copies of one row's nullable values. The parquet writer keeps
+// records until it encodes a page, so their pointers must not alias the
+// caller's rows, which the caller may reuse once Write returns.
+type detailCells struct {
+	i64 [9]int64
+	i32 [3]int32
+	str [8]string
+}
+
+// detailToRecord converts r, copying its nullable values into c.
+func detailToRecord(r *transform.DetailRow, c *detailCells) detailRecord {
+	a := cellAlloc{i64: c.i64[:0], i32: c.i32[:0], str: c.str[:0]}
+	return detailRecord{
+		CCID:              r.CCID,
+		VDN:               r.VDN,
+		CallID:            r.CallID,
+		IsCallIn:          r.IsCallIn,
+		CallStartedAt:     a.time(r.CallStartedAt),
+		CallerNo:          a.string(r.CallerNo),
+		CalleeNo:          a.string(r.CalleeNo),
+		CallType:          a.int32(r.CallType),
+		CallTypeLabel:     a.string(r.CallTypeLabel),
+		AgentID:           a.int64(r.AgentID),
+		SkillID:           a.int64(r.SkillID),
+		AnonyCall:         a.int32(r.AnonyCall),
+		QueueWaitSeconds:  a.int64(r.QueueWaitSeconds),
+		IVRCallSeconds:    a.int64(r.IVRCallSeconds),
+		AckSeconds:        a.int64(r.AckSeconds),
+		CallSeconds:       a.int64(r.CallSeconds),
+		ReleaseCause:      a.int32(r.ReleaseCause),
+		ReleaseCauseLabel: a.string(r.ReleaseCauseLabel),
+		BeginTime:         a.time(r.BeginTime),
+		EndTime:           a.time(r.EndTime),
+		Result:            a.string(r.Result),
+		ResultCode:        a.string(r.ResultCode),
+		BusiResult:        a.string(r.BusiResult),
+		BusiSubStatus:     a.string(r.BusiSubStatus),
+		FetchedAt:         r.FetchedAt.UTC().UnixMicro(),
+		RunID:             r.RunID,
+	}
+}
+
+// detailMarshalRow appends the cells of one detailRecord to the column tables c, in schema
+// order; last holds each text column's previous boxed value.
+func detailMarshalRow(c []*layout.Table, last *[detailNumRecordColumns]boxed, r *detailRecord) {
+	required(c[0], r.CCID)
+	required(c[1], r.VDN)
+	requiredText(c[2], &last[2], r.CallID)
+	required(c[3], r.IsCallIn)
+	optional(c[4], r.CallStartedAt)
+	optionalText(c[5], &last[5], r.CallerNo)
+	optionalText(c[6], &last[6], r.CalleeNo)
+	optional(c[7], r.CallType)
+	optionalText(c[8], &last[8], r.CallTypeLabel)
+	optional(c[9], r.AgentID)
+	optional(c[10], r.SkillID)
+	optional(c[11], r.AnonyCall)
+	optional(c[12], r.QueueWaitSeconds)
+	optional(c[13], r.IVRCallSeconds)
+	optional(c[14], r.AckSeconds)
+	optional(c[15], r.CallSeconds)
+	optional(c[16], r.ReleaseCause)
+	optionalText(c[17], &last[17], r.ReleaseCauseLabel)
+	optional(c[18], r.BeginTime)
+	optional(c[19], r.EndTime)
+	optionalText(c[20], &last[20], r.Result)
+	optionalText(c[21], &last[21], r.ResultCode)
+	optionalText(c[22], &last[22], r.BusiResult)
+	optionalText(c[23], &last[23], r.BusiSubStatus)
+	required(c[24], r.FetchedAt)
+	requiredText(c[25], &last[25], r.RunID)
+}
+
+// PartitionForDetail returns the partition directory of r: the UTC date of CallStartedAt,
+// else Hive's null partition.
+func PartitionForDetail(r *transform.DetailRow) string {
+	t := r.CallStartedAt
+	return partitionOf(t)
+}
+
+// listedRecord is the on-disk shape of transform.CallRecordRow. The tags are spelled the way
+// independent readers (DuckDB, Arrow, Spark) understand them (go-notes.md):
+// strings BYTE_ARRAY+UTF8, timestamps INT64 TIMESTAMP_MICROS adjusted to UTC,
+// pointer fields OPTIONAL. Raw is deliberately absent.
+type listedRecord struct {
+	CCID              int32   `parquet:"name=cc_id, type=INT32, repetitiontype=REQUIRED"`
+	VDN               int32   `parquet:"name=vdn, type=INT32, repetitiontype=REQUIRED"`
+	CallID            string  `parquet:"name=call_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+	IsCallIn          bool    `parquet:"name=is_call_in, type=BOOLEAN, repetitiontype=REQUIRED"`
+	LogDate           *int64  `parquet:"name=log_date, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallerNo          *string `parquet:"name=caller_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CalleeNo          *string `parquet:"name=callee_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CallType          *int32  `parquet:"name=call_type, type=INT32, repetitiontype=OPTIONAL"`
+	CallTypeLabel     *string `parquet:"name=call_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	WaitBegin         *int64  `parquet:"name=wait_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	AckBegin          *int64  `parquet:"name=ack_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallBegin         *int64  `parquet:"name=call_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallEnd           *int64  `parquet:"name=call_end, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	LeaveReason       *int32  `parquet:"name=leave_reason, type=INT32, repetitiontype=OPTIONAL"`
+	LeaveReasonLabel  *string `parquet:"name=leave_reason_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	MediaType         *int32  `parquet:"name=media_type, type=INT32, repetitiontype=OPTIONAL"`
+	MediaTypeLabel    *string `parquet:"name=media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	SubMediaType      *int32  `parquet:"name=sub_media_type, type=INT32, repetitiontype=OPTIONAL"`
+	SubMediaTypeLabel *string `parquet:"name=sub_media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	FetchedAt         int64   `parquet:"name=fetched_at, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=REQUIRED"`
+	RunID             string  `parquet:"name=run_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+}
+
+// listedNumRecordColumns is the number of fields of listedRecord, all leaf columns.
+const listedNumRecordColumns = 21
+
+// listedCells holds copies of one row's nullable values. The parquet writer keeps
+// records until it encodes a page, so their pointers must not alias the
+// caller's rows, which the caller may reuse once Write returns.
+type listedCells struct {
+	i64 [5]int64
+	i32 [4]int32
+	str [6]string
+}
+
+// listedToRecord converts r, copying its nullable values into c.
+func listedToRecord(r *transform.CallRecordRow, c *listedCells) listedRecord {
+	a := cellAlloc{i64: c.i64[:0], i32: c.i32[:0], str: c.str[:0]}
+	return listedRecord{
+		CCID:              r.CCID,
+		VDN:               r.VDN,
+		CallID:            r.CallID,
+		IsCallIn:          r.IsCallIn,
+		LogDate:           a.time(r.LogDate),
+		CallerNo:          a.string(r.CallerNo),
+		CalleeNo:          a.string(r.CalleeNo),
+		CallType:          a.int32(r.CallType),
+		CallTypeLabel:     a.string(r.CallTypeLabel),
+		WaitBegin:         a.time(r.WaitBegin),
+		AckBegin:          a.time(r.AckBegin),
+		CallBegin:         a.time(r.CallBegin),
+		CallEnd:           a.time(r.CallEnd),
+		LeaveReason:       a.int32(r.LeaveReason),
+		LeaveReasonLabel:  a.string(r.LeaveReasonLabel),
+		MediaType:         a.int32(r.MediaType),
+		MediaTypeLabel:    a.string(r.MediaTypeLabel),
+		SubMediaType:      a.int32(r.SubMediaType),
+		SubMediaTypeLabel: a.string(r.SubMediaTypeLabel),
+		FetchedAt:         r.FetchedAt.UTC().UnixMicro(),
+		RunID:             r.RunID,
+	}
+}
+
+// listedMarshalRow appends the cells of one listedRecord to the column tables c, in schema
+// order; last holds each text column's previous boxed value.
+func listedMarshalRow(c []*layout.Table, last *[listedNumRecordColumns]boxed, r *listedRecord) {
+	required(c[0], r.CCID)
+	required(c[1], r.VDN)
+	requiredText(c[2], &last[2], r.CallID)
+	required(c[3], r.IsCallIn)
+	optional(c[4], r.LogDate)
+	optionalText(c[5], &last[5], r.CallerNo)
+	optionalText(c[6], &last[6], r.CalleeNo)
+	optional(c[7], r.CallType)
+	optionalText(c[8], &last[8], r.CallTypeLabel)
+	optional(c[9], r.WaitBegin)
+	optional(c[10], r.AckBegin)
+	optional(c[11], r.CallBegin)
+	optional(c[12], r.CallEnd)
+	optional(c[13], r.LeaveReason)
+	optionalText(c[14], &last[14], r.LeaveReasonLabel)
+	optional(c[15], r.MediaType)
+	optionalText(c[16], &last[16], r.MediaTypeLabel)
+	optional(c[17], r.SubMediaType)
+	optionalText(c[18], &last[18], r.SubMediaTypeLabel)
+	required(c[19], r.FetchedAt)
+	requiredText(c[20], &last[20], r.RunID)
+}
+
+// PartitionForListed returns the partition directory of r: the UTC date of WaitBegin, else of CallBegin, else of LogDate,
+// else Hive's null partition.
+func PartitionForListed(r *transform.CallRecordRow) string {
+	t := r.WaitBegin
+	if t == nil {
+		t = r.CallBegin
+	}
+	if t == nil {
+		t = r.LogDate
+	}
+	return partitionOf(t)
+}

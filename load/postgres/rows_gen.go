@@ -17,3 +17,23 @@ func appendRowValues(dst []any, r *transform.Row) []any {
 	}
 	return append(dst, r.CCID, r.VDN, r.CallID, r.CallStartedAt, r.EnteredAt, r.DSN, r.Handle, r.Server, r.KeyID, r.CallingNum, r.CalledNum, r.MID, r.TrunkNo, r.Priority, r.DeviceType, r.DeviceTypeLabel, r.DeviceNo, r.CallSkill, r.PartyNum, r.CallFeature, r.CallFeatureLabel, r.OrigCalledNum, r.MediaType, r.MediaTypeLabel, r.Place, r.WaitSeconds, r.TalkSeconds, r.LogonSeconds, r.ServiceType, r.CallInCause, r.EnterReason, r.EnterReasonLabel, r.MediaBillType, r.FetchedAt, r.RunID, raw)
 }
+
+// detailAppendRowValues appends r's values in transform.DetailColumns order, then raw.
+// Nil pointers become NULL.
+func detailAppendRowValues(dst []any, r *transform.DetailRow) []any {
+	var raw any // an empty Raw is NULL, not invalid JSON
+	if len(r.Raw) > 0 {
+		raw = json.RawMessage(r.Raw)
+	}
+	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.CallStartedAt, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.AgentID, r.SkillID, r.AnonyCall, r.QueueWaitSeconds, r.IVRCallSeconds, r.AckSeconds, r.CallSeconds, r.ReleaseCause, r.ReleaseCauseLabel, r.BeginTime, r.EndTime, r.Result, r.ResultCode, r.BusiResult, r.BusiSubStatus, r.FetchedAt, r.RunID, raw)
+}
+
+// listedAppendRowValues appends r's values in transform.CallRecordColumns order, then raw.
+// Nil pointers become NULL.
+func listedAppendRowValues(dst []any, r *transform.CallRecordRow) []any {
+	var raw any // an empty Raw is NULL, not invalid JSON
+	if len(r.Raw) > 0 {
+		raw = json.RawMessage(r.Raw)
+	}
+	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.LogDate, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.WaitBegin, r.AckBegin, r.CallBegin, r.CallEnd, r.LeaveReason, r.LeaveReasonLabel, r.MediaType, r.MediaTypeLabel, r.SubMediaType, r.SubMediaTypeLabel, r.FetchedAt, r.RunID, raw)
+}
