@@ -84,7 +84,9 @@ func (e *emitter) imports(path string) {
 	case postgresFile:
 		e.p(`import (
 	"encoding/json"
+	"time"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/transform"
 )`)
 	}
@@ -584,6 +586,22 @@ func emitParquet(e *emitter, r rs.Record) {
 	}
 	e.p("}")
 
+	ref, cp := ident(r, "recordRef"), ident(r, "recordCopy")
+	e.p("\n// %s is a %s and the values it points to in one allocation.", cp, rec)
+	e.p("type %s struct {\n\trec %s\n\tcells %s\n}", cp, rec, cells)
+	e.p("\n// %s is what the writer holds per row (see Table.hold).", ref)
+	e.p("type %s struct{ p *%s }", ref, cp)
+	table := camel(r.Table)
+	e.p("\n// %s is the Parquet shape of transform.%s: the %s dataset.", table, n.Row, r.Table)
+	e.p("var %s = &Table[transform.%s]{", table, n.Row)
+	e.p("\tName: %q,", r.Table)
+	e.p("\tnewRecord: func() any { return new(%s) },", rec)
+	e.p("\tcolumns: %s,", num)
+	e.p("\thold: func(r *transform.%s) any {\n\t\trc := new(%s)\n\t\trc.rec = %s(r, &rc.cells)\n\t\treturn %s{rc}\n\t},", n.Row, cp, ident(r, "toRecord"), ref)
+	e.p("\tmarshalRow: func(c []*layout.Table, last []boxed, o any) bool {\n\t\tref, ok := o.(%s)\n\t\tif ok {\n\t\t\t%s(c, (*[%s]boxed)(last), &ref.p.rec)\n\t\t}\n\t\treturn ok\n\t},", ref, ident(r, "marshalRow"), num)
+	e.p("\trecord: func(o any) any { return o.(%s).p.rec },", ref)
+	e.p("\tpartition: %s,\n}", exported(r, "PartitionFor"))
+
 	pf := exported(r, "PartitionFor")
 	var names []string
 	for _, p := range r.PartitionBy {
@@ -608,6 +626,17 @@ func emitParquet(e *emitter, r rs.Record) {
 		}
 	}
 	e.p("}\n")
+}
+
+// camel turns a snake_case table name into a Go name: call_info -> CallInfo.
+func camel(s string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(s, "_") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
 }
 
 func hasConv(r rs.Record, conv rs.Conversion) bool {
@@ -651,4 +680,20 @@ func emitPostgres(e *emitter, r rs.Record) {
 		vals = append(vals, "raw")
 	}
 	e.p("\treturn append(dst, %s)\n}\n", strings.Join(vals, ", "))
+
+	table := camel(r.Table)
+	e.p("// %s is the warehouse shape of transform.%s: cms.%s.", table, n.Row, r.Table)
+	e.p("var %s = newTable(%q, transform.%s, %v,", table, r.Table, n.Columns, r.StoresRaw)
+	if len(r.Maintained) == 0 {
+		e.p("\tnil,")
+	} else {
+		e.p("\t[]maintained{")
+		for _, m := range r.Maintained {
+			e.p("\t\t{name: %q, onInsert: %q, onUpdate: %q},", m.Name, m.OnInsert, m.OnUpdate)
+		}
+		e.p("\t},")
+	}
+	e.p("\t%s,", fn)
+	e.p("\tfunc(r *transform.%s) extract.Key { return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID} },", n.Row)
+	e.p("\tfunc(r *transform.%s) time.Time { return r.FetchedAt },\n)\n", n.Row)
 }

@@ -72,6 +72,6 @@ var BasicCallInfo = Record{
 	PartitionBy: []string{"EnteredAt", "CallStartedAt"},
 	StoresRaw:   true,
 	Maintained: []WarehouseColumn{
-		{Name: "first_fetched_at", SQLType: "timestamp with time zone", Required: true},
+		{Name: "first_fetched_at", SQLType: "timestamp with time zone", Required: true, OnInsert: "fetched_at"},
 	},
 }

@@ -130,11 +130,18 @@ type Record struct {
 	Maintained []WarehouseColumn
 }
 
-// WarehouseColumn is a Postgres-only column.
+// WarehouseColumn is a Postgres-only column the upsert maintains.
 type WarehouseColumn struct {
 	Name     string
 	SQLType  string // as information_schema.columns.data_type reports it
 	Required bool
+	// OnInsert is the column's value for a new row: an SQL expression over
+	// the staged row's columns (e.g. "fetched_at").
+	OnInsert string
+	// OnUpdate is its value when a newer answer updates the row: an SQL
+	// expression over the stored row t and the incoming EXCLUDED; "" keeps
+	// the stored value.
+	OnUpdate string
 }
 
 // Records lists every record type, in generation order.

@@ -8,11 +8,13 @@ import (
 	"github.com/xitongsys/parquet-go/schema"
 )
 
-// marshalRecords is the writer's MarshalFunc for records (held as recordRef). It fills the
-// column tables field by field instead of walking every record by
-// reflection as the library's Marshal does, which cost more than encoding
-// and compressing the pages. A test holds its output equal to Marshal's.
-func marshalRecords(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.Table, error) {
+// marshalRecords is the writer's MarshalFunc for the records of one table
+// (each held as the table's generated reference type). It fills the column
+// tables field by field instead of walking every record by reflection as the
+// library's Marshal does, which cost more than encoding and compressing the
+// pages. A test holds its output equal to Marshal's.
+func marshalRecords[R any](t *Table[R], objs []any, sh *schema.SchemaHandler) (*map[string]*layout.Table, error) {
+	numRecordColumns := t.columns
 	tables := make(map[string]*layout.Table, numRecordColumns)
 	cols := make([]*layout.Table, 0, numRecordColumns)
 	// Leaves come in schema order, which is record's field order.
@@ -39,13 +41,11 @@ func marshalRecords(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.T
 	}
 	// Labels, run_id and many codes repeat from row to row: reusing the
 	// previous row's boxed value saves an allocation per cell.
-	var last [numRecordColumns]boxed
+	last := make([]boxed, numRecordColumns)
 	for _, o := range objs {
-		ref, ok := o.(recordRef)
-		if !ok {
-			return nil, fmt.Errorf("marshal parquet records: got %T, want a recordRef", o)
+		if !t.marshalRow(cols, last, o) {
+			return nil, fmt.Errorf("marshal parquet records of %s: got %T", t.Name, o)
 		}
-		marshalRow(cols, &last, &ref.p.rec)
 	}
 	return &tables, nil
 }

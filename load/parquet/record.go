@@ -1,16 +1,37 @@
 package parquet
 
-import "time"
+import (
+	"time"
 
-// recordCopy is a record and the values it points to in one allocation.
-type recordCopy struct {
-	rec   record
-	cells cells
+	"github.com/xitongsys/parquet-go/layout"
+)
+
+// Table is the Parquet shape of one row type R, generated from its
+// declaration (records_gen.go: CallInfo, CallDetail, CallRecord). A
+// directory holds one table's dataset.
+type Table[R any] struct {
+	// Name is the dataset's name, the same as its warehouse table.
+	Name string
+
+	newRecord func() any // a zero record, for the writer's schema
+	columns   int        // leaf columns of the record
+	// hold copies r into the value the writer keeps until the file is done:
+	// a pointer-shaped reference to the record and the cells it points to,
+	// stored in an interface without another allocation.
+	hold func(r *R) any
+	// marshalRow appends the cells of one held value to the column tables;
+	// false when obj is not this table's.
+	marshalRow func(cols []*layout.Table, last []boxed, obj any) bool
+	// record returns the record a held value refers to, for the test that
+	// holds marshalRow equal to the library's reflection-based Marshal.
+	record func(held any) any
+	// partition names r's partition directory.
+	partition func(r *R) string
 }
 
-// recordRef is what the writer holds per row. Being pointer-shaped, it is
-// stored in an interface without another allocation and copy of the record.
-type recordRef struct{ p *recordCopy }
+// Partition returns r's partition directory (call_date=YYYY-MM-DD, or
+// Hive's null partition).
+func (t *Table[R]) Partition(r *R) string { return t.partition(r) }
 
 // cellAlloc hands out the slots of one cells value in order: the slices'
 // capacity is the generated cells' arrays, sized to the record, so the

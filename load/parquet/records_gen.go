@@ -144,6 +144,36 @@ func marshalRow(c []*layout.Table, last *[numRecordColumns]boxed, r *record) {
 	requiredText(c[34], &last[34], r.RunID)
 }
 
+// recordCopy is a record and the values it points to in one allocation.
+type recordCopy struct {
+	rec   record
+	cells cells
+}
+
+// recordRef is what the writer holds per row (see Table.hold).
+type recordRef struct{ p *recordCopy }
+
+// CallInfo is the Parquet shape of transform.Row: the call_info dataset.
+var CallInfo = &Table[transform.Row]{
+	Name:      "call_info",
+	newRecord: func() any { return new(record) },
+	columns:   numRecordColumns,
+	hold: func(r *transform.Row) any {
+		rc := new(recordCopy)
+		rc.rec = toRecord(r, &rc.cells)
+		return recordRef{rc}
+	},
+	marshalRow: func(c []*layout.Table, last []boxed, o any) bool {
+		ref, ok := o.(recordRef)
+		if ok {
+			marshalRow(c, (*[numRecordColumns]boxed)(last), &ref.p.rec)
+		}
+		return ok
+	},
+	record:    func(o any) any { return o.(recordRef).p.rec },
+	partition: PartitionFor,
+}
+
 // PartitionFor returns the partition directory of r: the UTC date of EnteredAt, else of CallStartedAt,
 // else Hive's null partition.
 func PartitionFor(r *transform.Row) string {
@@ -263,6 +293,36 @@ func detailMarshalRow(c []*layout.Table, last *[detailNumRecordColumns]boxed, r 
 	requiredText(c[25], &last[25], r.RunID)
 }
 
+// detailRecordCopy is a detailRecord and the values it points to in one allocation.
+type detailRecordCopy struct {
+	rec   detailRecord
+	cells detailCells
+}
+
+// detailRecordRef is what the writer holds per row (see Table.hold).
+type detailRecordRef struct{ p *detailRecordCopy }
+
+// CallDetail is the Parquet shape of transform.DetailRow: the call_detail dataset.
+var CallDetail = &Table[transform.DetailRow]{
+	Name:      "call_detail",
+	newRecord: func() any { return new(detailRecord) },
+	columns:   detailNumRecordColumns,
+	hold: func(r *transform.DetailRow) any {
+		rc := new(detailRecordCopy)
+		rc.rec = detailToRecord(r, &rc.cells)
+		return detailRecordRef{rc}
+	},
+	marshalRow: func(c []*layout.Table, last []boxed, o any) bool {
+		ref, ok := o.(detailRecordRef)
+		if ok {
+			detailMarshalRow(c, (*[detailNumRecordColumns]boxed)(last), &ref.p.rec)
+		}
+		return ok
+	},
+	record:    func(o any) any { return o.(detailRecordRef).p.rec },
+	partition: PartitionForDetail,
+}
+
 // PartitionForDetail returns the partition directory of r: the UTC date of CallStartedAt,
 // else Hive's null partition.
 func PartitionForDetail(r *transform.DetailRow) string {
@@ -362,6 +422,36 @@ func listedMarshalRow(c []*layout.Table, last *[listedNumRecordColumns]boxed, r 
 	optionalText(c[18], &last[18], r.SubMediaTypeLabel)
 	required(c[19], r.FetchedAt)
 	requiredText(c[20], &last[20], r.RunID)
+}
+
+// listedRecordCopy is a listedRecord and the values it points to in one allocation.
+type listedRecordCopy struct {
+	rec   listedRecord
+	cells listedCells
+}
+
+// listedRecordRef is what the writer holds per row (see Table.hold).
+type listedRecordRef struct{ p *listedRecordCopy }
+
+// CallRecord is the Parquet shape of transform.CallRecordRow: the call_record dataset.
+var CallRecord = &Table[transform.CallRecordRow]{
+	Name:      "call_record",
+	newRecord: func() any { return new(listedRecord) },
+	columns:   listedNumRecordColumns,
+	hold: func(r *transform.CallRecordRow) any {
+		rc := new(listedRecordCopy)
+		rc.rec = listedToRecord(r, &rc.cells)
+		return listedRecordRef{rc}
+	},
+	marshalRow: func(c []*layout.Table, last []boxed, o any) bool {
+		ref, ok := o.(listedRecordRef)
+		if ok {
+			listedMarshalRow(c, (*[listedNumRecordColumns]boxed)(last), &ref.p.rec)
+		}
+		return ok
+	},
+	record:    func(o any) any { return o.(listedRecordRef).p.rec },
+	partition: PartitionForListed,
 }
 
 // PartitionForListed returns the partition directory of r: the UTC date of WaitBegin, else of CallBegin, else of LogDate,

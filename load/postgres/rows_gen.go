@@ -4,7 +4,9 @@ package postgres
 
 import (
 	"encoding/json"
+	"time"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/transform"
 )
 
@@ -18,6 +20,18 @@ func appendRowValues(dst []any, r *transform.Row) []any {
 	return append(dst, r.CCID, r.VDN, r.CallID, r.CallStartedAt, r.EnteredAt, r.DSN, r.Handle, r.Server, r.KeyID, r.CallingNum, r.CalledNum, r.MID, r.TrunkNo, r.Priority, r.DeviceType, r.DeviceTypeLabel, r.DeviceNo, r.CallSkill, r.PartyNum, r.CallFeature, r.CallFeatureLabel, r.OrigCalledNum, r.MediaType, r.MediaTypeLabel, r.Place, r.WaitSeconds, r.TalkSeconds, r.LogonSeconds, r.ServiceType, r.CallInCause, r.EnterReason, r.EnterReasonLabel, r.MediaBillType, r.FetchedAt, r.RunID, raw)
 }
 
+// CallInfo is the warehouse shape of transform.Row: cms.call_info.
+var CallInfo = newTable("call_info", transform.Columns, true,
+	[]maintained{
+		{name: "first_fetched_at", onInsert: "fetched_at", onUpdate: ""},
+	},
+	appendRowValues,
+	func(r *transform.Row) extract.Key {
+		return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID}
+	},
+	func(r *transform.Row) time.Time { return r.FetchedAt },
+)
+
 // detailAppendRowValues appends r's values in transform.DetailColumns order, then raw.
 // Nil pointers become NULL.
 func detailAppendRowValues(dst []any, r *transform.DetailRow) []any {
@@ -28,6 +42,16 @@ func detailAppendRowValues(dst []any, r *transform.DetailRow) []any {
 	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.CallStartedAt, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.AgentID, r.SkillID, r.AnonyCall, r.QueueWaitSeconds, r.IVRCallSeconds, r.AckSeconds, r.CallSeconds, r.ReleaseCause, r.ReleaseCauseLabel, r.BeginTime, r.EndTime, r.Result, r.ResultCode, r.BusiResult, r.BusiSubStatus, r.FetchedAt, r.RunID, raw)
 }
 
+// CallDetail is the warehouse shape of transform.DetailRow: cms.call_detail.
+var CallDetail = newTable("call_detail", transform.DetailColumns, true,
+	nil,
+	detailAppendRowValues,
+	func(r *transform.DetailRow) extract.Key {
+		return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID}
+	},
+	func(r *transform.DetailRow) time.Time { return r.FetchedAt },
+)
+
 // listedAppendRowValues appends r's values in transform.CallRecordColumns order, then raw.
 // Nil pointers become NULL.
 func listedAppendRowValues(dst []any, r *transform.CallRecordRow) []any {
@@ -37,3 +61,13 @@ func listedAppendRowValues(dst []any, r *transform.CallRecordRow) []any {
 	}
 	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.LogDate, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.WaitBegin, r.AckBegin, r.CallBegin, r.CallEnd, r.LeaveReason, r.LeaveReasonLabel, r.MediaType, r.MediaTypeLabel, r.SubMediaType, r.SubMediaTypeLabel, r.FetchedAt, r.RunID, raw)
 }
+
+// CallRecord is the warehouse shape of transform.CallRecordRow: cms.call_record.
+var CallRecord = newTable("call_record", transform.CallRecordColumns, true,
+	nil,
+	listedAppendRowValues,
+	func(r *transform.CallRecordRow) extract.Key {
+		return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID}
+	},
+	func(r *transform.CallRecordRow) time.Time { return r.FetchedAt },
+)
