@@ -279,4 +279,3 @@ func TestAllowedWindow(t *testing.T) {
 		t.Fatalf("window %v .. %v", from, to)
 	}
 }
-
