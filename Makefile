@@ -34,6 +34,8 @@ vet: ## go vet
 fuzz: ## run each fuzz target for 20s
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeResponse -fuzztime=20s ./extract/cms/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeRecord -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeFinishedCall -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeListing -fuzztime=20s ./extract/cms/
 	$(GO) test -run=^$$ -fuzz=FuzzNormalize -fuzztime=20s ./extract/cms/authv2/
 
 bench: bench-client bench-job bench-pg ## all benchmarks (figures go in README.md)

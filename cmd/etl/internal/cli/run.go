@@ -26,6 +26,7 @@ import (
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
 	"github.com/cmsetl/cms-etl/migrations"
+	"github.com/cmsetl/cms-etl/transform"
 )
 
 func cmdRun(ctx context.Context, args []string, env Env, rep reporter) int {
@@ -159,7 +160,7 @@ type wiring struct {
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
-	pq      *parquet.Sink
+	pq      *parquet.Sink[transform.Row]
 	rej     *rejects.Writer
 	queue   *queueSource
 	done    *extract.DigestSet // keys the Parquet output already holds
@@ -252,7 +253,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 
 	skip := &skipper{}
 	if dir := c.ParquetDir(); dir != "" {
-		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log})
+		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log}, parquet.CallInfo)
 		if err != nil {
 			return w, fmt.Errorf("open parquet output: %w", err)
 		}
@@ -273,7 +274,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 	}
 	if c.Postgres() {
-		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log})
+		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, postgres.CallInfo)
 		if err != nil {
 			return w, err
 		}
