@@ -272,6 +272,10 @@ type gen struct {
 	fields map[string]any
 	quirks map[string]bool
 	n      int // fields written so far, for commas
+	// live, when set, replaces the values that follow a scheduled call's
+	// lifetime (lifetime.go). Every draw still happens, so the other fields
+	// stay the same through the call's life.
+	live *liveValues
 }
 
 func (g *gen) quirk(q string) {
@@ -306,6 +310,9 @@ func (g *gen) num(n string, v int64) {
 	if g.null(n) {
 		return
 	}
+	if g.live != nil {
+		v = g.live.num(n, v)
+	}
 	g.name(n)
 	if g.r.chance(pNumString) {
 		g.b = append(g.b, '"')
@@ -326,6 +333,9 @@ func (g *gen) str(n, s string) {
 	if g.null(n) {
 		return
 	}
+	if g.live != nil {
+		s = g.live.str(n, s)
+	}
 	g.name(n)
 	g.b = append(g.b, '"')
 	g.b = append(g.b, s...)
@@ -337,6 +347,9 @@ func (g *gen) str(n, s string) {
 
 // rawNum writes a text field as a JSON number (the decoder keeps it as text).
 func (g *gen) rawNum(n string, v int64) {
+	if g.live != nil {
+		v = g.live.num(n, v)
+	}
 	g.name(n)
 	g.b = strconv.AppendInt(g.b, v, 10)
 	if g.fields != nil {
