@@ -379,7 +379,7 @@ func TestScheduleGolden(t *testing.T) {
 		seen[kind] = true
 		j, err := json.Marshal(c)
 		must(t, err)
-		fmt.Fprintf(&b, "%s\n", j)
+		fmt.Fprintf(&b, "%s\n  row %s\n", j, c.QueryCallsRow())
 	}
 	golden(t, "schedule.golden", b.Bytes())
 }

@@ -286,6 +286,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.api(w, r, epQuery)
 	case PathPing:
 		s.api(w, r, epPing)
+	case PathQueryCalls:
+		s.api(w, r, epQueryCalls)
 	case PathStats:
 		s.serveStats(w, r)
 	default:
@@ -390,6 +392,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	switch ep {
 	case epPing:
 		s.ping(w, body)
+		return
+	case epQueryCalls:
+		s.queryCalls(w, body) // discovery.go
 		return
 	}
 	key, err := parseKey(body)
