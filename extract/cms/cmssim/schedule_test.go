@@ -379,7 +379,7 @@ func TestScheduleGolden(t *testing.T) {
 		seen[kind] = true
 		j, err := json.Marshal(c)
 		must(t, err)
-		fmt.Fprintf(&b, "%s\n  row %s\n", j, c.QueryCallsRow())
+		fmt.Fprintf(&b, "%s\n  row %s\n  cdr %s\n", j, c.QueryCallsRow(), s.CDRObject(c))
 	}
 	golden(t, "schedule.golden", b.Bytes())
 }

@@ -288,6 +288,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.api(w, r, epPing)
 	case PathQueryCalls:
 		s.api(w, r, epQueryCalls)
+	case PathCallDetail:
+		s.api(w, r, epCallDetail)
 	case PathStats:
 		s.serveStats(w, r)
 	default:
@@ -395,6 +397,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 		return
 	case epQueryCalls:
 		s.queryCalls(w, body) // discovery.go
+		return
+	case epCallDetail:
+		s.callDetail(w, body) // cdr.go
 		return
 	}
 	key, err := parseKey(body)
