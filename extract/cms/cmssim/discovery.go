@@ -275,6 +275,35 @@ func (c Call) appendRow(b []byte) []byte {
 	return append(b, '}')
 }
 
+// listPage returns the page q asks for at now and the number of all
+// matches.
+func (s *Schedule) listPage(q queryCallsRequest, now time.Time) (page []Call, count int) {
+	dir := DirectionOut
+	if q.inbound {
+		dir = DirectionIn
+	}
+	vis := s.visibleAt(now)
+	filtered := q.callerNo != "" || q.calleeNo != ""
+	s.eachHead(q.ccID, q.vdn, time.UnixMilli(q.begin), time.UnixMilli(q.end), func(hd *head) bool {
+		if !dir.matches(hd.inbound) || !vis.stored(hd.start, hd.logDate) {
+			return true
+		}
+		inPage := count >= q.offset && count < q.offset+q.limit
+		if filtered || inPage { // the rest of a call is drawn only when needed
+			c := s.call(hd)
+			if q.callerNo != "" && c.CallerNo != q.callerNo || q.calleeNo != "" && c.CalleeNo != q.calleeNo {
+				return true
+			}
+			if inPage {
+				page = append(page, c)
+			}
+		}
+		count++
+		return true
+	})
+	return page, count
+}
+
 // queryCalls answers POST querycalls.
 func (s *Server) queryCalls(w http.ResponseWriter, body []byte) {
 	cs := s.calls
@@ -294,21 +323,7 @@ func (s *Server) queryCalls(w http.ResponseWriter, body []byte) {
 	var page []Call
 	count := 0
 	if cs.sched != nil {
-		dir := DirectionOut
-		if q.inbound {
-			dir = DirectionIn
-		}
-		cs.sched.each(q.ccID, q.vdn, time.UnixMilli(q.begin), time.UnixMilli(q.end), func(c *Call) bool {
-			if !dir.matches(c.Inbound) || !cs.sched.Stored(*c, now) ||
-				q.callerNo != "" && c.CallerNo != q.callerNo || q.calleeNo != "" && c.CalleeNo != q.calleeNo {
-				return true
-			}
-			if count >= q.offset && count < q.offset+q.limit {
-				page = append(page, *c)
-			}
-			count++
-			return true
-		})
+		page, count = cs.sched.listPage(q, now)
 	}
 	reported := count
 	if count > q.limit && cs.sched != nil { // paging faults hit multi-page windows only

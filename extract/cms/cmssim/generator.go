@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -77,19 +76,17 @@ func (g *Generator) Run(ctx context.Context, emit func(context.Context, Call) er
 	if from.IsZero() {
 		from = s.Now()
 	}
-	var buf, batch []Call
+	var batch []head
 	for sec := floorDiv(from.UnixMilli(), 1000); ; sec++ {
 		if !g.cfg.Until.IsZero() && sec*1000 >= g.cfg.Until.UnixMilli() {
 			return st, nil
 		}
 		batch = batch[:0]
 		for _, v := range s.cfg.VDNs {
-			buf = s.second(v.CCID, v.VDN, sec, buf[:0])
-			batch = append(batch, buf...)
+			batch = s.heads(v.CCID, v.VDN, sec, batch)
 		}
-		slices.SortFunc(batch, func(a, b Call) int {
-			return cmp.Or(a.WaitBegin.Compare(b.WaitBegin), cmp.Compare(a.CCID, b.CCID), cmp.Compare(a.VDN, b.VDN),
-				strings.Compare(a.CallID, b.CallID))
+		slices.SortFunc(batch, func(a, b head) int {
+			return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.ccID, b.ccID), cmp.Compare(a.vdn, b.vdn), cmp.Compare(a.seq, b.seq))
 		})
 		if len(batch) == 0 {
 			// Wait out an empty second so a quiet schedule does not spin ahead
@@ -99,7 +96,8 @@ func (g *Generator) Run(ctx context.Context, emit func(context.Context, Call) er
 			}
 			continue
 		}
-		for _, c := range batch {
+		for i := range batch {
+			c := s.call(&batch[i])
 			if c.WaitBegin.Before(from) {
 				continue
 			}

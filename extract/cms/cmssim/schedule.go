@@ -3,7 +3,6 @@ package cmssim
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -136,9 +135,9 @@ func (s *Schedule) Scheduled(ccID, vdn int) bool { return s.vdns[VDN{ccID, vdn}]
 // clock says, in the querycalls order: WaitBegin, then CallID.
 func (s *Schedule) Calls(ccID, vdn int, from, to time.Time, dir Direction) []Call {
 	var out []Call
-	s.each(ccID, vdn, from, to, func(c *Call) bool {
-		if dir.matches(c.Inbound) {
-			out = append(out, *c)
+	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
+		if dir.matches(hd.inbound) {
+			out = append(out, s.call(hd))
 		}
 		return true
 	})
@@ -150,9 +149,10 @@ func (s *Schedule) Calls(ccID, vdn int, from, to time.Time, dir Direction) []Cal
 // now) and retained at now.
 func (s *Schedule) Listed(ccID, vdn int, from, to time.Time, dir Direction, now time.Time) []Call {
 	var out []Call
-	s.each(ccID, vdn, from, to, func(c *Call) bool {
-		if dir.matches(c.Inbound) && s.Stored(*c, now) {
-			out = append(out, *c)
+	vis := s.visibleAt(now)
+	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
+		if dir.matches(hd.inbound) && vis.stored(hd.start, hd.logDate) {
+			out = append(out, s.call(hd))
 		}
 		return true
 	})
@@ -162,17 +162,37 @@ func (s *Schedule) Listed(ccID, vdn int, from, to time.Time, dir Direction, now 
 // Stored reports whether querycalls and querycalldetailbyid serve c at now:
 // it has been stored (LogDate <= now) and is still retained.
 func (s *Schedule) Stored(c Call, now time.Time) bool {
-	return !c.LogDate.After(now) && s.Retained(c, now)
+	return s.visibleAt(now).stored(c.WaitBegin.UnixMilli(), c.LogDate.UnixMilli())
 }
 
 // Retained reports whether c is still within retention at now: by default
 // while it started no earlier than yesterday 00:00 UTC; with
 // CallsConfig.Retention, until WaitBegin + Retention.
 func (s *Schedule) Retained(c Call, now time.Time) bool {
+	return s.visibleAt(now).retained(c.WaitBegin.UnixMilli())
+}
+
+// visibility holds what decides, at one instant, which calls the
+// finished-call interfaces serve; computed once per request.
+type visibility struct {
+	nowNs   int64 // the instant
+	floorNs int64 // the earliest start still retained
+}
+
+func (s *Schedule) visibleAt(now time.Time) visibility {
+	v := visibility{nowNs: now.UnixNano()}
 	if s.cfg.Retention > 0 {
-		return now.Before(c.WaitBegin.Add(s.cfg.Retention))
+		v.floorNs = v.nowNs - int64(s.cfg.Retention) + 1 // kept while now < start + Retention
+	} else {
+		v.floorNs = yesterdayUTC(now).UnixNano()
 	}
-	return !c.WaitBegin.Before(yesterdayUTC(now))
+	return v
+}
+
+func (v visibility) retained(startMs int64) bool { return startMs*1e6 >= v.floorNs }
+
+func (v visibility) stored(startMs, logDateMs int64) bool {
+	return logDateMs*1e6 <= v.nowNs && v.retained(startMs)
 }
 
 // yesterdayUTC is 00:00 UTC of the day before now's UTC day.
@@ -184,49 +204,49 @@ func yesterdayUTC(now time.Time) time.Time {
 // Lookup finds the call with callID in call center ccID, wherever the clock
 // is. The VDN comes from the callId's suffix.
 func (s *Schedule) Lookup(ccID int, callID string) (Call, bool) {
-	sec, vdn, ok := parseScheduledID(callID)
+	sec, vdn, seq, ok := parseScheduledID(callID)
 	if !ok || !s.Scheduled(ccID, vdn) {
 		return Call{}, false
 	}
-	for _, c := range s.second(ccID, vdn, sec, nil) {
-		if c.CallID == callID {
-			return c, true
+	heads := s.heads(ccID, vdn, sec, nil)
+	for i := range heads {
+		if heads[i].seq == seq {
+			return s.call(&heads[i]), true
 		}
 	}
 	return Call{}, false
 }
 
 // parseScheduledID splits "<seconds>-<vdn*1000+seq>".
-func parseScheduledID(id string) (sec int64, vdn int, ok bool) {
+func parseScheduledID(id string) (sec int64, vdn, seq int, ok bool) {
 	if extract.ValidateCallID(id) != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	p, q, _ := strings.Cut(id, "-")
 	sec, err1 := strconv.ParseInt(p, 10, 64)
 	suffix, err2 := strconv.Atoi(q)
 	if err1 != nil || err2 != nil || strconv.Itoa(suffix) != q { // leading zeros are not ours
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return sec, suffix / maxPerSecond, true
+	return sec, suffix / maxPerSecond, suffix % maxPerSecond, true
 }
 
 // maxPerSecond is how many calls one VDN can start in one second: the
 // sequence part of the callId suffix.
 const maxPerSecond = 1000
 
-// each calls fn for the calls of (ccID, vdn) with WaitBegin in [from, to],
-// in order, until fn returns false.
-func (s *Schedule) each(ccID, vdn int, from, to time.Time, fn func(*Call) bool) {
+// eachHead calls fn for the calls of (ccID, vdn) with a start in [from,
+// to], in order, until fn returns false.
+func (s *Schedule) eachHead(ccID, vdn int, from, to time.Time, fn func(*head) bool) {
 	if !s.Scheduled(ccID, vdn) || to.Before(from) {
 		return
 	}
 	lo, hi := from.UnixMilli(), to.UnixMilli()
-	var buf []Call
+	var buf []head
 	for sec := floorDiv(lo, 1000); sec <= floorDiv(hi, 1000); sec++ {
-		buf = s.second(ccID, vdn, sec, buf[:0])
+		buf = s.heads(ccID, vdn, sec, buf[:0])
 		for i := range buf {
-			ms := buf[i].WaitBegin.UnixMilli()
-			if ms < lo || ms > hi {
+			if buf[i].start < lo || buf[i].start > hi {
 				continue
 			}
 			if !fn(&buf[i]) {
@@ -248,6 +268,7 @@ func floorDiv(a, b int64) int64 {
 const (
 	saltSecond = 0x3c6ef372fe94f82b
 	saltCall   = 0xa54ff53a5f1d36f1
+	saltDetail = 0x1f83d9abfb41bd6b
 )
 
 // secondHash is FNV-1a over seed, ccId, vdn and the second, mixed.
@@ -264,9 +285,24 @@ func secondHash(seed int64, ccID, vdn int, sec int64) uint64 {
 	return mix(h ^ saltSecond)
 }
 
-// second appends the calls of (ccID, vdn) starting in second sec, sorted by
-// (WaitBegin, CallID).
-func (s *Schedule) second(ccID, vdn int, sec int64, buf []Call) []Call {
+// head is what decides whether a listing includes a call: its start,
+// direction and lifetime. The rest of the call is drawn from its own hash
+// on demand (Schedule.call), so counting a busy window stays cheap.
+type head struct {
+	ccID, vdn int
+	seq       int    // callId suffix = vdn*1000 + seq
+	h         uint64 // the call's hash
+	start     int64  // waitBegin, epoch ms
+	seconds   int    // duration
+	logDate   int64  // epoch ms
+	inbound   bool
+	answered  bool
+}
+
+// heads appends the calls of (ccID, vdn) starting in second sec, sorted by
+// start, then sequence (the callId order: one VDN's suffixes have one
+// length).
+func (s *Schedule) heads(ccID, vdn int, sec int64, buf []head) []head {
 	h := secondHash(s.seed, ccID, vdn, sec)
 	r := rng{s: h}
 	n := min(poisson(&r, s.lambda), maxPerSecond)
@@ -274,15 +310,19 @@ func (s *Schedule) second(ccID, vdn int, sec int64, buf []Call) []Call {
 		return buf
 	}
 	base := int(r.next() % maxPerSecond)
-	start := len(buf)
+	first := len(buf)
+	minS, maxS := int64(s.cfg.MinDuration/time.Second), int64(s.cfg.MaxDuration/time.Second)
 	for i := range n {
-		ms := r.intn(0, 999)
-		seq := (base + i) % maxPerSecond
-		buf = append(buf, s.makeCall(ccID, vdn, sec, ms, seq, mix(h^(uint64(i+1)*saltCall))))
+		hd := head{ccID: ccID, vdn: vdn, seq: (base + i) % maxPerSecond, h: mix(h ^ (uint64(i+1) * saltCall)),
+			start: sec*1000 + r.intn(0, 999)}
+		cr := rng{s: hd.h}
+		hd.inbound = cr.chance(s.cfg.InboundShare)
+		hd.answered = !cr.chance(s.cfg.AbandonShare)
+		hd.seconds = int(cr.intn(minS, maxS))
+		hd.logDate = hd.start + int64(hd.seconds)*1000 + cr.intn(0, s.cfg.SettleDelay.Milliseconds())
+		buf = append(buf, hd)
 	}
-	slices.SortFunc(buf[start:], func(a, b Call) int {
-		return cmp.Or(a.WaitBegin.Compare(b.WaitBegin), strings.Compare(a.CallID, b.CallID))
-	})
+	slices.SortFunc(buf[first:], func(a, b head) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.seq, b.seq)) })
 	return buf
 }
 
@@ -352,21 +392,19 @@ const (
 	failedOutbound = "0101"
 )
 
-// makeCall draws one call; the order of draws is part of the schedule's
-// stability (schedule.golden pins it).
-func (s *Schedule) makeCall(ccID, vdn int, sec, ms int64, seq int, ch uint64) Call {
-	r := rng{s: ch}
-	c := Call{CCID: ccID, VDN: vdn,
-		CallID: strconv.FormatInt(sec, 10) + "-" + strconv.Itoa(vdn*maxPerSecond+seq)}
-	c.Inbound = r.chance(s.cfg.InboundShare)
-	answered := !r.chance(s.cfg.AbandonShare)
-	minS, maxS := int64(s.cfg.MinDuration/time.Second), int64(s.cfg.MaxDuration/time.Second)
-	total := int(r.intn(minS, maxS))
+// call draws the rest of the call of hd; the order of draws is part of the
+// schedule's stability (schedule.golden pins it).
+func (s *Schedule) call(hd *head) Call {
+	r := rng{s: mix(hd.h ^ saltDetail)}
+	sec := floorDiv(hd.start, 1000)
+	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound,
+		CallID: strconv.FormatInt(sec, 10) + "-" + strconv.Itoa(hd.vdn*maxPerSecond+hd.seq)}
+	answered, total := hd.answered, hd.seconds
 	c.AgentID = int(r.intn(101, 160))
-	c.SkillID = vdn*10 + int(r.intn(1, 4))
+	c.SkillID = hd.vdn*10 + int(r.intn(1, 4))
 	c.IVRDevice = int(r.intn(3001, 3020))
 	customer := phoneNumber(&r)
-	access := accessNumber(vdn)
+	access := accessNumber(hd.vdn)
 	if c.Inbound {
 		c.CallerNo, c.CalleeNo = customer, access
 		c.CallType = inboundCallTypes.pick(&r)
@@ -420,17 +458,19 @@ func (s *Schedule) makeCall(ccID, vdn int, sec, ms int64, seq int, ch uint64) Ca
 			c.Result, c.ResultCode = failedOutbound, nc.resultCode
 		}
 	}
-	start := sec*1000 + ms
-	c.WaitBegin = time.UnixMilli(start).UTC()
+	c.WaitBegin = time.UnixMilli(hd.start).UTC()
 	if c.Outcome == CallAnswered {
 		c.AckBegin = c.WaitBegin.Add(time.Duration(c.IVRSeconds+c.QueueSeconds+c.RingSeconds) * time.Second)
 		c.CallBegin = c.AckBegin
 	}
 	c.CallEnd = c.WaitBegin.Add(time.Duration(total) * time.Second)
-	c.LogDate = c.CallEnd.Add(time.Duration(r.intn(0, s.cfg.SettleDelay.Milliseconds())) * time.Millisecond)
+	c.LogDate = time.UnixMilli(hd.logDate).UTC()
 	return c
 }
 
 // accessNumber is the VDN's access code, the called number of its inbound
 // calls and the calling number of its outbound ones.
-func accessNumber(vdn int) string { return fmt.Sprintf("4008%04d", vdn) }
+func accessNumber(vdn int) string {
+	d := strconv.Itoa(vdn) // 1..5000: at most four digits
+	return "4008" + "0000"[len(d):] + d
+}

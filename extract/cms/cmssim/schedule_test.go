@@ -403,6 +403,22 @@ func BenchmarkScheduleDay(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
-		s.each(1, 25, day, dayEnd, func(*Call) bool { n++; return true })
+		s.eachHead(1, 25, day, dayEnd, func(hd *head) bool { s.call(hd); n++; return true })
+	}
+}
+
+// BenchmarkQueryCallsPageBusy is the server's cost of one querycalls page
+// (100 rows) over a one-hour window of a busy VDN (20 calls/s, about 50,000
+// inbound calls): each page recounts the window.
+func BenchmarkQueryCallsPageBusy(b *testing.B) {
+	cfg := testCalls(newFakeClock(nextDay1))
+	cfg.CallsPerMinute = 1200
+	s := mustSchedule(b, 1, cfg)
+	q := queryCallsRequest{ccID: 1, vdn: 25, begin: day.UnixMilli(), end: day.Add(time.Hour).UnixMilli(), inbound: true, limit: 100, offset: 20000}
+	b.ReportAllocs()
+	for b.Loop() {
+		if page, count := s.listPage(q, nextDay1); len(page) != 100 || count < 40000 {
+			b.Fatalf("page %d count %d", len(page), count)
+		}
 	}
 }
