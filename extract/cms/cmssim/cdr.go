@@ -131,8 +131,10 @@ const (
 	cdrDatasKey = `,"resultDatas":`
 )
 
-// callDetail answers POST querycalldetailbyid.
-func (s *Server) callDetail(w http.ResponseWriter, body []byte) {
+// callDetail answers POST querycalldetailbyid. The shares of Config apply
+// as to querybasiccallinfo, keyed by (ccId, the VDN in the callId, callId):
+// permanent failures, transient faults, then "no data".
+func (s *Server) callDetail(w http.ResponseWriter, r *http.Request, body []byte) {
 	cs := s.calls
 	shape := CDRBodyBoth
 	if cs.sched != nil {
@@ -144,6 +146,22 @@ func (s *Server) callDetail(w http.ResponseWriter, body []byte) {
 		cs.cdrReject.Add(1)
 		s.counts[outBadRequest].Add(1)
 		s.writeJSON(w, http.StatusOK, appendFailure(nil, EnvelopeBoth, codeText{"0100002", string(ip)}))
+		return
+	}
+	_, vdn, _, _ := parseScheduledID(q.callID)
+	key := extract.Key{CCID: q.ccID, VDN: vdn, CallID: q.callID}
+	h := keyHash(s.cfg.Seed, key)
+	switch plan := planFor(s.cfg, h); {
+	case plan.Outcome == OutcomePermanent:
+		s.counts[outPermanent].Add(1)
+		s.writeJSON(w, http.StatusOK, appendFailure(nil, EnvelopeBoth, permanentCode(plan.Code)))
+		return
+	case plan.Fault != "" && cs.faultAttempt("querycalldetailbyid/"+key.String(), s.cfg.TransientAttempts):
+		s.fault(w, r, plan.Fault, h, EnvelopeBoth, key)
+		return
+	case plan.Outcome == OutcomeNoData:
+		s.counts[outNoData].Add(1)
+		s.writeJSON(w, http.StatusOK, []byte(cdrNoData))
 		return
 	}
 	c, ok := Call{}, false

@@ -271,3 +271,44 @@ func TestWithoutSchedule(t *testing.T) {
 		t.Error("Schedule() is not nil")
 	}
 }
+
+// TestCallDetailShares: the permanent, transient and no-data shares of
+// Config apply to CDR requests as to querybasiccallinfo keys.
+func TestCallDetailShares(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		edit func(*Config)
+		// codes of the first, second and third answers for one call
+		codes []string
+		empty bool // the last answer has no data
+	}{
+		{"permanent", func(c *Config) { c.PermanentShare = 1 }, nil, false},
+		{"transient", func(c *Config) {
+			c.TransientShare, c.TransientKinds, c.TransientAttempts = 1, []string{FaultUnknownError}, 2
+		}, []string{"0100999", "0100999", "0100000"}, false},
+		{"no data", func(c *Config) { c.NoDataShare = 1 }, []string{"0100000"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, c := liveServer(t, newFakeClock(nextDay1), tc.edit)
+			call := firstOf(t, s.Schedule(), func(c Call) bool { return c.Inbound })
+			codes := tc.codes
+			if codes == nil { // the plan of the call's key, as querybasiccallinfo would fail
+				codes = []string{PlanFor(s.cfg, call.Key()).Code}
+			}
+			var top map[string]json.RawMessage
+			for i, want := range codes {
+				var code string
+				_, code, top = c.callDetail(t, flatBody(call, true))
+				if code != want {
+					t.Errorf("answer %d: code %s, want %s", i+1, code, want)
+				}
+			}
+			if got := string(top["resultDesc"]) == "{}"; tc.empty != got && codes[len(codes)-1] == "0100000" {
+				t.Errorf("resultDesc %s", top["resultDesc"])
+			}
+		})
+	}
+}

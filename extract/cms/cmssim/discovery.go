@@ -304,8 +304,10 @@ func (s *Schedule) listPage(q queryCallsRequest, now time.Time) (page []Call, co
 	return page, count
 }
 
-// queryCalls answers POST querycalls.
-func (s *Server) queryCalls(w http.ResponseWriter, body []byte) {
+// queryCalls answers POST querycalls. Config.TransientShare applies to its
+// requests (chosen by a hash of the request, failing TransientAttempts
+// times), the other shares do not: they are shares of call keys.
+func (s *Server) queryCalls(w http.ResponseWriter, r *http.Request, body []byte) {
 	cs := s.calls
 	now := cs.now()
 	q, err := parseQueryCalls(body)
@@ -320,6 +322,14 @@ func (s *Server) queryCalls(w http.ResponseWriter, body []byte) {
 		return
 	}
 
+	h := requestHash(s.cfg.Seed, q)
+	if plan := planFor(s.cfg, h); plan.Fault != "" &&
+		cs.faultAttempt(fmt.Sprintf("querycalls/%d/%d/%t/%d/%d/%d/%d", q.ccID, q.vdn, q.inbound, q.begin, q.end, q.limit, q.offset),
+			s.cfg.TransientAttempts) {
+		s.fault(w, r, plan.Fault, h, EnvelopeNew, extract.Key{CCID: q.ccID, VDN: q.vdn, CallID: "1-1"})
+		return
+	}
+
 	var page []Call
 	count := 0
 	if cs.sched != nil {
@@ -328,7 +338,6 @@ func (s *Server) queryCalls(w http.ResponseWriter, body []byte) {
 	reported := count
 	if count > q.limit && cs.sched != nil { // paging faults hit multi-page windows only
 		cfg := &cs.sched.cfg
-		h := requestHash(s.cfg.Seed, q)
 		if len(page) > 0 && unit(mix(h^saltShortPage)) < cfg.ShortPageShare {
 			drop := 1 + int(mix(h^saltShortBy)%uint64(min(3, len(page))))
 			at := int(mix(h^saltShortWhere) % uint64(len(page)-drop+1))

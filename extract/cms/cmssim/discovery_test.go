@@ -338,3 +338,32 @@ func TestQueryCallsGolden(t *testing.T) {
 	}
 	golden(t, "querycalls.golden", out)
 }
+
+// TestQueryCallsTransientFaults: Config.TransientShare hits querycalls
+// pages, each failing TransientAttempts times before it succeeds.
+func TestQueryCallsTransientFaults(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{FaultGenericFailure, FaultServerError, FaultTruncated} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			clock := newFakeClock(nextDay1)
+			s, c := liveServer(t, clock, func(cfg *Config) {
+				cfg.TransientShare, cfg.TransientKinds, cfg.TransientAttempts = 1, []string{kind}, 2
+			})
+			body, err := json.Marshal(with(window(25, day.Add(time.Hour), day.Add(2*time.Hour), true), "limit", 100))
+			must(t, err)
+			for attempt := 1; attempt <= 2; attempt++ {
+				r, err := c.post(t.Context(), PathQueryCalls, body)
+				checkFault(t, kind, r, err)
+			}
+			p := c.queryCalls(t, with(window(25, day.Add(time.Hour), day.Add(2*time.Hour), true), "limit", 100))
+			want := s.Schedule().Listed(1, 25, day.Add(time.Hour), day.Add(2*time.Hour), DirectionIn, clock.Now())
+			if p.Code != "0100000" || p.N != len(want) {
+				t.Errorf("after the faults: %+v", p)
+			}
+			if st := s.Stats(); st.ByOutcome[faultOutcome[kind]] != 2 || st.QueryCalls.Pages != 1 {
+				t.Errorf("stats %v %+v", st.ByOutcome, st.QueryCalls)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package cmssim
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -70,16 +71,29 @@ type callsState struct {
 
 	pages, rows, shortPages, countDrifts, qcRejected           atomic.Int64
 	found, cdrUnknown, notStored, expired, wrongDir, cdrReject atomic.Int64
+
+	attemptsMu sync.Mutex
+	attempts   map[string]int // fault-selected querycalls pages and CDR requests
 }
 
 func newCallsState(cfg Config) *callsState {
-	cs := &callsState{now: time.Now}
+	cs := &callsState{now: time.Now, attempts: map[string]int{}}
 	if cfg.Calls != nil {
 		// Config.Validate has checked cfg.Calls.
 		cs.sched, _ = NewSchedule(cfg.Seed, *cfg.Calls)
 		cs.now = cs.sched.Now
 	}
 	return cs
+}
+
+// faultAttempt counts an attempt of a fault-selected request of the
+// finished-call interfaces and reports whether it still fails (as
+// Server.faultAttempt does for querybasiccallinfo keys).
+func (cs *callsState) faultAttempt(id string, failing int) bool {
+	cs.attemptsMu.Lock()
+	defer cs.attemptsMu.Unlock()
+	cs.attempts[id]++
+	return cs.attempts[id] <= failing
 }
 
 // fill adds the schedule's counters to a Stats snapshot.

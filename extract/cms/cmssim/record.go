@@ -120,6 +120,16 @@ var noDataForms = []string{"empty", "null", "missing"}
 
 type codeText struct{ code, text string }
 
+// permanentCode returns the text of a permanent failure code of a Plan.
+func permanentCode(code string) codeText {
+	for _, c := range permanentCodes {
+		if c.code == code {
+			return c
+		}
+	}
+	return permanentCodes[0]
+}
+
 var (
 	permanentCodes = []codeText{
 		{"0101002", "The queried number does not exist on the UAP."},

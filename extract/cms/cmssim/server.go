@@ -396,10 +396,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 		s.ping(w, body)
 		return
 	case epQueryCalls:
-		s.queryCalls(w, body) // discovery.go
+		s.queryCalls(w, r, body) // discovery.go
 		return
 	case epCallDetail:
-		s.callDetail(w, body) // cdr.go
+		s.callDetail(w, r, body) // cdr.go
 		return
 	}
 	key, err := parseKey(body)
@@ -425,13 +425,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	switch plan.Outcome {
 	case OutcomePermanent:
 		s.counts[outPermanent].Add(1)
-		ct := permanentCodes[0]
-		for _, c := range permanentCodes {
-			if c.code == plan.Code {
-				ct = c
-			}
-		}
-		out = appendFailure(out, env, ct)
+		out = appendFailure(out, env, permanentCode(plan.Code))
 	case OutcomeNoData:
 		s.counts[outNoData].Add(1)
 		out = appendNoDataEnvelope(out, env, plan.NoDataForm)
