@@ -58,8 +58,8 @@ func (f *callFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.generateFor, "generate-for", 0, "stop generating after this long (the server keeps running); 0 = until stopped")
 }
 
-// apply sets cfg.Calls from the parsed flags.
-func (f *callFlags) apply(cfg *cmssim.Config) error {
+// apply sets cfg.Calls from the parsed flags; getenv reads DATABASE_URL.
+func (f *callFlags) apply(cfg *cmssim.Config, getenv func(string) string) error {
 	generating := f.generateCSV != "" || f.enqueue
 	if f.calls.CallsPerMinute == 0 {
 		if generating {
@@ -76,7 +76,7 @@ func (f *callFlags) apply(cfg *cmssim.Config) error {
 		return fmt.Errorf("--tenant-zone: %w", err)
 	}
 	if f.enqueue && f.databaseURL == "" {
-		f.databaseURL = os.Getenv("DATABASE_URL")
+		f.databaseURL = getenv("DATABASE_URL")
 		if f.databaseURL == "" {
 			return errors.New("--enqueue needs --database-url (or DATABASE_URL)")
 		}

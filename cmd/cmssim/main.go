@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if !cfg.TLS && cfg.CertFile != "" {
 		return errors.New("--cert-file needs --tls")
 	}
-	if err := calls.apply(&cfg); err != nil {
+	if err := calls.apply(&cfg, os.Getenv); err != nil {
 		return err
 	}
 
