@@ -140,12 +140,8 @@ func (l *liveValues) str(name, s string) string {
 // key's quirks. false when the key is not a scheduled call or the call is
 // not in progress at t (the server then answers "no data").
 func (s *Schedule) LiveResponse(key extract.Key, t time.Time) (Response, Live, bool) {
-	c, ok := s.Lookup(key.CCID, key.CallID)
-	if !ok || c.VDN != key.VDN {
-		return Response{}, Live{}, false
-	}
-	l, ok := c.LiveAt(t)
-	if !ok {
+	c, l, st := s.liveLookup(key, t)
+	if st != liveInProgress {
 		return Response{}, Live{}, false
 	}
 	h := keyHash(s.seed, key)
