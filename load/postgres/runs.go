@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/load"
 )
 
 // existingKeysChunk bounds the arrays of one ExistingKeys query (a few MB).
@@ -60,32 +61,20 @@ func ExistingKeys(ctx context.Context, db Querier, keys []extract.Key) (map[extr
 	return found, nil
 }
 
-// Failure is one input row a run did not load.
-type Failure struct {
-	Line int64 // input line; 0 when the input has no lines (queue)
-	// Key is stored in the typed key columns when it is valid; Raw holds
-	// ccId, vdn, callId as read (empty when there was no input text).
-	Key        extract.Key
-	Raw        [3]string
-	Outcome    string // "failed" or "rejected"
-	Reason     string
-	ResultCode string // last CC-CMS resultCode, "" if none
-	HTTPStatus int    // last HTTP status, 0 if none
-	Attempts   int
-}
-
 var failureColumns = []string{
 	"run_id", "line", "cc_id", "vdn", "call_id", "raw_cc_id", "raw_vdn", "raw_call_id",
 	"outcome", "reason", "result_code", "http_status", "attempts",
 }
 
-// RecordFailures copies rows into cms.call_failure for run runID.
-func RecordFailures(ctx context.Context, db Querier, runID string, rows []Failure) error {
+// RecordFailures copies rows into cms.call_failure for run runID. Each row
+// is stored as its load.Failure.Clean copy, so no input byte can make
+// PostgreSQL refuse the copy (and roll back the commit it belongs to).
+func RecordFailures(ctx context.Context, db Querier, runID string, rows []load.Failure) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		f := &rows[i]
+		f := rows[i].Clean()
 		var ccID, vdn, callID any
 		if f.Key.Validate() == nil {
 			ccID, vdn, callID = int32(f.Key.CCID), int32(f.Key.VDN), f.Key.CallID

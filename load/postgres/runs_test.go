@@ -9,18 +9,20 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/load"
 	"github.com/cmsetl/cms-etl/load/postgres"
 )
 
 func TestRecordFailures(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
-	failures := []postgres.Failure{
+	failures := []load.Failure{
 		{Line: 12, Key: extract.Key{CCID: 1, VDN: 2, CallID: "1659513159000-1"}, Raw: [3]string{"1", "2", "1659513159000-1"},
 			Outcome: "failed", Reason: "transient: HTTP 503", ResultCode: "0100001", HTTPStatus: 503, Attempts: 5},
 		{Line: 13, Key: extract.Key{VDN: 2, CallID: "x"}, Raw: [3]string{"abc", "2", "x"},
 			Outcome: "rejected", Reason: `ccId "abc": not a number`},
 		{Key: extract.Key{CCID: 3, VDN: 4, CallID: "1-2"}, Outcome: "failed", Reason: "no response", Attempts: 1},
+		{Line: 14, Raw: [3]string{"1\x00", "\xff", "9-9"}, Outcome: "rejected", Reason: "vdn \"\xff\": not an integer\x00"},
 	}
 	if err := postgres.RecordFailures(t.Context(), pool, "run-1", failures); err != nil {
 		t.Fatal(err)
@@ -28,7 +30,7 @@ func TestRecordFailures(t *testing.T) {
 	if err := postgres.RecordFailures(t.Context(), pool, "run-1", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := postgres.RecordFailures(t.Context(), pool, "run-1", []postgres.Failure{{Outcome: "lost"}}); err == nil {
+	if err := postgres.RecordFailures(t.Context(), pool, "run-1", []load.Failure{{Outcome: "lost"}}); err == nil {
 		t.Fatal("an unknown outcome was accepted")
 	}
 
@@ -62,6 +64,8 @@ func TestRecordFailures(t *testing.T) {
 			"rejected", ptr(`ccId "abc": not a number`), nil, nil, 0, true},
 		{"run-1", nil, ptr(int32(3)), ptr(int32(4)), ptr("1-2"), nil, nil, nil,
 			"failed", ptr("no response"), nil, nil, 1, true},
+		{"run-1", ptr(int64(14)), nil, nil, nil, ptr("1"), ptr("\uFFFD"), ptr("9-9"),
+			"rejected", ptr("vdn \"\uFFFD\": not an integer"), nil, nil, 0, true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("call_failure rows:\n got %s\nwant %s", jsonOf(t, got), jsonOf(t, want))

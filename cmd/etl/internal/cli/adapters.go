@@ -18,6 +18,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/queue"
+	"github.com/cmsetl/cms-etl/load"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
 	"github.com/cmsetl/cms-etl/transform"
@@ -137,7 +138,8 @@ func (s *queueSource) Release(ctx context.Context) error {
 func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settlement) error {
 	outs := make([]queue.Outcome, 0, len(settled))
 	for _, st := range settled {
-		o := queue.Outcome{Key: st.Item.Key, Error: st.Reason, ResultCode: st.Result.ResultCode}
+		// Reasons and codes come from the API: stored like failure records.
+		o := queue.Outcome{Key: st.Item.Key, Error: load.CleanText(st.Reason), ResultCode: load.CleanText(st.Result.ResultCode)}
 		if o.ResultCode == "" && st.Result.HTTPStatus != 0 && st.Result.HTTPStatus != 200 {
 			// So `etl requeue --result-code "HTTP 503"` can target transport-level failures.
 			o.ResultCode = fmt.Sprintf("HTTP %d", st.Result.HTTPStatus)
@@ -237,50 +239,43 @@ func (w warehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(c
 	return err
 }
 
+// failureOf is the failure record of a failed or rejected row.
+func failureOf(s job.Settlement) load.Failure {
+	return load.Failure{
+		Line: s.Item.Line, Key: s.Item.Key, Raw: s.Item.Raw, Outcome: string(s.Outcome), Reason: s.Reason,
+		ResultCode: s.Result.ResultCode, HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
+	}
+}
+
 // rejectsLog writes failed and rejected rows to DIR/_rejects/<run>.csv.
 type rejectsLog struct{ w *rejects.Writer }
 
-func (r rejectsLog) Add(s job.Settlement) error {
-	e := rejects.Entry{
-		Line: s.Item.Line, Key: s.Item.Key,
-		Outcome: string(s.Outcome), Reason: s.Reason, ResultCode: s.Result.ResultCode,
-		HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
+func (r rejectsLog) Record(_ context.Context, _ pgx.Tx, failed []job.Settlement) error {
+	for _, s := range failed {
+		if err := r.w.Add(failureOf(s)); err != nil {
+			return err
+		}
 	}
-	if s.Item.Err != nil {
-		// The key did not parse: the cells as read are all there is.
-		e.RawCCID, e.RawVDN, e.RawCallID = s.Item.Raw[0], s.Item.Raw[1], s.Item.Raw[2]
-	}
-	return r.w.Add(e)
+	return r.w.Flush()
 }
-
-func (r rejectsLog) Flush(context.Context, pgx.Tx) error { return r.w.Flush() }
 
 // dbFailureLog writes failed and rejected rows of CSV runs to cms.call_failure.
 type dbFailureLog struct {
 	db    *pgxpool.Pool
 	runID string
-	buf   []postgres.Failure
 }
 
-func (d *dbFailureLog) Add(s job.Settlement) error {
-	d.buf = append(d.buf, postgres.Failure{
-		Line: s.Item.Line, Key: s.Item.Key, Raw: s.Item.Raw, Outcome: string(s.Outcome), Reason: s.Reason,
-		ResultCode: s.Result.ResultCode, HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
-	})
-	return nil
-}
-
-func (d *dbFailureLog) Flush(ctx context.Context, tx pgx.Tx) error {
-	if len(d.buf) == 0 {
+func (d *dbFailureLog) Record(ctx context.Context, tx pgx.Tx, failed []job.Settlement) error {
+	if len(failed) == 0 {
 		return nil
+	}
+	rows := make([]load.Failure, len(failed))
+	for i, s := range failed {
+		rows[i] = failureOf(s)
 	}
 	var db postgres.Querier = d.db
 	if tx != nil {
 		db = tx
 	}
-	if err := postgres.RecordFailures(ctx, db, d.runID, d.buf); err != nil {
-		return err
-	}
-	d.buf = d.buf[:0]
-	return nil
+	return postgres.RecordFailures(ctx, db, d.runID, rows)
 }

@@ -263,7 +263,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			j.Failures = append(j.Failures, rejectsLog{rej})
 		}
 		if c.Postgres() {
-			j.Failures = append(j.Failures, &dbFailureLog{db: w.db, runID: c.RunID})
+			j.TxFailures = append(j.TxFailures, &dbFailureLog{db: w.db, runID: c.RunID})
 		}
 	} else {
 		qs, err := newQueueSource(c, w.db, log)

@@ -64,12 +64,11 @@ type WarehouseSink interface {
 	Commit(ctx context.Context, rows []transform.Row, inTx func(ctx context.Context, tx pgx.Tx) error) error
 }
 
-// FailureLog records failed and rejected rows (the rejects CSV, cms.call_failure).
-// Add buffers; Flush makes them durable and is called at every commit, inside
-// the warehouse transaction when tx is non-nil and the log lives there.
+// FailureLog records failed and rejected rows (the rejects CSV,
+// cms.call_failure). Record is called at every commit with the batch's
+// failed and rejected rows (possibly none) and makes them durable.
 type FailureLog interface {
-	Add(s Settlement) error
-	Flush(ctx context.Context, tx pgx.Tx) error
+	Record(ctx context.Context, tx pgx.Tx, failed []Settlement) error
 }
 
 // Skipper says which outputs already hold a key, so reruns do not query it
@@ -100,8 +99,13 @@ type Job struct {
 	Counters  *pool.Counters
 	Parquet   ParquetSink   // nil when not an output
 	Warehouse WarehouseSink // nil when not an output
-	Failures  []FailureLog
-	Skip      Skipper // nil: query everything
+	// Failures are recorded once per commit, before the warehouse
+	// transaction, with a nil tx (files).
+	Failures []FailureLog
+	// TxFailures are recorded inside the warehouse transaction (tables of
+	// the warehouse), again whenever that transaction is retried.
+	TxFailures []FailureLog
+	Skip       Skipper // nil: query everything
 
 	// CommitRows and CommitInterval bound the work a crash can repeat: the
 	// job commits when either is reached.
@@ -644,23 +648,24 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 		}
 		*files += len(info.Files)
 	}
+	var failed []Settlement
 	for _, s := range settled {
-		if s.Outcome != Failed && s.Outcome != Rejected {
-			continue
+		if s.Outcome == Failed || s.Outcome == Rejected {
+			failed = append(failed, s)
 		}
-		for _, f := range j.Failures {
-			if err := f.Add(s); err != nil {
-				return fmt.Errorf("record failure: %w", err)
-			}
+	}
+	for _, f := range j.Failures {
+		if err := f.Record(ctx, nil, failed); err != nil {
+			return fmt.Errorf("record failures: %w", err)
 		}
 	}
 	// The queue and the warehouse share one database (DATABASE_URL).
 	ackInTx := j.Ack != nil && j.Warehouse != nil
 	if j.Warehouse != nil {
 		err := j.Warehouse.Commit(ctx, whRows, func(ctx context.Context, tx pgx.Tx) error {
-			for _, f := range j.Failures {
-				if err := f.Flush(ctx, tx); err != nil {
-					return fmt.Errorf("flush failures: %w", err)
+			for _, f := range j.TxFailures {
+				if err := f.Record(ctx, tx, failed); err != nil {
+					return fmt.Errorf("record failures: %w", err)
 				}
 			}
 			if ackInTx {
@@ -672,9 +677,9 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 			return fmt.Errorf("commit warehouse: %w", err)
 		}
 	} else {
-		for _, f := range j.Failures {
-			if err := f.Flush(ctx, nil); err != nil {
-				return fmt.Errorf("flush failures: %w", err)
+		for _, f := range j.TxFailures {
+			if err := f.Record(ctx, nil, failed); err != nil {
+				return fmt.Errorf("record failures: %w", err)
 			}
 		}
 	}

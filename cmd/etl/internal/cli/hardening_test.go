@@ -1,0 +1,116 @@
+package cli
+
+// Regression tests of issue 9: faults found by hostile testing.
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+)
+
+// serverLogClean fails when the PostgreSQL server logged a line of the
+// test's database containing any of words.
+func serverLogClean(t *testing.T, url string, words ...string) {
+	t.Helper()
+	lines, ok := pgtest.ServerLog(t, url)
+	if !ok {
+		t.Logf("server log not available (external server): only exit codes and queue states checked")
+		return
+	}
+	for _, l := range lines {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				t.Errorf("server log: %s", l)
+			}
+		}
+	}
+}
+
+// Issue 9, defects 2 and 7: a NUL or an invalid UTF-8 byte in a rejected
+// row's cells made PostgreSQL refuse cms.call_failure and roll back the
+// whole commit on every rerun; the rejects CSV stored the same bytes and
+// formula-like cells unescaped.
+func TestPoisonedRowsAreRejectedAndRecordedClean(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{})
+	long := strings.Repeat("7", 5000)
+	in, keys := h.writeCSV("calls.csv", 50,
+		"1,1,1763856000000-\x00",       // line 52: NUL
+		"1,\xff\xfe,1763856000000-2",   // line 53: invalid UTF-8
+		"=cmd|' /C calc'!A0,1,17638-3", // line 54: a formula
+		"1,1,"+long,                    // line 55: a long cell
+		"-5,1,1763856000000-4",         // line 56: a negative number
+	)
+	out := filepath.Join(h.dir, "lake")
+	args := h.args(in, out, "--rate", "0", "--database-url", url)
+	args[4] = "parquet:" + out + ",postgres"
+	o := h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitPartial || o.outcome("loaded") != int64(len(keys)) || o.outcome("rejected") != 5 {
+		t.Fatalf("exit %d, outcomes %v: want exit 3, %d loaded and 5 rejected; stderr:\n%s", o.code, o.summary["outcomes"], len(keys), tail(o.stderr, 3000))
+	}
+
+	rows, err := db.Query(t.Context(), `SELECT line, coalesce(raw_cc_id, ''), coalesce(raw_vdn, ''), coalesce(raw_call_id, ''), reason
+		FROM cms.call_failure ORDER BY line`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored [][]string
+	for rows.Next() {
+		var line int64
+		var cc, vdn, callID, reason string
+		if err := rows.Scan(&line, &cc, &vdn, &callID, &reason); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, []string{fmt.Sprint(line), cc, vdn, callID, reason})
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	wantLines := []string{"52", "53", "54", "55", "56"}
+	if len(stored) != len(wantLines) {
+		t.Fatalf("cms.call_failure rows %q, want lines %v", stored, wantLines)
+	}
+	for i, r := range stored {
+		if r[0] != wantLines[i] {
+			t.Errorf("cms.call_failure row %d is line %s, want %s", i, r[0], wantLines[i])
+		}
+	}
+	if got := stored[0][3]; got != "1763856000000-" {
+		t.Errorf("NUL not removed: raw_call_id %q", got)
+	}
+	if got := stored[1][2]; got != "\uFFFD" {
+		t.Errorf("invalid UTF-8 not replaced: raw_vdn %q", got)
+	}
+	if got := stored[3][3]; len(got) >= len(long) || !strings.Contains(got, "truncated") {
+		t.Errorf("long cell stored as %d bytes (%.40q...), want it truncated with a marker", len(got), got)
+	}
+
+	rej := readRejects(t, filepath.Join(out, "_rejects"))
+	if len(rej) != 5 {
+		t.Fatalf("rejects CSV rows %d, want 5", len(rej))
+	}
+	for _, r := range rej {
+		for col, v := range r {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				t.Errorf("rejects CSV line %s %s holds NUL or invalid UTF-8: %q", r["line"], col, v)
+			}
+		}
+	}
+	byLine := map[string]map[string]string{}
+	for _, r := range rej {
+		byLine[r["line"]] = r
+	}
+	if got := byLine["54"]["cc_id"]; got != "'=cmd|' /C calc'!A0" {
+		t.Errorf("formula cell written as %q, want it prefixed with a quote", got)
+	}
+	if got := byLine["56"]["cc_id"]; got != "-5" {
+		t.Errorf("a negative number written as %q, want it as is", got)
+	}
+}
