@@ -4,6 +4,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,6 +92,9 @@ func TestPoisonedRowsAreRejectedAndRecordedClean(t *testing.T) {
 	if got := stored[3][3]; len(got) >= len(long) || !strings.Contains(got, "truncated") {
 		t.Errorf("long cell stored as %d bytes (%.40q...), want it truncated with a marker", len(got), got)
 	}
+	if got := stored[3][4]; len(got) > 200 {
+		t.Errorf("the reason quotes the whole value: %d bytes", len(got))
+	}
 
 	rej := readRejects(t, filepath.Join(out, "_rejects"))
 	if len(rej) != 5 {
@@ -112,5 +116,25 @@ func TestPoisonedRowsAreRejectedAndRecordedClean(t *testing.T) {
 	}
 	if got := byLine["56"]["cc_id"]; got != "-5" {
 		t.Errorf("a negative number written as %q, want it as is", got)
+	}
+}
+
+// Issue 9, defect 4: a file with CR-only line ends was one huge line, and the
+// run exited 2 with the whole file inside one log line.
+func TestCROnlyInputExits2WithAShortMessage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, cmssim.Config{})
+	var b strings.Builder
+	b.WriteString("ccId,vdn,callId\r")
+	for i := range 50000 {
+		fmt.Fprintf(&b, "1,1,1763856000000-%d\r", i)
+	}
+	in := filepath.Join(h.dir, "mac.csv")
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := h.run(h.args(in, filepath.Join(h.dir, "lake"))...)
+	if o.code != ExitUsage || !strings.Contains(o.stderr, "line endings are CR only") || len(o.stderr) > 2000 {
+		t.Fatalf("exit %d, %d bytes of stderr: %.500s; want exit 2 and a short message naming CR-only line endings", o.code, len(o.stderr), o.stderr)
 	}
 }
