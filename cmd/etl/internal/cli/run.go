@@ -18,6 +18,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
@@ -93,6 +94,7 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 	w.job.ProgressEvery = 10 * time.Second
 	res := w.job.Run(ctx)
 	prog.finish()
+	w.closeQueue(ctx, log)
 
 	sum := summarize(c, w, res)
 	code := sum.ExitCode
@@ -124,23 +126,34 @@ type wiring struct {
 	csv     *csvsource.Reader
 	pq      *parquet.Sink
 	rej     *rejects.Writer
-	queue   *queueSource
+	queue   *queue.Consumer
 	done    *extract.DigestSet // keys the Parquet output already holds
-	stopExt context.CancelFunc
 	size    func() (done, total int64)
 }
 
+// closeQueue stops renewing leases and hands back the queue rows the run
+// claimed and did not commit, at once rather than at lease expiry.
+func (w *wiring) closeQueue(ctx context.Context, log zerolog.Logger) {
+	if w.queue == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	n, err := w.queue.Close(rctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not hand back claimed queue rows; they become claimable when their lease runs out")
+		return
+	}
+	if n > 0 {
+		log.Info().Int64("rows", n).Msg("handed back queue rows this run claimed but did not finish; the next run takes them")
+	}
+}
+
+// releaseTimeout bounds handing back queue rows at the end of a run.
+const releaseTimeout = 10 * time.Second
+
 func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
-	if w.stopExt != nil {
-		w.stopExt()
-	}
-	if w.queue != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		if err := w.queue.Release(rctx); err != nil {
-			log.Warn().Err(err).Msg("hand back claimed queue rows; they become claimable when their lease runs out")
-		}
-		cancel()
-	}
+	w.closeQueue(ctx, log)
 	if w.pq != nil {
 		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
 			log.Error().Err(err).Msg("close parquet output")
@@ -266,16 +279,13 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			j.TxFailures = append(j.TxFailures, &dbFailureLog{db: w.db, runID: c.RunID})
 		}
 	} else {
-		qs, err := newQueueSource(c, w.db, log)
+		qs, err := newQueueSource(ctx, c, w.db, log)
 		if err != nil {
 			return w, err
 		}
-		w.queue = qs
+		w.queue = qs.c
 		j.Source = qs
 		j.Ack = qs
-		extCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		w.stopExt = cancel
-		go qs.extendLeases(extCtx)
 	}
 	return w, nil
 }

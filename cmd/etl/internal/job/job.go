@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,13 @@ type Settlement struct {
 }
 
 // Acknowledger is implemented by sources that must hear how rows ended (the
-// queue). Settle runs inside the warehouse transaction when tx is non-nil.
+// queue). Settle runs inside the warehouse transaction when tx is non-nil,
+// else as a statement of its own; once that transaction or statement has
+// ended, Settled says whether it committed (a failed one may be retried, with
+// a new Settle).
 type Acknowledger interface {
 	Settle(ctx context.Context, tx pgx.Tx, s []Settlement) error
+	Settled(s []Settlement, committed bool)
 }
 
 // ParquetSink is the Parquet output.
@@ -631,10 +636,12 @@ func failureReason(r cms.Result) string {
 	return r.Class.String() + ": " + msg
 }
 
-// commit makes one batch durable in order: Parquet files, failure logs and,
-// in one transaction, warehouse rows with the queue's acknowledgement.
-// Without a warehouse the queue is acknowledged last, after the Parquet
-// files have the rows.
+// commit makes one batch durable in order: Parquet files, failure files
+// and, in one transaction, warehouse rows, failures recorded in the
+// warehouse and the queue's acknowledgement (see commitDB). Without a
+// warehouse the queue is acknowledged last, after the Parquet files have the
+// rows. Only the database part is retried, on deadlocks and serialization
+// failures (isConflict).
 func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, files *int) error {
 	if j.Parquet != nil {
 		if len(pqRows) > 0 {
@@ -654,13 +661,52 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 			failed = append(failed, s)
 		}
 	}
-	for _, f := range j.Failures {
+	logs := j.Failures
+	if j.Warehouse == nil {
+		logs = append(logs[:len(logs):len(logs)], j.TxFailures...) // no transaction to be inside
+	}
+	for _, f := range logs {
 		if err := f.Record(ctx, nil, failed); err != nil {
 			return fmt.Errorf("record failures: %w", err)
 		}
 	}
-	// The queue and the warehouse share one database (DATABASE_URL).
-	ackInTx := j.Ack != nil && j.Warehouse != nil
+	for attempt := 1; ; attempt++ {
+		err := j.commitDB(ctx, whRows, settled, failed)
+		if err == nil || attempt == commitAttempts || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+		// The transaction was rolled back whole; it holds nothing that
+		// cannot simply run again.
+		j.Logger.Warn().Err(err).Int("attempt", attempt).Msg("commit conflicted with another transaction; retrying it")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.N(2<<attempt)) * 25 * time.Millisecond):
+		}
+	}
+}
+
+// commitAttempts is how many times commitDB runs for one batch when it
+// meets deadlocks or serialization failures.
+const commitAttempts = 4
+
+// isConflict reports a deadlock or serialization failure (SQLSTATE 40P01,
+// 40001): PostgreSQL rolled the transaction back, and running it again is
+// the documented remedy. Other errors are not retried: a connection lost
+// during COMMIT leaves its outcome unknown.
+func isConflict(err error) bool {
+	var st interface{ SQLState() string }
+	if !errors.As(err, &st) {
+		return false
+	}
+	return st.SQLState() == "40P01" || st.SQLState() == "40001"
+}
+
+// commitDB makes the database part of a batch durable: in one warehouse
+// transaction the rows, the failures recorded in the warehouse and the
+// queue's acknowledgement; without a warehouse the acknowledgement alone
+// (the queue and the warehouse share one database, DATABASE_URL).
+func (j *Job) commitDB(ctx context.Context, whRows []transform.Row, settled, failed []Settlement) error {
 	if j.Warehouse != nil {
 		err := j.Warehouse.Commit(ctx, whRows, func(ctx context.Context, tx pgx.Tx) error {
 			for _, f := range j.TxFailures {
@@ -668,23 +714,23 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 					return fmt.Errorf("record failures: %w", err)
 				}
 			}
-			if ackInTx {
+			if j.Ack != nil {
 				return j.Ack.Settle(ctx, tx, settled)
 			}
 			return nil
 		})
+		if j.Ack != nil {
+			j.Ack.Settled(settled, err == nil)
+		}
 		if err != nil {
 			return fmt.Errorf("commit warehouse: %w", err)
 		}
-	} else {
-		for _, f := range j.TxFailures {
-			if err := f.Record(ctx, nil, failed); err != nil {
-				return fmt.Errorf("record failures: %w", err)
-			}
-		}
+		return nil
 	}
-	if j.Ack != nil && !ackInTx {
-		if err := j.Ack.Settle(ctx, nil, settled); err != nil {
+	if j.Ack != nil {
+		err := j.Ack.Settle(ctx, nil, settled)
+		j.Ack.Settled(settled, err == nil)
+		if err != nil {
 			return fmt.Errorf("acknowledge queue rows: %w", err)
 		}
 	}
