@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -120,7 +121,7 @@ func (c *Config) registerRun(fs *flag.FlagSet) {
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down); -1 = never")
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+job.DefaultCommitAllowance.String()+" more")
 	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")
 	fs.StringVar(&c.MetricsFile, "metrics-file", "", "write Prometheus text-format metrics here at the end (atomically), for node_exporter's textfile collector")

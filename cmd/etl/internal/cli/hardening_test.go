@@ -3,14 +3,18 @@ package cli
 // Regression tests of issue 9: faults found by hostile testing.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
 	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
 )
@@ -179,4 +183,74 @@ func TestCROnlyInputExits2WithAShortMessage(t *testing.T) {
 	if o.code != ExitUsage || !strings.Contains(o.stderr, "line endings are CR only") || len(o.stderr) > 2000 {
 		t.Fatalf("exit %d, %d bytes of stderr: %.500s; want exit 2 and a short message naming CR-only line endings", o.code, len(o.stderr), o.stderr)
 	}
+}
+
+// Issue 9, defect 6: with another session holding a lock on cms.call_info,
+// a run told to stop with --grace 3s exited 34.6 s later: the bound was the
+// 2-minute commit timeout, longer than systemd's stop timeout. The last
+// commit gets --grace plus the commit allowance; what it could not commit
+// is left for the next run, the queue rows handed back at once.
+func TestSIGTERMWithABlockedCommitExitsWithinTheBound(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{Latency: 10 * time.Millisecond})
+	in, keys := h.writeCSV("calls.csv", 3000)
+	enqueueCSV(t, url, in)
+	const grace = time.Second
+	cmd, stderr := h.subprocess(queueArgs(h, url, "--rate", "200", "--grace", grace.String(), "--run-id", "stopped")...)
+	waitFor(t, func() bool { return count(t, db, "SELECT count(*) FROM cms.call_info") >= 50 })
+
+	lock, err := db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.WithoutCancel(t.Context()))
+	if _, err := lock.Exec(t.Context(), "LOCK TABLE cms.call_info IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return count(t, db, "SELECT count(*) FROM pg_locks WHERE relation = 'cms.call_info'::regclass AND NOT granted") > 0
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	bound := grace + job.DefaultCommitAllowance + 8*time.Second // + handing rows back, the run record, a slow machine
+	select {
+	case <-exited:
+	case <-time.After(bound + 20*time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	took := time.Since(signalled)
+	t.Logf("exited %s after SIGTERM", took.Round(time.Millisecond))
+	o := parseRun(t, cmd.ProcessState.ExitCode(), stderr.String())
+	if took > bound {
+		t.Fatalf("exited %s after SIGTERM, want within %s; stderr:\n%s", took.Round(time.Millisecond), bound, tail(stderr.String(), 3000))
+	}
+	checkAccounting(t, o)
+	if o.code != ExitAborted || !strings.Contains(fmt.Sprint(o.summary["error"]), "commit cut off") {
+		t.Fatalf("exit %d, error %v; want exit 1 and the cut-off commit reported", o.code, o.summary["error"])
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'running'"); n != 0 {
+		t.Errorf("%d queue rows still running: the run did not hand them back", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'pending' AND attempts > 0"); n != 0 {
+		t.Errorf("%d rows handed back with their claim counted", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.etl_run WHERE id = 'stopped' AND status = 'aborted' AND finished_at IS NOT NULL"); n != 1 {
+		t.Errorf("the run's cms.etl_run row is not finished as aborted")
+	}
+
+	if err := lock.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rerun := h.run(queueArgs(h, url, "--rate", "0")...)
+	checkAccounting(t, rerun)
+	if rerun.code != ExitOK {
+		t.Fatalf("rerun exit %d:\n%s", rerun.code, tail(rerun.stderr, 3000))
+	}
+	checkQueueSettled(t, db, int64(len(keys)))
 }

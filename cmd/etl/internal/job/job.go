@@ -127,6 +127,12 @@ type Job struct {
 	// CommitTimeout bounds one commit, so a hung database cannot hold the
 	// output (and its lock) forever. Default 2 minutes.
 	CommitTimeout time.Duration
+	// CommitAllowance bounds the commits after an interrupt: whatever is
+	// still committing Grace + CommitAllowance after the signal is cut off
+	// and left for the next run, so a blocked database cannot keep a
+	// stopping run alive past a service manager's stop timeout. Default
+	// DefaultCommitAllowance.
+	CommitAllowance time.Duration
 	// OnProgress is called after each commit and every ProgressEvery (may be
 	// nil), from the collector or the committer goroutine, never at once.
 	OnProgress    func(Progress)
@@ -154,6 +160,13 @@ type Result struct {
 // errInterrupted marks a stop requested by the operator.
 var errInterrupted = errors.New("interrupted")
 
+// DefaultCommitAllowance is Job.CommitAllowance's default: after an
+// interrupt, commits may run until --grace plus this.
+const DefaultCommitAllowance = 15 * time.Second
+
+// errCommitCut marks a commit cut off by the bound after an interrupt.
+var errCommitCut = errors.New("commit cut off")
+
 // Run processes the source to its end or until ctx is cancelled (an
 // interrupt): then it stops reading, lets in-flight requests finish within
 // Grace, commits what is done and returns.
@@ -171,6 +184,9 @@ func (j *Job) Run(ctx context.Context) Result {
 	}
 	if j.CommitTimeout <= 0 {
 		j.CommitTimeout = 2 * time.Minute
+	}
+	if j.CommitAllowance <= 0 {
+		j.CommitAllowance = DefaultCommitAllowance
 	}
 	conc := j.Pool.Concurrency
 	if conc <= 0 {
@@ -205,6 +221,25 @@ func (j *Job) Run(ctx context.Context) Result {
 	}()
 	abort := func(err error) { stop(err); cancelReq(err) }
 
+	// commitCtx is not cancelled by an interrupt, so the work done commits;
+	// but only until Grace + CommitAllowance after it.
+	commitCtx, cutCommits := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cutCommits(nil)
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(j.Grace + j.CommitAllowance)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			cutCommits(fmt.Errorf("%w: --grace %s plus %s for committing ran out after the interrupt", errCommitCut, j.Grace, j.CommitAllowance))
+		}
+	}()
+
 	work := make(chan Item, 2*conc)
 	direct := make(chan Settlement, 2*conc)
 	results := make(chan pool.Done[Item], 2*conc)
@@ -235,7 +270,7 @@ func (j *Job) Run(ctx context.Context) Result {
 	}()
 	go func() {
 		defer wg.Done()
-		collRes, sinkErr = j.collect(ctx, results, direct, abort)
+		collRes, sinkErr = j.collect(commitCtx, results, direct, abort)
 	}()
 	wg.Wait()
 	close(finished)
@@ -245,7 +280,10 @@ func (j *Job) Run(ctx context.Context) Result {
 	res.Files = collRes.files
 	res.Problems = collRes.problems
 	res.Unknown = j.unknown.list()
+	res.Interrupted = ctx.Err() != nil
 	switch {
+	case sinkErr != nil && errors.Is(sinkErr, errCommitCut):
+		res.Err = fmt.Errorf("%w; %d rows left for the next run", sinkErr, res.Counts[Unprocessed])
 	case sinkErr != nil:
 		res.Err = sinkErr
 	case poolErr != nil:
@@ -253,7 +291,6 @@ func (j *Job) Run(ctx context.Context) Result {
 	case srcErr != nil:
 		res.Err = srcErr
 	case ctx.Err() != nil:
-		res.Interrupted = true
 		res.Err = fmt.Errorf("%w: stopped reading; %d rows left for the next run", errInterrupted, res.Counts[Unprocessed])
 	}
 	return res
@@ -395,7 +432,7 @@ func (b *batch) reset() {
 // batch commits while the next one fills.
 type committer struct {
 	j        *Job
-	ctx      context.Context // not cancelled by an interrupt: commits complete
+	ctx      context.Context // cancelled only Grace + CommitAllowance after an interrupt
 	abort    func(error)
 	batches  chan *batch
 	free     chan *batch
@@ -409,7 +446,7 @@ type committer struct {
 
 func (j *Job) startCommitter(ctx context.Context, abort func(error)) *committer {
 	c := &committer{
-		j: j, ctx: context.WithoutCancel(ctx), abort: abort,
+		j: j, ctx: ctx, abort: abort,
 		batches:  make(chan *batch),
 		free:     make(chan *batch, 2),
 		finished: make(chan struct{}),
@@ -437,6 +474,9 @@ func (c *committer) commit(b *batch) {
 	cctx, cancel := context.WithTimeout(c.ctx, c.j.CommitTimeout)
 	err := c.j.commit(cctx, b.pqRows, b.whRows, b.settled, &files)
 	cancel()
+	if cause := context.Cause(c.ctx); err != nil && errors.Is(cause, errCommitCut) {
+		err = fmt.Errorf("%w (%v)", cause, err)
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.err = err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -356,5 +357,46 @@ func TestConflictingCommitIsRetried(t *testing.T) {
 				t.Errorf("counts %v; want the 5 rows unprocessed", res.Counts)
 			}
 		})
+	}
+}
+
+// blockedWarehouse holds every commit until its context ends, like a
+// database where another session holds a lock on the table.
+type blockedWarehouse struct{ started chan struct{} }
+
+func (w *blockedWarehouse) Commit(ctx context.Context, _ []transform.Row, _ func(context.Context, pgx.Tx) error) error {
+	select {
+	case w.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Issue 9, defect 6: after an interrupt a blocked commit held the run for
+// the whole CommitTimeout. It gets Grace + CommitAllowance, then the rows
+// are left for the next run.
+func TestInterruptBoundsTheLastCommit(t *testing.T) {
+	t.Parallel()
+	j, _ := newJob(&listSource{keys: keys(30)}, &okClient{})
+	wh := &blockedWarehouse{started: make(chan struct{}, 1)}
+	j.Warehouse, j.CommitRows = wh, 10
+	j.Grace, j.CommitAllowance = 100*time.Millisecond, 300*time.Millisecond
+	ctx, interrupt := context.WithCancel(t.Context())
+	go func() {
+		<-wh.started
+		interrupt()
+	}()
+	start := time.Now()
+	res := j.Run(ctx)
+	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Errorf("the run took %s after a blocked commit; want about Grace + CommitAllowance", took)
+	}
+	if !res.Interrupted || !errors.Is(res.Err, errCommitCut) || !strings.Contains(res.Err.Error(), "rows left for the next run") {
+		t.Errorf("result interrupted=%v err=%v; want an interrupted run whose commit was cut off", res.Interrupted, res.Err)
+	}
+	if res.Counts[Loaded] != 0 || res.Counts.Total() != j.Read() {
+		t.Errorf("counts %v, read %d: want nothing loaded and every row accounted for", res.Counts, j.Read())
 	}
 }
