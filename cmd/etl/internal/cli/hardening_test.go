@@ -14,8 +14,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
 )
 
@@ -253,4 +256,66 @@ func TestSIGTERMWithABlockedCommitExitsWithinTheBound(t *testing.T) {
 		t.Fatalf("rerun exit %d:\n%s", rerun.code, tail(rerun.stderr, 3000))
 	}
 	checkQueueSettled(t, db, int64(len(keys)))
+}
+
+// Issue 9, defect 5: cms.etl_run rows of runs killed with -9 stayed
+// 'running' forever. Every run with a database (here a queue run writing
+// Parquet) marks the rows of runs that are provably gone as abandoned, and
+// leaves the rows of live runs alone.
+func TestGoneRunsAreMarkedAbandoned(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{Latency: 20 * time.Millisecond})
+	in, _ := h.writeCSV("calls.csv", 400)
+	args := h.args(in, filepath.Join(h.dir, "lake"), "--rate", "20", "--database-url", url, "--run-id", "killed")
+	args[4] = "postgres"
+	cmd, stderr := h.subprocess(args...)
+	waitFor(t, func() bool { return count(t, db, "SELECT count(*) FROM cms.call_info") >= 5 })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if n := count(t, db, "SELECT count(*) FROM cms.etl_run WHERE id = 'killed' AND status = 'running'"); n != 1 {
+		t.Fatalf("the killed run's row is not running: %s", tail(stderr.String(), 2000))
+	}
+
+	// A live run elsewhere: its lock is held, its row says running.
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive, err := postgres.LockRun(t.Context(), cfg, "alive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alive.Release(context.WithoutCancel(t.Context()))
+	if err := postgres.StartRun(t.Context(), db, postgres.RunRecord{ID: "alive", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	next := queueArgs(h, url, "--run-id", "next")
+	next[4] = "parquet:" + filepath.Join(h.dir, "queue-lake") // the database holds only the queue
+	o := h.run(next...)
+	if o.code != ExitOK {
+		t.Fatalf("queue run exit %d:\n%s", o.code, tail(o.stderr, 3000))
+	}
+	states := map[string]string{}
+	rows, err := db.Query(t.Context(), "SELECT id, status || CASE WHEN finished_at IS NULL THEN '' ELSE ',finished' END FROM cms.etl_run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			t.Fatal(err)
+		}
+		states[id] = st
+	}
+	want := map[string]string{"killed": "abandoned,finished", "alive": "running", "next": "succeeded,finished"}
+	if fmt.Sprint(states) != fmt.Sprint(want) {
+		t.Errorf("cms.etl_run: %v, want %v", states, want)
+	}
+	if !strings.Contains(o.stderr, `"abandoned_run":"killed"`) {
+		t.Errorf("the run did not log the abandoned run:\n%s", tail(o.stderr, 2000))
+	}
 }

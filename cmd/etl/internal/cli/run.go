@@ -81,10 +81,16 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 
 	started := time.Now()
 	if w.db != nil {
-		if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+		lock, err := startRunRecord(ctx, c, w, started, log)
+		if err != nil {
 			log.Error().Err(err).Msg("record run start")
 			return ExitAborted
 		}
+		defer func() {
+			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+				log.Warn().Err(err).Msg("release the run's lock")
+			}
+		}()
 	}
 	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
@@ -106,15 +112,41 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 		}
 	}
 	if w.db != nil {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 		defer cancel()
 		rec := w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)
 		rec.Summary = sum.JSON()
 		if err := postgres.FinishRun(fctx, w.db, rec); err != nil {
-			log.Error().Err(err).Msg("record run end")
+			log.Error().Err(err).Msg("record run end (the run's row stays running until a later run marks it abandoned)")
 		}
 	}
 	return code
+}
+
+// finishTimeout bounds the retries of the run's final record.
+const finishTimeout = 15 * time.Second
+
+// startRunRecord takes the run's liveness lock, marks the rows of runs that
+// are gone as abandoned, and records this run as running. The lock is held
+// until the returned RunLock is released, after the run's final record.
+func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time, log zerolog.Logger) (*postgres.RunLock, error) {
+	lock, err := postgres.LockRun(ctx, w.db.Config().ConnConfig.Copy(), c.RunID)
+	if err != nil {
+		return nil, err
+	}
+	gone, err := postgres.AbandonGoneRuns(ctx, w.db)
+	for _, r := range gone {
+		log.Warn().Str("abandoned_run", r.ID).Str("host", r.Host).Time("started_at", r.StartedAt).
+			Msg("a run that died without finishing is marked abandoned in cms.etl_run")
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("could not check for abandoned runs; the next run will")
+	}
+	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+		_ = lock.Release(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return lock, nil
 }
 
 // wiring holds what a run opened, to close it at the end.
