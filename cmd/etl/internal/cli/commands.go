@@ -33,6 +33,7 @@ func cmdPing(ctx context.Context, args []string, env Env) int {
 		return exitFor(err, env)
 	}
 	log := NewLogger(&c, env)
+	c.logWarnings(log)
 	client, err := newClient(&c, log, nil, nil)
 	if err != nil {
 		return exitFor(err, env)
@@ -60,6 +61,7 @@ func cmdMigrate(ctx context.Context, args []string, env Env) error {
 	if err := c.requireDB(""); err != nil {
 		return err
 	}
+	c.logWarnings(NewLogger(&c, env))
 	db, err := openDB(ctx, c.DatabaseURL, 1)
 	if err != nil {
 		return err
@@ -107,6 +109,7 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	log := NewLogger(&c, env)
+	c.logWarnings(log)
 	r, err := csvsource.Open(c.csvConfig())
 	if err != nil {
 		return usagef("--input: %w", err)
@@ -158,6 +161,7 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if err := c.requireDB(""); err != nil {
 		return err
 	}
+	c.logWarnings(NewLogger(&c, env))
 	db, err := openDB(ctx, c.DatabaseURL, 2)
 	if err != nil {
 		return err

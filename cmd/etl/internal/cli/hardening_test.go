@@ -3,6 +3,7 @@ package cli
 // Regression tests of issue 9: faults found by hostile testing.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -317,5 +318,90 @@ func TestGoneRunsAreMarkedAbandoned(t *testing.T) {
 	}
 	if !strings.Contains(o.stderr, `"abandoned_run":"killed"`) {
 		t.Errorf("the run did not log the abandoned run:\n%s", tail(o.stderr, 2000))
+	}
+}
+
+// Issue 9, defect 7: a password in --api-url came back in the usage error.
+// User info is refused and the URL is not echoed when it may hold one.
+func TestAPIURLUserInfoIsRefusedWithoutEchoingIt(t *testing.T) {
+	t.Setenv("CMS_SK", "the-sk")
+	for _, u := range []string{
+		"https://ak:hunter2@10.0.0.5:28443",
+		"https://hunter2@10.0.0.5:28443",
+		"ak:hunter2@10.0.0.5:28443",
+		"ftp://ak:hunter2@10.0.0.5",
+		"https://ak:hunter2@10.0.0.5:bad port",
+	} {
+		for _, cmd := range []string{"run", "ping"} {
+			args := []string{cmd, "--api-url", u, "--ak", "ak"}
+			if cmd == "run" {
+				args = append(args, "--input", "csv:a.csv", "--output", "parquet:x")
+			}
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), args, Env{Stdout: &stdout, Stderr: &stderr})
+			if code != ExitUsage || !strings.Contains(stderr.String(), "--api-url") {
+				t.Errorf("%s --api-url %s: exit %d, stderr %q; want exit 2 naming --api-url", cmd, u, code, stderr.String())
+			}
+			if strings.Contains(stderr.String()+stdout.String(), "hunter2") {
+				t.Errorf("%s --api-url %s: the password was echoed: %s", cmd, u, stderr.String())
+			}
+		}
+	}
+}
+
+// Issue 9, defect 7: secrets given where other users can read them are
+// warned about: a --database-url holding a password (ps shows it), an
+// --sk-file open to group or others (as ssh does).
+func TestSecretWarnings(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("CMS_SK", "")
+	dir := t.TempDir()
+	open := filepath.Join(dir, "sk-open")
+	private := filepath.Join(dir, "sk-private")
+	for path, mode := range map[string]os.FileMode{open: 0o644, private: 0o600} {
+		if err := os.WriteFile(path, []byte("the-sk\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		warns []string
+	}{
+		{"password in flag, open sk file",
+			[]string{"run", "--sk-file", open, "--database-url", "postgres://etl:pgsecret@127.0.0.1:1/w"},
+			[]string{"--database-url holds a password", "DATABASE_URL", "--sk-file " + open + " is open to group or others (mode 0644)", "chmod 600"}},
+		{"keyword form", []string{"run", "--sk-file", private, "--database-url", "host=127.0.0.1 port=1 password=pgsecret"},
+			[]string{"--database-url holds a password"}},
+		{"no password, private sk file", []string{"run", "--sk-file", private, "--database-url", "postgres://etl@127.0.0.1:1/w"}, nil},
+		{"migrate", []string{"migrate", "--database-url", "postgres://etl:pgsecret@127.0.0.1:1/w"}, []string{"--database-url holds a password"}},
+		{"ping", []string{"ping", "--sk-file", open, "--api-url", "https://127.0.0.1:1", "--ak", "ak", "--request-timeout", "100ms"},
+			[]string{"is open to group or others"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if args[0] == "run" {
+				args = append(args, "--input", "csv:"+filepath.Join(dir, "missing.csv"), "--output", "postgres",
+					"--api-url", "https://127.0.0.1:1", "--ak", "ak", "--log-format", "json")
+			}
+			var stdout, stderr bytes.Buffer
+			Main(t.Context(), args, Env{Stdout: &stdout, Stderr: &stderr})
+			out := stderr.String()
+			for _, w := range tt.warns {
+				if !strings.Contains(out, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, out)
+				}
+			}
+			if tt.warns == nil && strings.Contains(out, `"level":"warn"`) {
+				t.Errorf("unexpected warning:\n%s", out)
+			}
+			if strings.Contains(out, "pgsecret") || strings.Contains(out, "the-sk") {
+				t.Errorf("a secret appeared on stderr:\n%s", out)
+			}
+		})
 	}
 }

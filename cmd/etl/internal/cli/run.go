@@ -38,6 +38,7 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 		return exitFor(err, env)
 	}
 	log := NewLogger(&c, env)
+	c.logWarnings(log)
 	return runJob(ctx, &c, env, log)
 }
 
