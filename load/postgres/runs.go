@@ -19,11 +19,11 @@ import (
 // existingKeysChunk bounds the arrays of one ExistingKeys query (a few MB).
 const existingKeysChunk = 50_000
 
-// ExistingKeys reports which keys already have a row in cms.call_info, as
+// ExistingKeys reports which keys already have a row in the table, as
 // digests. It sends the keys as arrays, one round trip per 50,000 keys.
 // Invalid keys are never sent to CC-CMS, so they are never stored and are not
 // looked up.
-func ExistingKeys(ctx context.Context, db Querier, keys []extract.Key) (map[extract.Digest]struct{}, error) {
+func (t *Table[R]) ExistingKeys(ctx context.Context, db Querier, keys []extract.Key) (map[extract.Digest]struct{}, error) {
 	found := make(map[extract.Digest]struct{})
 	ccIDs := make([]int32, 0, min(len(keys), existingKeysChunk))
 	vdns := make([]int32, 0, cap(ccIDs))
@@ -44,7 +44,7 @@ func ExistingKeys(ctx context.Context, db Querier, keys []extract.Key) (map[extr
 		rows, err := db.Query(ctx, `
 			SELECT k.cc_id, k.vdn, k.call_id
 			FROM unnest($1::integer[], $2::integer[], $3::text[]) AS k(cc_id, vdn, call_id)
-			WHERE EXISTS (SELECT 1 FROM cms.call_info c
+			WHERE EXISTS (SELECT 1 FROM cms.`+t.Name+` c
 			              WHERE c.cc_id = k.cc_id AND c.vdn = k.vdn AND c.call_id = k.call_id)`,
 			ccIDs, vdns, callIDs)
 		if err != nil {

@@ -126,7 +126,7 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 		}
 	}
 	if s.db != nil {
-		found, err := postgres.ExistingKeys(ctx, s.db, keys)
+		found, err := postgres.CallInfo.ExistingKeys(ctx, s.db, keys)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -138,7 +138,7 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 }
 
 // warehouse adapts the Postgres sink to job.WarehouseSink.
-type warehouse struct{ s *postgres.Sink }
+type warehouse struct{ s *postgres.Sink[transform.Row] }
 
 func (w warehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
 	_, err := w.s.Commit(ctx, rows, inTx)

@@ -2,14 +2,18 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
@@ -22,32 +26,37 @@ import (
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
+	"github.com/cmsetl/cms-etl/migrations"
+	"github.com/cmsetl/cms-etl/transform"
 )
 
-func cmdRun(ctx context.Context, args []string, env Env) int {
+func cmdRun(ctx context.Context, args []string, env Env, rep reporter) int {
 	var c Config
 	fs := newFlagSet("run", "run --input csv:FILE|queue --output parquet:DIR|postgres [flags]")
 	c.registerRun(fs)
 	if err := parse(fs, args, env); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
 	if err := c.applyEnv(fs); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
 	if err := c.validateRun(); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
-	log := NewLogger(&c, env)
-	c.logWarnings(log)
-	return runJob(ctx, &c, env, log)
+	code, _ := runJob(ctx, &c, env, rep)
+	return code
 }
 
-// runJob wires and runs one job from a validated Config and returns the exit code.
-func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
+// runJob wires and runs one job from a validated Config and returns the exit
+// code and the summary (nil when the run did not start: then it reported
+// why, as the "run not started" event off a terminal).
+func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summary) {
 	if c.RunID == "" {
 		c.RunID = newRunID()
 	}
-	log = log.With().Str("run", c.RunID).Logger()
+	log := NewLogger(c, env).With().Str("run", c.RunID).Logger()
+	rep.log, rep.json = log, jsonLogs(c.LogFormat, env)
+	c.logWarnings(log)
 	if c.CommitRows == 0 {
 		c.CommitRows = 10000
 		if c.Postgres() {
@@ -61,14 +70,8 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 		}
 	}
 
-	w, err := wire(ctx, c, log)
-	if err != nil {
-		log.Error().Err(err).Msg("run not started")
-		code := ExitAborted
-		var ue *UsageError
-		if errors.As(err, &ue) {
-			code = ExitUsage
-		}
+	notStarted := func(err error) (int, *Summary) {
+		code := rep.exit(err)
 		if c.MetricsFile != "" {
 			// Keep node_exporter from exporting last night's success.
 			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: job.Counts{}}
@@ -76,7 +79,11 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 				log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 			}
 		}
-		return code
+		return code, nil
+	}
+	w, err := wire(ctx, c, log)
+	if err != nil {
+		return notStarted(err)
 	}
 	defer w.close(ctx, log)
 
@@ -84,8 +91,7 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 	if w.db != nil {
 		lock, err := startRunRecord(ctx, c, w, started, log)
 		if err != nil {
-			log.Error().Err(err).Msg("record run start")
-			return ExitAborted
+			return notStarted(fmt.Errorf("record run start in cms.etl_run: %w", err))
 		}
 		defer func() {
 			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
@@ -96,17 +102,18 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
 
-	prog := newProgress(c, env, log, w.size)
-	w.job.OnProgress = prog.update
-	w.job.ProgressEvery = 10 * time.Second
+	var estimate int64
+	if w.csv != nil && w.csv.RegularFile() != nil && c.Progress != "none" {
+		estimate = estimateRows(c.CSVPath(), w.csv.Size())
+	}
+	prog := startProgress(c, env, log, w.job, estimate)
 	res := w.job.Run(ctx)
 	prog.finish()
 	w.closeQueue(ctx, log)
 
 	sum := summarize(c, w, res)
 	code := sum.ExitCode
-	printSummary(env.Stderr, sum)
-	logSummary(log, sum)
+	reportSummary(c, env, log, sum)
 	if c.MetricsFile != "" {
 		if err := writeMetrics(c.MetricsFile, sum); err != nil {
 			log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
@@ -121,7 +128,38 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 			log.Error().Err(err).Msg("record run end (the run's row stays running until a later run marks it abandoned)")
 		}
 	}
-	return code
+	return code, &sum
+}
+
+// reportSummary logs the run_summary event and shows the summary where
+// --summary says: auto is the text on stderr when it is a terminal (off a
+// terminal stderr stays JSON lines and the event carries the figures); text
+// and json go to stdout.
+func reportSummary(c *Config, env Env, log zerolog.Logger, sum Summary) {
+	text := c.Summary == "text"
+	switch c.Summary {
+	case "auto":
+		if env.StderrIsTerminal {
+			printSummary(env.Stderr, sum)
+			text = true
+		}
+	case "text":
+		printSummary(env.Stdout, sum)
+	case "json":
+		m := sum.JSON()
+		m["run_id"] = sum.RunID
+		b, err := json.Marshal(m)
+		if err != nil {
+			log.Error().Err(err).Msg("encode summary")
+			break
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	}
+	// Console logs are for a person who just read the text summary; the
+	// event repeats it as one very long line. JSON logs always carry it.
+	if !text || jsonLogs(c.LogFormat, env) {
+		logSummary(log, sum)
+	}
 }
 
 // finishTimeout bounds the retries of the run's final record.
@@ -157,11 +195,10 @@ type wiring struct {
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
-	pq      *parquet.Sink
+	pq      *parquet.Sink[transform.Row]
 	rej     *rejects.Writer
 	queue   *queue.Consumer
 	done    *extract.DigestSet // keys the Parquet output already holds
-	size    func() (done, total int64)
 }
 
 // closeQueue stops renewing leases and hands back the queue rows the run
@@ -245,7 +282,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	w.job = j
 
 	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
-		db, err := openDB(ctx, c.DatabaseURL, 4)
+		db, err := openWarehouse(ctx, c.DatabaseURL, 4)
 		if err != nil {
 			return w, err
 		}
@@ -262,7 +299,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 
 	skip := &skipper{}
 	if dir := c.ParquetDir(); dir != "" {
-		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log})
+		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log}, parquet.CallInfo)
 		if err != nil {
 			return w, fmt.Errorf("open parquet output: %w", err)
 		}
@@ -283,7 +320,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 	}
 	if c.Postgres() {
-		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log})
+		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, postgres.CallInfo)
 		if err != nil {
 			return w, err
 		}
@@ -299,7 +336,6 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	if r := w.csv; r != nil {
 		j.Source = csvSource{r}
 		j.Dedup = true
-		w.size = func() (int64, int64) { return r.BytesRead(), r.Size() }
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
@@ -439,7 +475,8 @@ func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, err
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error may quote the URL, password included: do not wrap it.
-		return nil, &UsageError{Err: errors.New("--database-url: cannot parse the PostgreSQL URL")}
+		return nil, &UsageError{Err: errors.New("--database-url: cannot parse the PostgreSQL URL"),
+			Hint: "write it as postgres://USER@HOST:PORT/DATABASE (the password in ~/.pgpass or PGPASSWORD)"}
 	}
 	cfg.MaxConns = maxConns
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -450,9 +487,91 @@ func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, err
 	defer cancel()
 	if err := db.Ping(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to postgres %s: %w", cfg.ConnConfig.Host, err)
+		return nil, connectError(cfg.ConnConfig, err)
 	}
 	return db, nil
+}
+
+// openWarehouse opens the database of --output postgres and --input queue
+// and checks that its schema is the version this etl needs, so that an
+// unmigrated database is told to run etl migrate.
+func openWarehouse(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	db, err := openDB(ctx, url, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Check(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// connectError reports why PostgreSQL could not be reached, once. pgx lists
+// every attempt: each address, and under the default sslmode=prefer a TLS
+// attempt before a plain one, so against a server without TLS its message
+// starts with "server refused TLS connection" while the real cause is the
+// server's answer to the plain attempt. The server's answer wins, then the
+// last attempt that was not a TLS negotiation.
+func connectError(cfg *pgx.ConnConfig, err error) error {
+	cause := err
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		attempts := connectAttempts(ce.Unwrap())
+		cause = attempts[len(attempts)-1]
+		for i := len(attempts) - 1; i >= 0; i-- {
+			if msg := attempts[i].Error(); !strings.Contains(msg, "tls error") && !strings.Contains(msg, "refused TLS") {
+				cause = attempts[i]
+				break
+			}
+		}
+		for _, a := range attempts {
+			var pe *pgconn.PgError
+			if errors.As(a, &pe) {
+				cause = a
+				break
+			}
+		}
+		// An attempt's text starts with its address, which the message names already.
+		if inner := errors.Unwrap(cause); inner != nil && strings.HasSuffix(cause.Error(), inner.Error()) {
+			cause = inner
+		}
+	}
+	target := fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
+	e := fmt.Errorf("connect to postgres %s (database %s, user %s): %w", target, cfg.Database, cfg.User, cause)
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.As(cause, &pe) && (pe.Code == "28P01" || pe.Code == "28000"):
+		return withHint(e, "check the user and password of --database-url (or DATABASE_URL, ~/.pgpass)")
+	case errors.As(cause, &pe) && pe.Code == "3D000":
+		return withHint(e, "create the database, then run `etl migrate`")
+	case errors.As(cause, &ne), errors.Is(cause, context.DeadlineExceeded):
+		return withHint(e, "check the host and port of --database-url (or DATABASE_URL) and that PostgreSQL is running")
+	}
+	return e
+}
+
+// connectAttempts are the distinct attempts pgx joined into err.
+func connectAttempts(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		j, ok := e.(interface{ Unwrap() []error })
+		if !ok {
+			continue
+		}
+		var out []error
+		seen := map[string]bool{}
+		for _, a := range j.Unwrap() {
+			if !seen[a.Error()] {
+				seen[a.Error()] = true
+				out = append(out, a)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return []error{err}
 }
 
 func newClient(c *Config, log zerolog.Logger, lim cms.Limiter, onAttempt func(cms.Attempt)) (*cms.Client, error) {

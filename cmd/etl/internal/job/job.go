@@ -86,10 +86,12 @@ type Skipper interface {
 
 // Progress is a snapshot for progress displays.
 type Progress struct {
-	Read     int64
-	Done     int64
-	Counts   Counts
-	Requests int64
+	Read      int64  // input rows read
+	InputDone bool   // the source is exhausted: Read is the final row count
+	Settled   int64  // rows whose outcome is known (answered, failed, skipped), committed or not
+	Done      int64  // rows committed (Counts.Total())
+	Counts    Counts // committed rows by outcome
+	Requests  int64  // HTTP attempts, retries included
 }
 
 // Job is one run. Fields are set by the command that wires it.
@@ -133,16 +135,14 @@ type Job struct {
 	// stopping run alive past a service manager's stop timeout. Default
 	// DefaultCommitAllowance.
 	CommitAllowance time.Duration
-	// OnProgress is called after each commit and every ProgressEvery (may be
-	// nil), from the collector or the committer goroutine, never at once.
-	OnProgress    func(Progress)
-	ProgressEvery time.Duration
 
 	read    atomic.Int64
 	unknown unknownCodes
 
-	progressMu   sync.Mutex
-	lastProgress time.Time
+	// For Progress, which displays poll from their own goroutine.
+	settled   atomic.Int64
+	inputDone atomic.Bool
+	comm      atomic.Pointer[committer]
 }
 
 // Result of a run.
@@ -172,7 +172,6 @@ var errCommitCut = errors.New("commit cut off")
 // Grace, commits what is done and returns.
 func (j *Job) Run(ctx context.Context) Result {
 	res := Result{Started: time.Now(), Counts: Counts{}}
-	j.lastProgress = res.Started
 	if j.CommitRows <= 0 {
 		j.CommitRows = 10000
 	}
@@ -299,6 +298,20 @@ func (j *Job) Run(ctx context.Context) Result {
 // Read is the number of input rows read so far.
 func (j *Job) Read() int64 { return j.read.Load() }
 
+// Progress is a snapshot of the run so far; safe to call from any
+// goroutine while Run runs. At the end of a run Settled equals Read.
+func (j *Job) Progress() Progress {
+	p := Progress{Read: j.read.Load(), InputDone: j.inputDone.Load(), Settled: j.settled.Load(), Counts: Counts{}}
+	if c := j.comm.Load(); c != nil {
+		p.Counts = c.snapshot()
+		p.Done = p.Counts.Total()
+	}
+	if j.Counters != nil {
+		p.Requests = j.Counters.Attempts.Load()
+	}
+	return p
+}
+
 // feed reads the source, settles what needs no query (rejected, duplicate,
 // already loaded) directly and sends the rest to the pool.
 func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settlement) error {
@@ -370,6 +383,7 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 	for ctx.Err() == nil {
 		it, err := j.Source.Next(ctx)
 		if errors.Is(err, io.EOF) {
+			j.inputDone.Store(true)
 			break
 		}
 		if err != nil {
@@ -488,7 +502,6 @@ func (c *committer) commit(b *batch) {
 	c.out.files += files
 	c.mu.Unlock()
 	c.count(b.settled, err != nil)
-	c.j.progressOf(c, true)
 }
 
 // count settles a batch's rows: by outcome when committed, else as
@@ -541,6 +554,7 @@ func (c *committer) close() (collected, error) {
 // blocks.
 func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direct <-chan Settlement, abort func(error)) (collected, error) {
 	c := j.startCommitter(ctx, abort)
+	j.comm.Store(c)
 	var (
 		cur         = &batch{}
 		problems    int64
@@ -557,6 +571,7 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 		lastCommit = time.Now()
 	}
 	add := func(s Settlement) {
+		j.settled.Add(1)
 		if c.failed.Load() {
 			unprocessed++
 			return
@@ -591,7 +606,6 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 			if time.Since(lastCommit) >= j.CommitInterval {
 				submit()
 			}
-			j.progressOf(c, false)
 			continue
 		}
 		if len(cur.pqRows) >= j.CommitRows || len(cur.whRows) >= j.CommitRows || len(cur.settled) >= 4*j.CommitRows {
@@ -602,28 +616,7 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 	out, err := c.close()
 	out.counts[Unprocessed] += unprocessed
 	out.problems = problems
-	j.progressOf(c, true)
 	return out, err
-}
-
-// progressOf reports progress at most every ProgressEvery unless forced.
-// It is called from the collector and the committer.
-func (j *Job) progressOf(c *committer, force bool) {
-	if j.OnProgress == nil {
-		return
-	}
-	j.progressMu.Lock()
-	defer j.progressMu.Unlock()
-	if !force && time.Since(j.lastProgress) < j.ProgressEvery {
-		return
-	}
-	j.lastProgress = time.Now()
-	counts := c.snapshot()
-	p := Progress{Read: j.read.Load(), Done: counts.Total(), Counts: counts}
-	if j.Counters != nil {
-		p.Requests = j.Counters.Attempts.Load()
-	}
-	j.OnProgress(p)
 }
 
 // settle maps a pool result to its outcome and, for ok results, a row.

@@ -400,3 +400,43 @@ func TestInterruptBoundsTheLastCommit(t *testing.T) {
 		t.Errorf("counts %v, read %d: want nothing loaded and every row accounted for", res.Counts, j.Read())
 	}
 }
+
+// heldWarehouse blocks every commit until release is closed.
+type heldWarehouse struct {
+	release chan struct{}
+	memWarehouse
+}
+
+func (w *heldWarehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
+	<-w.release
+	return w.memWarehouse.Commit(ctx, rows, inTx)
+}
+
+// Progress counts rows as settled when their outcome is known, before any
+// commit, so a display is not frozen between commits; at the end Settled
+// equals Read and the input is marked exhausted.
+func TestProgressCountsSettledRowsBeforeTheirCommit(t *testing.T) {
+	t.Parallel()
+	j, _ := newJob(&listSource{keys: keys(40, 1)}, &okClient{})
+	j.Dedup = true
+	j.CommitRows = 1000 // one commit, at the end
+	wh := &heldWarehouse{release: make(chan struct{})}
+	j.Warehouse = wh
+	done := make(chan Result)
+	go func() { done <- j.Run(t.Context()) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	var p Progress
+	for p = j.Progress(); p.Settled < 41 && time.Now().Before(deadline); p = j.Progress() {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Settled != 41 || p.Done != 0 || !p.InputDone || p.Read != 41 {
+		t.Errorf("before the commit: %+v; want 41 settled, 0 done, input done, 41 read", p)
+	}
+	close(wh.release)
+	res := <-done
+	end := j.Progress()
+	if end.Settled != end.Read || end.Done != res.Counts.Total() || end.Counts[Loaded] != 40 || end.Counts[Duplicate] != 1 {
+		t.Errorf("after the run: %+v, result %v; want settled = read = done", end, res.Counts)
+	}
+}
