@@ -69,9 +69,6 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 	return c, nil
 }
 
-// Queue returns the consumer's queue.
-func (c *Consumer) Queue() *Queue { return c.q }
-
 // Next returns the next claimed row, or io.EOF when the queue has nothing
 // more due now or a bound is reached (rows backing off are for a later run).
 func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
