@@ -34,6 +34,7 @@ func cmdPing(ctx context.Context, args []string, env Env, rep reporter) int {
 		return rep.exit(err)
 	}
 	log := NewLogger(&c, env)
+	c.logWarnings(log)
 	client, err := newClient(&c, log, nil, nil)
 	if err != nil {
 		return rep.exit(err)
@@ -61,6 +62,7 @@ func cmdMigrate(ctx context.Context, args []string, env Env) error {
 	if err := c.requireDB(""); err != nil {
 		return err
 	}
+	c.logWarnings(NewLogger(&c, env))
 	db, err := openDB(ctx, c.DatabaseURL, 1)
 	if err != nil {
 		return err
@@ -109,6 +111,7 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	log := NewLogger(&c, env)
+	c.logWarnings(log)
 	r, err := csvsource.Open(c.csvConfig())
 	if err != nil {
 		return fs.usage(fmt.Errorf("--input: %w", err))
@@ -161,6 +164,7 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if err := c.requireDB(""); err != nil {
 		return err
 	}
+	c.logWarnings(NewLogger(&c, env))
 	db, err := openWarehouse(ctx, c.DatabaseURL, 2)
 	if err != nil {
 		return err

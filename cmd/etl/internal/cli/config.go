@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -57,7 +60,8 @@ type Config struct {
 	RunID           string
 	QueueMaxAttempt int
 
-	set map[string]bool
+	set      map[string]bool
+	warnings []string // about how secrets were given; logged once a logger exists
 }
 
 // UsageError is a bad flag or combination: exit code 2. Hint says what to
@@ -148,7 +152,7 @@ func (c *Config) registerRun(fs *flagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down); -1 = never")
 	fs.in(groupRun)
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+job.DefaultCommitAllowance.String()+" more")
 	fs.StringVar(&c.RunID, "run-id", "", "run identifier (default: UTC time and a random suffix)")
 }
 
@@ -166,6 +170,10 @@ func (c *Config) applyEnv(fs *flagSet) error {
 			*dst = strings.TrimSpace(v)
 		}
 	}
+	if c.set["database-url"] && urlHasPassword(c.DatabaseURL) {
+		c.warnings = append(c.warnings, "--database-url holds a password on the command line, where other users of the host can read it (ps, /proc); "+
+			"set DATABASE_URL in the environment instead, or keep the password in ~/.pgpass")
+	}
 	if fs.Lookup("sk-file") == nil {
 		return nil
 	}
@@ -178,10 +186,33 @@ func (c *Config) applyEnv(fs *flagSet) error {
 		if c.sk == "" {
 			return usagef("--sk-file: %s is empty", c.SKFile)
 		}
+		// Like ssh with a private key, but a warning: the run goes on.
+		if fi, err := os.Stat(c.SKFile); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			c.warnings = append(c.warnings, fmt.Sprintf("--sk-file %s is open to group or others (mode %04o); restrict it: chmod 600 %s",
+				c.SKFile, fi.Mode().Perm(), c.SKFile))
+		}
 	} else {
 		c.sk = strings.TrimSpace(os.Getenv("CMS_SK"))
 	}
 	return nil
+}
+
+// urlHasPassword reports whether a PostgreSQL connection string, URL or
+// keyword/value form, carries a password.
+func urlHasPassword(conn string) bool {
+	if u, err := url.Parse(conn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return strings.Contains(conn, "password=")
+}
+
+// logWarnings logs the warnings applyEnv collected.
+func (c *Config) logWarnings(log zerolog.Logger) {
+	for _, w := range c.warnings {
+		log.Warn().Msg(w)
+	}
 }
 
 // Credentials for auth-v2.
@@ -242,8 +273,16 @@ func (c *Config) validateAPI() error {
 		return usagef("--api-url (or CMS_API_URL) is required")
 	}
 	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return usagef("--api-url %q: want https://host:port", c.APIURL)
+	switch {
+	case err != nil:
+		return usagef("--api-url %s: not a URL; want https://host:port", quoteURL(c.APIURL))
+	case u.User != nil:
+		// CC-CMS authenticates with auth-v2 only; a password in the URL
+		// would sit in ps, shell history and logs for nothing.
+		return usagef("--api-url: user info (user@ or user:password@) is not accepted; want https://host:port, " +
+			"with the AK in --ak and the SK in --sk-file or CMS_SK")
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return usagef("--api-url %s: want https://host:port", quoteURL(c.APIURL))
 	}
 	if c.AK == "" {
 		return usagef("--ak (or CMS_AK) is required")
@@ -276,6 +315,15 @@ func (c *Config) validateAPI() error {
 		}
 	}
 	return validateLog(c)
+}
+
+// quoteURL quotes a URL given on the command line for an error message,
+// unless it holds an '@': whatever precedes it may be a password.
+func quoteURL(raw string) string {
+	if strings.Contains(raw, "@") {
+		return "(not shown: it contains '@', which may follow a password)"
+	}
+	return extract.QuoteValue(raw)
 }
 
 func validateReport(c *Config) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
@@ -55,6 +56,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	}
 	log := NewLogger(c, env).With().Str("run", c.RunID).Logger()
 	rep.log, rep.json = log, jsonLogs(c.LogFormat, env)
+	c.logWarnings(log)
 	if c.CommitRows == 0 {
 		c.CommitRows = 10000
 		if c.Postgres() {
@@ -87,9 +89,15 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 
 	started := time.Now()
 	if w.db != nil {
-		if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+		lock, err := startRunRecord(ctx, c, w, started, log)
+		if err != nil {
 			return notStarted(fmt.Errorf("record run start in cms.etl_run: %w", err))
 		}
+		defer func() {
+			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+				log.Warn().Err(err).Msg("release the run's lock")
+			}
+		}()
 	}
 	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
@@ -101,6 +109,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	prog := startProgress(c, env, log, w.job, estimate)
 	res := w.job.Run(ctx)
 	prog.finish()
+	w.closeQueue(ctx, log)
 
 	sum := summarize(c, w, res)
 	code := sum.ExitCode
@@ -111,12 +120,12 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 		}
 	}
 	if w.db != nil {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 		defer cancel()
 		rec := w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)
 		rec.Summary = sum.JSON()
 		if err := postgres.FinishRun(fctx, w.db, rec); err != nil {
-			log.Error().Err(err).Msg("record run end")
+			log.Error().Err(err).Msg("record run end (the run's row stays running until a later run marks it abandoned)")
 		}
 	}
 	return code, &sum
@@ -153,6 +162,32 @@ func reportSummary(c *Config, env Env, log zerolog.Logger, sum Summary) {
 	}
 }
 
+// finishTimeout bounds the retries of the run's final record.
+const finishTimeout = 15 * time.Second
+
+// startRunRecord takes the run's liveness lock, marks the rows of runs that
+// are gone as abandoned, and records this run as running. The lock is held
+// until the returned RunLock is released, after the run's final record.
+func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time, log zerolog.Logger) (*postgres.RunLock, error) {
+	lock, err := postgres.LockRun(ctx, w.db.Config().ConnConfig.Copy(), c.RunID)
+	if err != nil {
+		return nil, err
+	}
+	gone, err := postgres.AbandonGoneRuns(ctx, w.db)
+	for _, r := range gone {
+		log.Warn().Str("abandoned_run", r.ID).Str("host", r.Host).Time("started_at", r.StartedAt).
+			Msg("a run that died without finishing is marked abandoned in cms.etl_run")
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("could not check for abandoned runs; the next run will")
+	}
+	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+		_ = lock.Release(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return lock, nil
+}
+
 // wiring holds what a run opened, to close it at the end.
 type wiring struct {
 	job     *job.Job
@@ -162,22 +197,33 @@ type wiring struct {
 	csv     *csvsource.Reader
 	pq      *parquet.Sink[transform.Row]
 	rej     *rejects.Writer
-	queue   *queueSource
+	queue   *queue.Consumer
 	done    *extract.DigestSet // keys the Parquet output already holds
-	stopExt context.CancelFunc
 }
 
+// closeQueue stops renewing leases and hands back the queue rows the run
+// claimed and did not commit, at once rather than at lease expiry.
+func (w *wiring) closeQueue(ctx context.Context, log zerolog.Logger) {
+	if w.queue == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	n, err := w.queue.Close(rctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not hand back claimed queue rows; they become claimable when their lease runs out")
+		return
+	}
+	if n > 0 {
+		log.Info().Int64("rows", n).Msg("handed back queue rows this run claimed but did not finish; the next run takes them")
+	}
+}
+
+// releaseTimeout bounds handing back queue rows at the end of a run.
+const releaseTimeout = 10 * time.Second
+
 func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
-	if w.stopExt != nil {
-		w.stopExt()
-	}
-	if w.queue != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		if err := w.queue.Release(rctx); err != nil {
-			log.Warn().Err(err).Msg("hand back claimed queue rows; they become claimable when their lease runs out")
-		}
-		cancel()
-	}
+	w.closeQueue(ctx, log)
 	if w.pq != nil {
 		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
 			log.Error().Err(err).Msg("close parquet output")
@@ -299,19 +345,16 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			j.Failures = append(j.Failures, rejectsLog{rej})
 		}
 		if c.Postgres() {
-			j.Failures = append(j.Failures, &dbFailureLog{db: w.db, runID: c.RunID})
+			j.TxFailures = append(j.TxFailures, &dbFailureLog{db: w.db, runID: c.RunID})
 		}
 	} else {
-		qs, err := newQueueSource(c, w.db, log)
+		qs, err := newQueueSource(ctx, c, w.db, log)
 		if err != nil {
 			return w, err
 		}
-		w.queue = qs
+		w.queue = qs.c
 		j.Source = qs
 		j.Ack = qs
-		extCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		w.stopExt = cancel
-		go qs.extendLeases(extCtx)
 	}
 	return w, nil
 }

@@ -130,6 +130,14 @@ func TestPostgresConnectionErrorsOnceWithTheCause(t *testing.T) {
 			if code != ExitAborted {
 				t.Errorf("%s: %s exit %d, want 1:\n%s", tc.name, cmd, code, out)
 			}
+			if strings.Contains(tc.url, "secret-pw") {
+				// The warning about a password given as a flag comes first.
+				warning, rest, _ := strings.Cut(out, "\n")
+				if !strings.Contains(warning, "--database-url holds a password") {
+					t.Errorf("%s: %s: no warning about the password in the flag:\n%s", tc.name, cmd, out)
+				}
+				out = rest
+			}
 			if strings.Count(out, "\n") != 1 || strings.Count(out, tc.cause) != 1 {
 				t.Errorf("%s: %s: want one line naming %q once:\n%s", tc.name, cmd, tc.cause, out)
 			}
