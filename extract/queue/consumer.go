@@ -153,13 +153,14 @@ func (c *Consumer) Held() int {
 	return len(c.held)
 }
 
-// Close stops the lease extender and hands back every row still held:
-// claimed but never handed out, handed out but never settled, or settled in
-// a transaction that did not commit. They become pending and due at once,
-// and their claim does not count against MaxAttempts: the run, not the row,
-// stopped short. A row whose settlement did commit after all is not touched
-// (only rows still running and leased to this worker change). Close returns
-// how many rows it handed back; later calls do nothing.
+// Close stops the lease extender and hands back every row still running
+// under this consumer's owner (Queue.ReleaseOwned): claimed but never handed
+// out, handed out but never settled, settled in a transaction that did not
+// commit, or claimed by a statement whose answer was lost to a cancelled
+// context. They become pending and due at once, and their claim does not
+// count against MaxAttempts: the run, not the row, stopped short. A row whose
+// settlement did commit is not touched. Close returns how many rows it handed
+// back; later calls do nothing.
 func (c *Consumer) Close(ctx context.Context) (int64, error) {
 	c.stopExtending()
 	<-c.extending
@@ -169,20 +170,9 @@ func (c *Consumer) Close(ctx context.Context) (int64, error) {
 		return 0, nil
 	}
 	c.done = true
-	keys := make([]extract.Key, 0, len(c.held))
-	for k := range c.held {
-		keys = append(keys, k)
-	}
 	clear(c.held)
 	c.mu.Unlock()
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	n, err := c.q.Settle(ctx, c.q.cfg.Pool, releases(keys))
-	if err != nil {
-		return 0, fmt.Errorf("hand back %d claimed queue rows: %w", len(keys), err)
-	}
-	return n, nil
+	return c.q.ReleaseOwned(ctx)
 }
 
 func (c *Consumer) release(ctx context.Context, keys []extract.Key) error {

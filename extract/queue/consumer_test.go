@@ -149,6 +149,40 @@ func TestConsumerCloseHandsBackWhatDidNotCommit(t *testing.T) {
 	}
 }
 
+// A claim whose answer never reached the consumer (the statement was cut off
+// by a cancelled context after the server ran it) leaves rows running under
+// the consumer's owner that it does not know of: Close hands them back too,
+// and leaves another worker's rows alone.
+func TestConsumerCloseHandsBackAClaimItNeverSaw(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	enqueue(t, pool, keys(0, 10))
+	c := newConsumer(t, pool, "lost-claim", nil)
+	lost, err := queue.New(queue.Config{Pool: pool, Owner: "lost-claim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lost.Claim(t.Context(), 6); err != nil || len(got) != 6 {
+		t.Fatalf("claim = %d rows, %v", len(got), err)
+	}
+	other, err := queue.New(queue.Config{Pool: pool, Owner: "someone-else"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := other.Claim(t.Context(), 4); err != nil || len(got) != 4 {
+		t.Fatalf("other claim = %d rows, %v", len(got), err)
+	}
+	if n, err := c.Close(t.Context()); err != nil || n != 6 {
+		t.Fatalf("Close = %d, %v; want the 6 rows claimed under its owner", n, err)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM cms.call_queue WHERE status = 'pending' AND attempts = 0 AND locked_by IS NULL"); n != 6 {
+		t.Errorf("%d rows handed back uncounted, want 6", n)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM cms.call_queue WHERE status = 'running' AND locked_by = 'someone-else'"); n != 4 {
+		t.Errorf("%d of another worker's rows still running, want 4", n)
+	}
+}
+
 // The extender renews the leases of rows held, but not of rows whose
 // settlement is in progress, and again of rows whose settlement rolled back.
 func TestConsumerExtendsHeldRows(t *testing.T) {

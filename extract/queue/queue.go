@@ -318,6 +318,30 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 	return tag.RowsAffected(), nil
 }
 
+// ReleaseOwned hands back every row still running under this worker's
+// Owner: pending and due at once, the claim not counted (see
+// StatusRelease). It is the last word of a worker that stops: whatever it
+// claimed and did not settle, including rows of a claim whose answer never
+// reached it (a statement cut off by a cancelled context), goes back. The
+// rows are locked in key order, like every multi-row update of the queue.
+func (q *Queue) ReleaseOwned(ctx context.Context) (int64, error) {
+	tag, err := q.cfg.Pool.Exec(ctx, `
+		WITH locked AS (
+			SELECT cc_id, vdn, call_id FROM cms.call_queue
+			WHERE status = 'running' AND locked_by = $1
+			ORDER BY cc_id, vdn, call_id
+			FOR UPDATE
+		)
+		UPDATE cms.call_queue q SET status = 'pending', available_at = now(),
+			attempts = greatest(q.attempts - 1, 0), locked_by = NULL, locked_until = NULL, updated_at = now()
+		FROM locked
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`, q.cfg.Owner)
+	if err != nil {
+		return 0, fmt.Errorf("hand back the rows of %s: %w", q.cfg.Owner, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // Requeue makes failed rows pending again with a fresh attempt budget: all
 // of them when resultCode is "", else those whose last_result_code matches.
 // It returns the number of rows requeued.
