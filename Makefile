@@ -2,17 +2,23 @@
 GO       ?= go
 PKGS     ?= ./...
 BENCHTIME ?= 1x
+# The version etl reports (`etl version`, the run log, cms.etl_run.version).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -X github.com/cmsetl/cms-etl/cmd/etl/internal/cli.version=$(VERSION)
 
-.PHONY: help build demo test fmt-check vet fuzz bench bench-client bench-job bench-pg clean
+.PHONY: help build install demo test fmt-check vet fuzz bench bench-client bench-job bench-pg clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build bin/etl and bin/cmssim
-	$(GO) build -o bin/etl ./cmd/etl
+build: ## build bin/etl (version from git describe) and bin/cmssim
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/etl ./cmd/etl
 	$(GO) build -o bin/cmssim ./cmd/cmssim
 
-demo: ## run the job against the built-in simulator: testdata/calls.csv -> demo-out/
+install: ## go install etl (version from git describe) into $GOBIN, default ~/go/bin
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/etl
+
+demo: ## run the job against the built-in simulator: testdata/calls.csv -> demo-out/ (exit 0 when it worked)
 	$(GO) run ./cmd/etl demo
 
 test: fmt-check vet ## everything CI runs: gofmt check, go vet, go test -race (starts its own PostgreSQL)
@@ -28,6 +34,8 @@ vet: ## go vet
 fuzz: ## run each fuzz target for 20s
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeResponse -fuzztime=20s ./extract/cms/
 	$(GO) test -run=^$$ -fuzz=FuzzDecodeRecord -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeFinishedCall -fuzztime=20s ./extract/cms/
+	$(GO) test -run=^$$ -fuzz=FuzzDecodeListing -fuzztime=20s ./extract/cms/
 	$(GO) test -run=^$$ -fuzz=FuzzNormalize -fuzztime=20s ./extract/cms/authv2/
 
 bench: bench-client bench-job bench-pg ## all benchmarks (figures go in README.md)

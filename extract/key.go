@@ -5,7 +5,6 @@ package extract
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"strconv"
 )
 
@@ -36,7 +35,24 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Reason)
+	return e.Field + " " + QuoteValue(e.Value) + ": " + e.Reason
+}
+
+// MaxQuotedValue is how many characters of a value an error message quotes.
+const MaxQuotedValue = 80
+
+// QuoteValue quotes v for an error message. A value longer than
+// MaxQuotedValue characters is cut there and its full length given, so one
+// huge input cell cannot turn into a huge log line or reject reason.
+func QuoteValue(v string) string {
+	n := 0
+	for i := range v { // i walks characters; an invalid byte counts as one
+		if n == MaxQuotedValue {
+			return strconv.Quote(v[:i]) + "... (" + strconv.Itoa(len(v)) + " bytes)"
+		}
+		n++
+	}
+	return strconv.Quote(v)
 }
 
 // Validate checks the key against the API's documented limits. An invalid key

@@ -22,6 +22,10 @@ func TestCodeTablesMatchTransform(t *testing.T) {
 		{"cms.device_type", transform.DeviceTypes},
 		{"cms.call_feature", transform.CallFeatures},
 		{"cms.enter_reason", transform.EnterReasons},
+		{"cms.call_type", transform.CallTypes},
+		{"cms.leave_reason", transform.LeaveReasons},
+		{"cms.sub_media_type", transform.SubMediaTypes},
+		{"cms.release_cause", transform.ReleaseCauses},
 	}
 	for _, tt := range tests {
 		rows, err := conn.Query(t.Context(), "SELECT code, label, coalesce(description, '') FROM "+tt.table+" ORDER BY code")

@@ -73,7 +73,7 @@ func Apply(ctx context.Context, conn *pgx.Conn) (rep Report, err error) {
 	latest := int32(len(m.Migrations))
 	if rep.From > latest {
 		// A newer binary migrated this database; an older one must not run on it.
-		return rep, fmt.Errorf("database schema version %d is newer than this binary's %d", rep.From, latest)
+		return rep, &VersionError{Have: rep.From, Want: latest}
 	}
 	m.OnStart = func(_ int32, name, _, _ string) { rep.Applied = append(rep.Applied, name) }
 	migrateErr := m.Migrate(ctx)
@@ -90,4 +90,70 @@ func Apply(ctx context.Context, conn *pgx.Conn) (rep Report, err error) {
 		return rep, fmt.Errorf("read schema version: %w", err)
 	}
 	return rep, nil
+}
+
+// Latest is the schema version this binary's files bring a database to.
+func Latest() int32 {
+	names, err := migrate.FindMigrations(files)
+	if err != nil {
+		// The files are embedded: a gap or duplicate is a build defect that
+		// TestLatestCountsEveryFile catches.
+		panic(fmt.Sprintf("migrations: %v", err))
+	}
+	return int32(len(names))
+}
+
+// Querier is what Current needs: a *pgx.Conn, a pgxpool.Pool or a pgx.Tx.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Current reads the database's schema version: 0 when schema cms or its
+// version table does not exist (never migrated). It creates nothing.
+func Current(ctx context.Context, q Querier) (int32, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", VersionTable).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil
+	}
+	var v int32
+	if err := q.QueryRow(ctx, "SELECT version FROM "+VersionTable).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// VersionError says the database's schema is not the one this binary
+// needs; Have is 0 when it was never migrated.
+type VersionError struct {
+	Have, Want int32
+}
+
+func (e *VersionError) Error() string {
+	switch {
+	case e.Have == 0:
+		return fmt.Sprintf("database has no cms schema (this etl needs version %d)", e.Want)
+	case e.Have < e.Want:
+		return fmt.Sprintf("database schema cms is at version %d, this etl needs %d", e.Have, e.Want)
+	default:
+		return fmt.Sprintf("database schema cms is at version %d, newer than this etl's %d", e.Have, e.Want)
+	}
+}
+
+// Older reports whether `etl migrate` would fix it (else the binary is the
+// older one).
+func (e *VersionError) Older() bool { return e.Have < e.Want }
+
+// Check returns a *VersionError unless the database is at Latest.
+func Check(ctx context.Context, q Querier) error {
+	have, err := Current(ctx, q)
+	if err != nil {
+		return err
+	}
+	if want := Latest(); have != want {
+		return &VersionError{Have: have, Want: want}
+	}
+	return nil
 }

@@ -1,22 +1,24 @@
 package migrations_test
 
 import (
+	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cmsetl/cms-etl/internal/recordspec"
 	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
 	"github.com/cmsetl/cms-etl/migrations"
-	"github.com/cmsetl/cms-etl/transform"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_rate_group.sql"}
+var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_finished_calls.sql", "006_run_liveness.sql",
+	"007_rate_group.sql"}
 
 func connect(t *testing.T) *pgx.Conn {
 	t.Helper()
@@ -107,67 +109,60 @@ func TestNewerDatabaseRefused(t *testing.T) {
 	}
 }
 
-// TestCallInfoMatchesRow checks cms.call_info against transform.Row: same
-// columns in the same order, SQL types and nullability that follow the Go
-// field types, then the two warehouse-only columns.
-func TestCallInfoMatchesRow(t *testing.T) {
+// TestTablesMatchDeclarations checks each record type's warehouse table
+// against its declaration (internal/recordspec), from which the row, the
+// Parquet schema and the upsert are generated: the same columns in the same
+// order, SQL types and nullability that follow the declared types, then raw
+// and the columns the upsert maintains.
+func TestTablesMatchDeclarations(t *testing.T) {
 	t.Parallel()
 	conn := migrated(t)
-
-	rows, err := conn.Query(t.Context(), `
-		SELECT column_name, data_type, is_nullable = 'YES'
-		FROM information_schema.columns
-		WHERE table_schema = 'cms' AND table_name = 'call_info'
-		ORDER BY ordinal_position`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type column struct {
 		Name, Type string
 		Nullable   bool
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
-	if err != nil {
-		t.Fatal(err)
+	sqlType := map[recordspec.ColumnType]string{
+		recordspec.Int32:     "integer",
+		recordspec.Int64:     "bigint",
+		recordspec.String:    "text",
+		recordspec.Timestamp: "timestamp with time zone",
+		recordspec.Bool:      "boolean",
 	}
-
-	sqlType := map[reflect.Type]string{
-		reflect.TypeFor[int32]():     "integer",
-		reflect.TypeFor[int64]():     "bigint",
-		reflect.TypeFor[string]():    "text",
-		reflect.TypeFor[time.Time](): "timestamp with time zone",
-	}
-	rowType := reflect.TypeFor[transform.Row]()
-	var want []column
-	for i, name := range transform.Columns {
-		f := rowType.Field(i)
-		typ, nullable := f.Type, false
-		if typ.Kind() == reflect.Pointer {
-			typ, nullable = typ.Elem(), true
+	for _, r := range recordspec.Records {
+		rows, err := conn.Query(t.Context(), `
+			SELECT column_name, data_type, is_nullable = 'YES'
+			FROM information_schema.columns
+			WHERE table_schema = 'cms' AND table_name = $1
+			ORDER BY ordinal_position`, r.Table)
+		if err != nil {
+			t.Fatal(err)
 		}
-		st, ok := sqlType[typ]
-		if !ok {
-			t.Fatalf("Row.%s has type %s with no SQL mapping in this test", f.Name, f.Type)
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
+		if err != nil {
+			t.Fatal(err)
 		}
-		// The key columns are the primary key, hence NOT NULL.
-		want = append(want, column{name, st, nullable})
-	}
-	if f := rowType.Field(len(transform.Columns)); f.Name != "Raw" || rowType.NumField() != len(transform.Columns)+1 {
-		t.Fatalf("transform.Row changed shape (field %s after the columns): update the schema", f.Name)
-	}
-	want = append(want, column{"raw", "jsonb", true}, column{"first_fetched_at", "timestamp with time zone", false})
-
-	if !slices.Equal(got, want) {
-		for i := range max(len(got), len(want)) {
-			var g, w column
-			if i < len(got) {
-				g = got[i]
-			}
-			if i < len(want) {
-				w = want[i]
-			}
-			if g != w {
-				t.Errorf("column %d: got %+v, want %+v", i+1, g, w)
+		var want []column
+		for _, c := range r.Outputs() {
+			want = append(want, column{c.Name, sqlType[c.Type], !c.Required})
+		}
+		if r.StoresRaw {
+			want = append(want, column{"raw", "jsonb", true})
+		}
+		for _, c := range r.Maintained {
+			want = append(want, column{c.Name, c.SQLType, !c.Required})
+		}
+		if !slices.Equal(got, want) {
+			for i := range max(len(got), len(want)) {
+				var g, w column
+				if i < len(got) {
+					g = got[i]
+				}
+				if i < len(want) {
+					w = want[i]
+				}
+				if g != w {
+					t.Errorf("cms.%s column %d: got %+v, want %+v", r.Table, i+1, g, w)
+				}
 			}
 		}
 	}
@@ -209,7 +204,9 @@ func TestEveryObjectCommented(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	wantTables := []string{"call_failure", "call_feature", "call_info", "call_queue", "device_type", "enter_reason", "etl_run", "media_type", "rate_group", "rate_group_member", "schema_version"}
+	wantTables := []string{"call_detail", "call_failure", "call_feature", "call_info", "call_queue", "call_record", "call_type",
+		"device_type", "enter_reason", "etl_run", "leave_reason", "media_type", "rate_group", "rate_group_member", "release_cause",
+		"schema_version", "sub_media_type"}
 	if !slices.Equal(tables, wantTables) {
 		t.Fatalf("tables in cms = %v, want %v", tables, wantTables)
 	}
@@ -240,5 +237,60 @@ func TestQueueProducerContract(t *testing.T) {
 	}
 	if n != 1 || status != "pending" || attempts != 0 || !due {
 		t.Fatalf("queue after two inserts: rows=%d status=%s attempts=%d due=%v", n, status, attempts, due)
+	}
+}
+
+func TestLatestCountsEveryFile(t *testing.T) {
+	t.Parallel()
+	if got := migrations.Latest(); got != int32(len(allFiles)) {
+		t.Fatalf("Latest() = %d, want %d", got, len(allFiles))
+	}
+}
+
+// TestCheckReportsTheSchemaVersion: the commands that use the database check
+// the version first, so an unmigrated or older database gets "run etl
+// migrate" rather than a missing-relation error, and Check creates nothing.
+func TestCheckReportsTheSchemaVersion(t *testing.T) {
+	t.Parallel()
+	conn := connect(t)
+	latest := migrations.Latest()
+	check := func(wantHave int32, wantOlder bool) {
+		t.Helper()
+		err := migrations.Check(t.Context(), conn)
+		var ve *migrations.VersionError
+		if !errors.As(err, &ve) || ve.Have != wantHave || ve.Want != latest || ve.Older() != wantOlder {
+			t.Fatalf("Check = %v, want a VersionError have %d want %d older %v", err, wantHave, latest, wantOlder)
+		}
+	}
+
+	check(0, true)
+	if !strings.Contains(migrations.Check(t.Context(), conn).Error(), "no cms schema") {
+		t.Errorf("message for an empty database: %v", migrations.Check(t.Context(), conn))
+	}
+	var schemas int
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_namespace WHERE nspname = 'cms'").Scan(&schemas); err != nil || schemas != 0 {
+		t.Fatalf("Check created schema cms (%d, %v)", schemas, err)
+	}
+
+	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA cms"); err != nil {
+		t.Fatal(err)
+	}
+	check(0, true) // a schema without the version table was never migrated
+
+	if _, err := migrations.Apply(t.Context(), conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Check(t.Context(), conn); err != nil {
+		t.Fatalf("Check after Apply: %v", err)
+	}
+
+	for _, tc := range []struct {
+		version int32
+		older   bool
+	}{{latest - 1, true}, {latest + 1, false}} {
+		if _, err := conn.Exec(t.Context(), "UPDATE "+migrations.VersionTable+" SET version = $1", tc.version); err != nil {
+			t.Fatal(err)
+		}
+		check(tc.version, tc.older)
 	}
 }

@@ -10,19 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/cmsetl/cms-etl/extract"
-	"github.com/cmsetl/cms-etl/extract/cms"
 )
-
-// Input is everything one row is made of.
-type Input struct {
-	Key       extract.Key     // a validated key: CCID and VDN fit int32
-	Record    *cms.Record     // the decoded result object; nil is treated as empty
-	Raw       json.RawMessage // the result object as received, stored as is
-	FetchedAt time.Time       // when the response arrived
-	RunID     string          // the run that fetched it
-}
 
 // OutOfRangeSuffix marks an Unknown that reports a value the column cannot
 // hold (see Unknown).
@@ -50,103 +38,40 @@ type Unknown struct {
 // unknown code.
 func (u Unknown) OutOfRange() bool { return strings.HasSuffix(u.Field, OutOfRangeSuffix) }
 
+// UnparsableSuffix marks an Unknown that reports text a column could not
+// parse (a local date-time); Code is 0, the raw JSON keeps the text.
+const UnparsableSuffix = "_unparsable"
+
+// Problem reports whether u is a value written as NULL (out of range or
+// unparsable) rather than an unknown code kept with the label "unknown".
+func (u Unknown) Problem() bool {
+	return u.OutOfRange() || strings.HasSuffix(u.Field, UnparsableSuffix)
+}
+
 // maxMillis is 9999-12-31T23:59:59.999Z. Later instants are not data: they
 // would also break RFC 3339 formatting (4-digit years) in logs and JSON.
 const maxMillis = 253402300799999
 
-// emptyRecord stands in for a nil Record; it is only read.
-var emptyRecord cms.Record
-
-// rowStore holds the values the Row points to, in one allocation.
-type rowStore struct {
-	i32       [9]int32
-	labels    [4]string
-	started   time.Time
-	entered   time.Time
-	unknownSl [1]Unknown
-}
-
-// ToRow maps one result to a row (issue rules):
-//   - entered_at from time (epoch ms, UTC); 0 or negative is treated as
-//     absent (NULL), after year 9999 as out of range;
-//   - call_started_at from the callId prefix (see CallStartedAt);
-//   - coded fields keep their integer and get a label from the code tables;
-//     a code missing from its table is labelled UnknownLabel and reported; a
-//     NULL code has a NULL label;
-//   - int32 columns (priority, device_type, party_num, call_feature,
-//     media_type, place, service_type, call_in_cause, enter_reason) are NULL
-//     when the value does not fit, and reported;
-//   - text columns (key_id, calling_num, called_num, call_skill,
-//     orig_called_num, media_bill_type) are trimmed of surrounding white
-//     space and otherwise kept exactly (no number normalisation, no country
-//     codes); empty text is NULL;
-//   - waitTime, totalTalkingTimes, logonTimes become wait_seconds,
-//     talk_seconds, logon_seconds, and orgiCalledNum orig_called_num;
-//   - fetched_at is FetchedAt in UTC, run_id is RunID, Raw is in.Raw.
+// converter computes a row's derived values (rows_gen.go calls it, one
+// method per conversion of internal/recordspec). The rules:
+//   - epochMillis: epoch ms in UTC; 0 or negative is absent (NULL), after
+//     year 9999 out of range (NULL, reported);
+//   - callIDTime: the call's start from the callId prefix (see CallStartedAt);
+//   - int32Col: NULL when the value does not fit int32, and reported;
+//   - coded: int32Col plus a label from the code table; a code missing from
+//     its table is labelled UnknownLabel and reported; a NULL code has a
+//     NULL label;
+//   - text columns (text) are trimmed of surrounding white space and
+//     otherwise kept exactly (no number normalisation, no country codes);
+//     empty text is NULL.
 //
-// The Row shares Raw and the Record's int64 and string values instead of
-// copying them; neither is modified.
-func ToRow(in Input) (Row, []Unknown) {
-	rec := in.Record
-	if rec == nil {
-		rec = &emptyRecord
-	}
-	c := converter{st: new(rowStore)}
-	c.unknown = c.st.unknownSl[:0]
-	row := Row{
-		CCID:          int32(in.Key.CCID),
-		VDN:           int32(in.Key.VDN),
-		CallID:        in.Key.CallID,
-		DSN:           rec.DSN,
-		Handle:        rec.Handle,
-		Server:        rec.Server,
-		KeyID:         text(rec.KeyID),
-		CallingNum:    text(rec.CallingNum),
-		CalledNum:     text(rec.CalledNum),
-		MID:           rec.MID,
-		TrunkNo:       rec.TrunkNo,
-		DeviceNo:      rec.DeviceNo,
-		CallSkill:     text(rec.CallSkill),
-		OrigCalledNum: text(rec.OrgiCalledNum),
-		WaitSeconds:   rec.WaitTime,
-		TalkSeconds:   rec.TotalTalkingTimes,
-		LogonSeconds:  rec.LogonTimes,
-		MediaBillType: text(rec.MediaBillType),
-		FetchedAt:     in.FetchedAt.UTC(),
-		RunID:         in.RunID,
-		Raw:           withoutNUL(in.Raw),
-	}
-	if t, ok := callStartedAt(in.Key.CallID); ok {
-		c.st.started = t
-		row.CallStartedAt = &c.st.started
-	}
-	if ms := rec.Time; ms != nil && *ms > 0 {
-		if *ms > maxMillis {
-			c.report("entered_at"+OutOfRangeSuffix, *ms)
-		} else {
-			c.st.entered = time.UnixMilli(*ms).UTC()
-			row.EnteredAt = &c.st.entered
-		}
-	}
-
-	row.Priority = c.int32Col("priority", rec.Priority, 0)
-	row.PartyNum = c.int32Col("party_num", rec.PartyNum, 1)
-	row.Place = c.int32Col("place", rec.Place, 2)
-	row.ServiceType = c.int32Col("service_type", rec.ServiceType, 3)
-	row.CallInCause = c.int32Col("call_in_cause", rec.CallInCause, 4)
-	row.DeviceType, row.DeviceTypeLabel = c.coded("device_type", rec.DeviceType, 5, 0, DeviceTypeLabel)
-	row.CallFeature, row.CallFeatureLabel = c.coded("call_feature", rec.CallFeature, 6, 1, CallFeatureLabel)
-	row.MediaType, row.MediaTypeLabel = c.coded("media_type", rec.MediaType, 7, 2, MediaTypeLabel)
-	row.EnterReason, row.EnterReasonLabel = c.coded("enter_reason", rec.EnterReason, 8, 3, EnterReasonLabel)
-
-	if len(c.unknown) == 0 {
-		return row, nil
-	}
-	return row, c.unknown
-}
-
+// Values live in the slices, whose capacity the generated store sizes to
+// the row, so the pointers handed out stay valid and a row costs one
+// allocation for all of them.
 type converter struct {
-	st      *rowStore
+	i32     []int32
+	labels  []string
+	times   []time.Time
 	unknown []Unknown
 }
 
@@ -154,9 +79,61 @@ func (c *converter) report(field string, v int64) {
 	c.unknown = append(c.unknown, Unknown{Field: field, Code: v})
 }
 
-// int32Col narrows v into slot i of the store; NULL (and reported) when it
-// does not fit.
-func (c *converter) int32Col(col string, v *int64, i int) *int32 {
+// reported returns what the conversions reported, nil when nothing.
+func (c *converter) reported() []Unknown {
+	if len(c.unknown) == 0 {
+		return nil
+	}
+	return c.unknown
+}
+
+func (c *converter) time(t time.Time) *time.Time {
+	c.times = append(c.times, t)
+	return &c.times[len(c.times)-1]
+}
+
+// callIDTime is the call's start read from its callId, or nil.
+func (c *converter) callIDTime(callID string) *time.Time {
+	t, ok := callStartedAt(callID)
+	if !ok {
+		return nil
+	}
+	return c.time(t)
+}
+
+// epochMillis converts epoch milliseconds of column col.
+func (c *converter) epochMillis(col string, ms *int64) *time.Time {
+	if ms == nil || *ms <= 0 {
+		return nil
+	}
+	if *ms > maxMillis {
+		c.report(col+OutOfRangeSuffix, *ms)
+		return nil
+	}
+	return c.time(time.UnixMilli(*ms).UTC())
+}
+
+// localDateTime is how CC-CMS writes local date-times (CDR beginTime/endTime).
+const localDateTime = "2006-01-02 15:04:05"
+
+// localTime parses a local date-time of column col in zone (nil: UTC).
+func (c *converter) localTime(col string, v *string, zone *time.Location) *time.Time {
+	if v == nil {
+		return nil
+	}
+	if zone == nil {
+		zone = time.UTC
+	}
+	t, err := time.ParseInLocation(localDateTime, strings.TrimSpace(*v), zone)
+	if err != nil {
+		c.report(col+UnparsableSuffix, 0)
+		return nil
+	}
+	return c.time(t.UTC())
+}
+
+// int32Col narrows v; NULL (and reported) when it does not fit.
+func (c *converter) int32Col(col string, v *int64) *int32 {
 	if v == nil {
 		return nil
 	}
@@ -164,13 +141,13 @@ func (c *converter) int32Col(col string, v *int64, i int) *int32 {
 		c.report(col+OutOfRangeSuffix, *v)
 		return nil
 	}
-	c.st.i32[i] = int32(*v)
-	return &c.st.i32[i]
+	c.i32 = append(c.i32, int32(*v))
+	return &c.i32[len(c.i32)-1]
 }
 
 // coded is int32Col plus the label from a code table.
-func (c *converter) coded(col string, v *int64, i, li int, label func(int32) (string, bool)) (*int32, *string) {
-	code := c.int32Col(col, v, i)
+func (c *converter) coded(col string, v *int64, label func(int32) (string, bool)) (*int32, *string) {
+	code := c.int32Col(col, v)
 	if code == nil {
 		return nil, nil
 	}
@@ -178,8 +155,8 @@ func (c *converter) coded(col string, v *int64, i, li int, label func(int32) (st
 	if !known {
 		c.report(col, int64(*code))
 	}
-	c.st.labels[li] = l
-	return code, &c.st.labels[li]
+	c.labels = append(c.labels, l)
+	return code, &c.labels[len(c.labels)-1]
 }
 
 // text trims surrounding white space; empty text is NULL. The decoder

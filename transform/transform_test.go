@@ -229,10 +229,10 @@ func TestTransformRules(t *testing.T) {
 		if row.EnterReason == nil || *row.EnterReason != -1 || row.EnterReasonLabel == nil || *row.EnterReasonLabel != UnknownLabel {
 			t.Errorf("enter_reason = %v label %v, want -1 unknown", row.EnterReason, row.EnterReasonLabel)
 		}
-		want := []Unknown{
+		want := []Unknown{ // in column order
+			{"media_type_out_of_range", math.MaxInt64},
 			{"place_out_of_range", math.MaxInt32 + 1},
 			{"service_type_out_of_range", math.MinInt32 - 1},
-			{"media_type_out_of_range", math.MaxInt64},
 			{"enter_reason", -1},
 		}
 		if !slices.Equal(unknown, want) {

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		logLevel  string
 		allKinds  = strings.Join(cmssim.AllFaultKinds, ",")
 		startedAt = time.Now()
+		calls     callFlags // calls.go: the call schedule and its generator
 	)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:28443", "listen address (port 0 picks a free one)")
 	fs.BoolVar(&cfg.TLS, "tls", true, "serve HTTPS with a generated self-signed certificate")
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 64<<10, "largest request body accepted")
 	fs.StringVar(&addrFile, "addr-file", "", "write the base URL to this file once listening")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	calls.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +90,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if !cfg.TLS && cfg.CertFile != "" {
 		return errors.New("--cert-file needs --tls")
 	}
+	if err := calls.apply(&cfg, os.Getenv); err != nil {
+		return err
+	}
 
 	srv, err := cmssim.Start(ctx, cfg)
 	if err != nil {
@@ -99,14 +104,24 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 			return fmt.Errorf("--addr-file: %w", err)
 		}
 	}
+	gen, err := calls.startGenerator(ctx, srv, cfg.Logger)
+	if err != nil {
+		return err
+	}
 	cfg.Logger.Info().Str("url", srv.URL()).Str("ca_file", srv.CAFile()).
 		Str("credentials", cfg.Credentials.String()).Dur("startup", time.Since(startedAt)).
 		Msg("cmssim ready; stop with Ctrl-C")
-	<-ctx.Done()
+	var genErr error
+	select {
+	case <-ctx.Done():
+	case genErr = <-gen.failed():
+	}
+	genErr = errors.Join(genErr, gen.stop())
 	st := srv.Stats()
 	cfg.Logger.Info().Int64("requests", st.Requests).Interface("by_outcome", st.ByOutcome).
-		Int64("peak_per_second", st.PeakPerSecond).Int64("peak_concurrency", st.PeakConcurrency).Msg("cmssim stopped")
-	return srv.Close()
+		Int64("peak_per_second", st.PeakPerSecond).Int64("peak_concurrency", st.PeakConcurrency).
+		Interface("by_endpoint", st.ByEndpoint).Msg("cmssim stopped")
+	return errors.Join(genErr, srv.Close())
 }
 
 // envOr returns the environment variable name, or def when it is unset or empty.

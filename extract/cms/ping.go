@@ -2,7 +2,10 @@ package cms
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -17,8 +20,12 @@ type PingResult struct {
 	Reachable         bool   // the server answered (or presented a certificate)
 	TLSVerified       bool   // the answer came over TLS with a verified certificate
 	SignatureAccepted bool   // the signed request got a 2xx answer
-	HTTPStatus        int    // 0 when no response
-	Status            string // "status" of the body, "UP" when healthy
+	// ExpectsHTTPS: the URL is http:// but the server speaks TLS there, so
+	// the plain request got an error page (HTTP 400) or no answer, and the
+	// signature was never checked.
+	ExpectsHTTPS bool
+	HTTPStatus   int    // 0 when no response
+	Status       string // "status" of the body, "UP" when healthy
 	// Err is what failed: transport, TLS verification or a non-2xx status.
 	// It stays nil when the only shortfall is plain http or disabled
 	// verification, which TLSVerified (false) and String report.
@@ -45,6 +52,11 @@ func (p PingResult) String() string {
 	var b strings.Builder
 	b.WriteString("cms ping ")
 	b.WriteString(p.URL)
+	if p.ExpectsHTTPS {
+		b.WriteString(": reachable yes, but the server expects HTTPS: use --api-url ")
+		b.WriteString("https://" + strings.TrimPrefix(p.URL, "http://"))
+		return b.String()
+	}
 	b.WriteString(": reachable ")
 	b.WriteString(yn(p.Reachable))
 	switch {
@@ -120,5 +132,33 @@ func (c *Client) Ping(ctx context.Context) PingResult {
 	default:
 		p.Err = ex.err
 	}
+	if strings.HasPrefix(p.URL, "http://") && (p.HTTPStatus == 400 || p.HTTPStatus == 0) && c.speaksTLS(ctx) {
+		p.Reachable, p.SignatureAccepted, p.ExpectsHTTPS = true, false, true
+		p.Err = errors.New("the server expects HTTPS at this address")
+	}
 	return p
+}
+
+// speaksTLS reports whether the server at the http:// base URL completes a
+// TLS handshake. It sends nothing else, so the unverified handshake reveals
+// nothing: it only tells a wrong scheme apart from a broken server.
+func (c *Client) speaksTLS(ctx context.Context) bool {
+	u, err := url.Parse(c.baseURL)
+	if err != nil {
+		return false
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	// Unverified on purpose: a probe, see above.
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname()}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }

@@ -5,207 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
-
-// Field indexes of the result object, in the documented order.
-const (
-	fTime = iota
-	fDSN
-	fHandle
-	fServer
-	fKeyID
-	fCallingNum
-	fCalledNum
-	fMID
-	fTrunkNo
-	fPriority
-	fDeviceType
-	fDeviceNo
-	fCallSkill
-	fPartyNum
-	fCallFeature
-	fOrgiCalledNum
-	fMediaType
-	fPlace
-	fWaitTime
-	fTotalTalkingTimes
-	fLogonTimes
-	fServiceType
-	fCallInCause
-	fEnterReason
-	fMediaBillType
-	numFields
-)
-
-// fieldNames holds the exact API spelling of every field (for Problems).
-var fieldNames = [numFields]string{
-	"time", "dsn", "handle", "server", "keyId", "callingNum", "calledNum", "mid", "trunkNo",
-	"priority", "deviceType", "deviceNo", "callSkill", "partyNum", "callFeature", "orgiCalledNum",
-	"mediaType", "place", "waitTime", "totalTalkingTimes", "logonTimes", "serviceType",
-	"callInCause", "enterReason", "mediaBillType",
-}
-
-// fieldIndex matches a key exactly (case-sensitive, unlike encoding/json);
-// -1 for fields we do not know. The switch on string(b) does not allocate.
-func fieldIndex(b []byte) int {
-	switch string(b) {
-	case "time":
-		return fTime
-	case "dsn":
-		return fDSN
-	case "handle":
-		return fHandle
-	case "server":
-		return fServer
-	case "keyId":
-		return fKeyID
-	case "callingNum":
-		return fCallingNum
-	case "calledNum":
-		return fCalledNum
-	case "mid":
-		return fMID
-	case "trunkNo":
-		return fTrunkNo
-	case "priority":
-		return fPriority
-	case "deviceType":
-		return fDeviceType
-	case "deviceNo":
-		return fDeviceNo
-	case "callSkill":
-		return fCallSkill
-	case "partyNum":
-		return fPartyNum
-	case "callFeature":
-		return fCallFeature
-	case "orgiCalledNum":
-		return fOrgiCalledNum
-	case "mediaType":
-		return fMediaType
-	case "place":
-		return fPlace
-	case "waitTime":
-		return fWaitTime
-	case "totalTalkingTimes":
-		return fTotalTalkingTimes
-	case "logonTimes":
-		return fLogonTimes
-	case "serviceType":
-		return fServiceType
-	case "callInCause":
-		return fCallInCause
-	case "enterReason":
-		return fEnterReason
-	case "mediaBillType":
-		return fMediaBillType
-	}
-	return -1
-}
-
-// numTextFields and numIntFields count the fields of each kind; slotOf maps
-// a field to its place among the fields of its kind, so a record's storage
-// holds one value per field rather than both kinds for every field.
-const (
-	numTextFields = 6
-	numIntFields  = numFields - numTextFields
-)
-
-var slotOf = func() (slot [numFields]int) {
-	var text, ints int
-	for i := range numFields {
-		if textField(i) {
-			slot[i], text = text, text+1
-		} else {
-			slot[i], ints = ints, ints+1
-		}
-	}
-	if text != numTextFields {
-		panic("cms: numTextFields does not match textField")
-	}
-	return slot
-}()
-
-// textField reports whether field i is kept as text.
-func textField(i int) bool {
-	switch i {
-	case fKeyID, fCallingNum, fCalledNum, fCallSkill, fOrgiCalledNum, fMediaBillType:
-		return true
-	}
-	return false
-}
-
-func (r *Record) intPtr(i int) **int64 {
-	switch i {
-	case fTime:
-		return &r.Time
-	case fDSN:
-		return &r.DSN
-	case fHandle:
-		return &r.Handle
-	case fServer:
-		return &r.Server
-	case fMID:
-		return &r.MID
-	case fTrunkNo:
-		return &r.TrunkNo
-	case fPriority:
-		return &r.Priority
-	case fDeviceType:
-		return &r.DeviceType
-	case fDeviceNo:
-		return &r.DeviceNo
-	case fPartyNum:
-		return &r.PartyNum
-	case fCallFeature:
-		return &r.CallFeature
-	case fMediaType:
-		return &r.MediaType
-	case fPlace:
-		return &r.Place
-	case fWaitTime:
-		return &r.WaitTime
-	case fTotalTalkingTimes:
-		return &r.TotalTalkingTimes
-	case fLogonTimes:
-		return &r.LogonTimes
-	case fServiceType:
-		return &r.ServiceType
-	case fCallInCause:
-		return &r.CallInCause
-	case fEnterReason:
-		return &r.EnterReason
-	}
-	panic("cms: not a numeric field index: " + strconv.Itoa(i))
-}
-
-func (r *Record) textPtr(i int) **string {
-	switch i {
-	case fKeyID:
-		return &r.KeyID
-	case fCallingNum:
-		return &r.CallingNum
-	case fCalledNum:
-		return &r.CalledNum
-	case fCallSkill:
-		return &r.CallSkill
-	case fOrgiCalledNum:
-		return &r.OrgiCalledNum
-	case fMediaBillType:
-		return &r.MediaBillType
-	}
-	panic("cms: not a text field index: " + strconv.Itoa(i))
-}
-
-// recordStore puts the Record and the storage of its values in one
-// allocation: a decoded record costs one allocation plus one per text value.
-type recordStore struct {
-	rec  Record
-	ints [numIntFields]int64
-	strs [numTextFields]string
-}
 
 // errNotObject is wrapped by every DecodeRecord error.
 var errNotObject = errors.New("result is not a JSON object")
@@ -213,23 +14,24 @@ var errNotObject = errors.New("result is not a JSON object")
 // maxShown bounds how much of a bad value is quoted in a Problem.
 const maxShown = 64
 
-// DecodeRecord decodes the result object of querybasiccallinfo leniently.
+// decodeObject decodes one result object leniently into a generated record
+// store (records_gen.go): index maps a key to a field, set stores its value.
 // Numeric fields take JSON numbers and numeric strings (" 12 ", "275.0",
 // "2.75e2": any integral value within int64); text fields take strings
 // (trimmed), numbers (kept as their JSON text) and booleans. "", null and
 // missing fields are nil. A value that cannot be interpreted leaves its field
-// nil and adds an entry to Record.Problems. Keys match the documented names
-// exactly; unknown keys are ignored; for a repeated key the last one wins.
+// nil and adds an entry to the record's Problems. Keys match the declared
+// names exactly; unknown keys are ignored; for a repeated key the last one
+// wins.
 //
 // It returns an error only when raw is not a JSON object (null included; see
 // IsEmptyObject).
-func DecodeRecord(raw []byte) (*Record, error) {
+func decodeObject(raw []byte, index func(key []byte) int, set func(i, kind int, tok []byte, esc bool)) error {
 	s := &objectScanner{b: raw, invalid: errNotObject}
-	st := &recordStore{}
-	if err := s.object(fieldIndex, st.set); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
+	if err := s.object(index, set); err != nil {
+		return fmt.Errorf("decode record: %w", err)
 	}
-	return &st.rec, nil
+	return nil
 }
 
 // IsEmptyObject reports whether raw is absent, null or {} (whitespace
@@ -246,35 +48,34 @@ func IsEmptyObject(raw []byte) bool {
 	return len(bytes.TrimLeft(b[1:len(b)-1], " \t\r\n")) == 0
 }
 
-// set stores one field's value; tok is the value's JSON text.
-func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
-	if textField(i) {
-		p := st.rec.textPtr(i)
-		*p = nil
-		switch kind {
-		case tokString:
-			v := trimmedContent(tok, esc)
-			if len(v) == 0 {
-				return
-			}
-			st.strs[slotOf[i]] = string(v)
-		case tokNumber:
-			st.strs[slotOf[i]] = string(tok)
-		case tokTrue:
-			st.strs[slotOf[i]] = "true"
-		case tokFalse:
-			st.strs[slotOf[i]] = "false"
-		case tokNull:
-			return
-		default:
-			st.problem(i, describe(kind, tok), "is not text")
-			return
+// setText stores a text value in *slot and points *p at it, or leaves *p
+// nil for "", null and a refused value; it returns why a value was refused.
+func setText(p **string, slot *string, kind int, tok []byte, esc bool) (why string) {
+	*p = nil
+	switch kind {
+	case tokString:
+		v := trimmedContent(tok, esc)
+		if len(v) == 0 {
+			return ""
 		}
-		*p = &st.strs[slotOf[i]]
-		return
+		*slot = string(v)
+	case tokNumber:
+		*slot = string(tok)
+	case tokTrue:
+		*slot = "true"
+	case tokFalse:
+		*slot = "false"
+	case tokNull:
+		return ""
+	default:
+		return "is not text"
 	}
+	*p = slot
+	return ""
+}
 
-	p := st.rec.intPtr(i)
+// setInt is setText for numeric fields.
+func setInt(p **int64, slot *int64, kind int, tok []byte, esc bool) (why string) {
 	*p = nil
 	var digits []byte
 	switch kind {
@@ -282,24 +83,23 @@ func (st *recordStore) set(i, kind int, tok []byte, esc bool) {
 		digits = tok
 	case tokString:
 		if digits = trimmedContent(tok, esc); len(digits) == 0 {
-			return
+			return ""
 		}
 	case tokNull:
-		return
+		return ""
 	default:
-		st.problem(i, describe(kind, tok), "is not an integer")
-		return
+		return "is not an integer"
 	}
 	v, res := parseInteger(digits)
 	switch res {
 	case intOK:
-		st.ints[slotOf[i]] = v
-		*p = &st.ints[slotOf[i]]
+		*slot = v
+		*p = slot
+		return ""
 	case intOutOfRange:
-		st.problem(i, describe(kind, tok), "is out of int64 range")
-	default:
-		st.problem(i, describe(kind, tok), "is not an integer")
+		return "is out of int64 range"
 	}
+	return "is not an integer"
 }
 
 // unquote decodes a JSON string the scanner flagged as needing it (escapes
@@ -318,10 +118,6 @@ func trimmedContent(tok []byte, esc bool) []byte {
 		return []byte(strings.TrimSpace(unquote(tok)))
 	}
 	return bytes.TrimSpace(tok[1 : len(tok)-1])
-}
-
-func (st *recordStore) problem(i int, shown, why string) {
-	st.rec.Problems = append(st.rec.Problems, fieldNames[i]+": "+shown+" "+why)
 }
 
 // describe renders a bad value for a Problem, bounded in length.

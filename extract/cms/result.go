@@ -37,42 +37,6 @@ func (c Class) String() string {
 	return classNames[c]
 }
 
-// Record is the decoded result object of querybasiccallinfo. Every field is
-// optional: "" and null decode to nil. Numeric fields accept numbers and
-// numeric strings; text fields accept strings and numbers (kept as written).
-type Record struct {
-	Time              *int64  // epoch ms, when the call entered the platform
-	DSN               *int64  // dsn
-	Handle            *int64  // handle
-	Server            *int64  // server
-	KeyID             *string // keyId
-	CallingNum        *string // callingNum
-	CalledNum         *string // calledNum
-	MID               *int64  // mid
-	TrunkNo           *int64  // trunkNo
-	Priority          *int64  // priority
-	DeviceType        *int64  // deviceType
-	DeviceNo          *int64  // deviceNo
-	CallSkill         *string // callSkill (documented int, seen as text)
-	PartyNum          *int64  // partyNum
-	CallFeature       *int64  // callFeature
-	OrgiCalledNum     *string // orgiCalledNum (documented int, seen as "")
-	MediaType         *int64  // mediaType
-	Place             *int64  // place
-	WaitTime          *int64  // waitTime, seconds
-	TotalTalkingTimes *int64  // totalTalkingTimes, seconds
-	LogonTimes        *int64  // logonTimes, seconds
-	ServiceType       *int64  // serviceType
-	CallInCause       *int64  // callInCause
-	EnterReason       *int64  // enterReason
-	MediaBillType     *string // mediaBillType (documented string, seen as 0)
-
-	// Problems lists fields whose value could not be interpreted (for example
-	// "abc" for a numeric field, or a number out of range). Such a field is
-	// left nil; the raw JSON still holds what was received.
-	Problems []string
-}
-
 // Result is the outcome of one call to querybasiccallinfo, retries included.
 type Result struct {
 	Key        extract.Key

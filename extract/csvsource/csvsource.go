@@ -4,14 +4,19 @@
 // surrounding spaces ignored): callId or call_id is required; ccId/cc_id and
 // vdn may be left out when Config gives a default. Other columns are ignored.
 // The file may be UTF-8 with or without a byte order mark, with LF or CRLF
-// line ends, quoted fields and blank lines.
+// line ends, quoted fields and blank lines. UTF-16 and CR-only line ends are
+// refused by name.
 //
-// Rows are read one at a time through encoding/csv with ReuseRecord, so memory
-// stays flat however long the file is. A bad row does not stop the reader: it
-// comes back as an Item with Err set (naming the field) and the physical line
-// where the row starts, and the next call continues with the following row.
-// Repeated keys are returned as they come; de-duplication across sources is
-// the job's business.
+// Rows are read one line at a time, so memory stays flat however long the
+// file is; a row holding a quote goes through encoding/csv (quoted fields may
+// span lines). A line, or a row spanning lines, may hold at most MaxRowBytes:
+// a longer line is skipped without being held in memory and rejected; a
+// quoted field that runs over the limit (most likely a quote never closed)
+// stops the reader, naming the line where it started. A bad row does not stop
+// the reader: it comes back as an Item with Err set (naming the field) and
+// the physical line where the row starts, and the next call continues with
+// the following row. Repeated keys are returned as they come; de-duplication
+// across sources is the job's business.
 package csvsource
 
 import (
@@ -64,8 +69,8 @@ type Item struct {
 	// Key is the parsed key, with defaults applied. Valid only when Err is nil.
 	Key extract.Key
 	// Raw holds the ccId, vdn and callId cells as read (spaces trimmed,
-	// before defaults), for reject records. Empty for a missing column and
-	// for rows that failed CSV parsing.
+	// before defaults), for reject records. Empty for a missing column, for
+	// rows that failed CSV parsing and for lines over MaxRowBytes.
 	Raw [3]string
 	// Err is non-nil when the row is rejected; its text names the field
 	// (an *extract.FieldError for bad values).
@@ -86,19 +91,21 @@ type Reader struct {
 	name  string   // file name for messages ("stdin" for "-")
 	file  *os.File // nil for stdin, which we never close
 	count *countingReader
-	br    *bufio.Reader
-	cr    *csv.Reader
+	br    *bufio.Reader // MaxRowBytes: a line that does not fit is too long
+	cr    *csv.Reader   // parses rows holding a quote, fed by feed
+	feed  lineFeed
+	rec   []string // cells of a row without quotes, reused
 	size  int64
 	info  os.FileInfo // at Open; nil unless a regular file
 	col   [3]int      // column index of ccId, vdn, callId; -1 when absent
 	ncols int         // fields per row, from the header
-	line  int64       // start line of the last row returned, for fatal errors
+	line  int64       // physical lines read so far
 	err   error       // sticky: io.EOF, a fatal error, or closed
 }
 
-// bufSize is the read buffer; csv.NewReader adopts a *bufio.Reader of at
-// least 4 KiB as is, so BOM sniffing and CSV parsing share one buffer.
-const bufSize = 64 << 10
+// MaxRowBytes bounds one line of the input, line end included, and one row
+// whose quoted fields span lines: 64 KiB, a thousand times a real row.
+const MaxRowBytes = 64 << 10
 
 // Open opens cfg.Path ("-" means standard input) and reads its header. Errors
 // name the file; a missing column names the flag that would supply it.
@@ -133,7 +140,7 @@ func Open(cfg Config) (*Reader, error) {
 		in = f
 	}
 	r.count = &countingReader{r: in}
-	r.br = bufio.NewReaderSize(r.count, bufSize)
+	r.br = bufio.NewReaderSize(r.count, MaxRowBytes)
 	if err := r.start(); err != nil {
 		r.Close()
 		return nil, err
@@ -141,7 +148,8 @@ func Open(cfg Config) (*Reader, error) {
 	return r, nil
 }
 
-// start skips a UTF-8 byte order mark and reads the header.
+// start skips a UTF-8 byte order mark, refuses encodings and line ends it
+// cannot read, and reads the header.
 func (r *Reader) start() error {
 	head, err := r.br.Peek(3)
 	if err != nil && err != io.EOF {
@@ -155,28 +163,38 @@ func (r *Reader) start() error {
 		// would fail with a puzzling "no callId column".
 		return fmt.Errorf("%s: file is UTF-16; save it as UTF-8 CSV", r.name)
 	}
+	// Classic Mac line ends: the whole file would be one line.
+	head, err = r.br.Peek(MaxRowBytes)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return fmt.Errorf("%s: read: %w", r.name, err)
+	}
+	if bytes.IndexByte(head, '\n') < 0 && bytes.IndexByte(head, '\r') >= 0 {
+		return fmt.Errorf("%s: line endings are CR only (old Mac format); convert with: tr '\\r' '\\n' < %s > fixed.csv", r.name, r.name)
+	}
 
-	r.cr = csv.NewReader(r.br)
+	r.cr = csv.NewReader(&r.feed)
 	r.cr.ReuseRecord = true
 	r.cr.FieldsPerRecord = -1 // we check the count ourselves, to reject and go on
 	r.cr.LazyQuotes = false
 	// Accept `1, 2, "3-4"`: without this a space before a quote is a
 	// bare-quote error. Cells are trimmed anyway.
 	r.cr.TrimLeadingSpace = true
+	r.feed.r = r
 
-	rec, err := r.cr.Read()
+	line, rec, reject, err := r.row()
 	if err == io.EOF {
 		return fmt.Errorf("%s: file is empty: expected a header row such as ccId,vdn,callId", r.name)
 	}
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: header on line %d: %w", r.name, pe.StartLine, err)
-	}
 	if err != nil {
-		return fmt.Errorf("%s: read header: %w", r.name, err)
+		return err
 	}
-	line, _ := r.cr.FieldPos(0)
-	r.line = int64(line)
+	var pe *csv.ParseError
+	if errors.As(reject, &pe) {
+		return fmt.Errorf("%s: header on line %d: %w", r.name, pe.StartLine, pe)
+	}
+	if reject != nil {
+		return fmt.Errorf("%s: header on line %d: %w", r.name, line, reject)
+	}
 
 	r.col = [3]int{-1, -1, -1}
 	names := [3]string{"ccId", "vdn", "callId"}
@@ -200,8 +218,8 @@ func (r *Reader) start() error {
 	}
 	r.ncols = len(rec)
 	if r.col[colCallID] < 0 {
-		return fmt.Errorf("%s: header has no callId column (line %d reads %q; the first row must name the columns, e.g. ccId,vdn,callId)",
-			r.name, line, strings.Join(rec, ","))
+		return fmt.Errorf("%s: header has no callId column (line %d reads %s; the first row must name the columns, e.g. ccId,vdn,callId)",
+			r.name, line, extract.QuoteValue(strings.Join(rec, ",")))
 	}
 	if r.col[colCCID] < 0 && r.cfg.DefaultCCID == 0 {
 		return fmt.Errorf("%s: header has no ccId column and --cc-id is not set", r.name)
@@ -217,49 +235,189 @@ func (r *Reader) start() error {
 // fatal read error naming the file and line; after either, Next keeps
 // returning it.
 func (r *Reader) Next() (Item, error) {
-	for r.err == nil {
-		rec, err := r.cr.Read()
-		if err != nil {
-			return r.readError(err)
-		}
-		line, _ := r.cr.FieldPos(0)
-		r.line = int64(line)
-		// A line of spaces parses as one empty field: treat it as blank.
-		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-			continue
-		}
-		return r.item(r.line, rec), nil
-	}
-	return Item{}, r.err
-}
-
-func (r *Reader) readError(err error) (Item, error) {
-	var pe *csv.ParseError
-	if !errors.As(err, &pe) {
-		if err == io.EOF {
-			r.err = io.EOF
-		} else {
-			r.err = fmt.Errorf("%s: read after line %d: %w", r.name, r.line, err)
-		}
+	if r.err != nil {
 		return Item{}, r.err
 	}
-	r.line = int64(pe.StartLine)
+	line, rec, reject, err := r.row()
+	switch {
+	case err != nil:
+		r.err = err
+		return Item{}, err
+	case reject != nil:
+		return Item{Line: line, Err: reject}, nil
+	}
+	return r.item(line, rec), nil
+}
+
+// errLineTooLong and errRowTooLong mark input over MaxRowBytes.
+var (
+	errLineTooLong = errors.New("line too long")
+	errRowTooLong  = errors.New("row too long")
+)
+
+// readLine returns the next physical line with its line end (a slice of the
+// read buffer, valid until the next read) and counts it. A line longer than
+// MaxRowBytes is read to its end in buffer-sized pieces, none kept: then
+// line is nil, n its length and err errLineTooLong. At the end of the input
+// err is io.EOF and n is 0.
+func (r *Reader) readLine() (line []byte, n int, err error) {
+	line, err = r.br.ReadSlice('\n')
+	n = len(line)
+	if err == bufio.ErrBufferFull {
+		for err == bufio.ErrBufferFull {
+			var more []byte
+			more, err = r.br.ReadSlice('\n')
+			n += len(more)
+		}
+		line = nil
+		if err == nil || err == io.EOF {
+			err = errLineTooLong
+		}
+	}
+	if err == io.EOF && n > 0 {
+		err = nil // the last line, without a line end
+	}
+	if n > 0 {
+		r.line++
+	}
+	return line, n, err
+}
+
+// row reads the next row that is not blank and returns the line it starts on
+// and its cells (valid until the next call). reject is a reason to refuse
+// the row that does not stop the reader (a line over the limit, a CSV syntax
+// error); err is fatal: io.EOF, a read error, or a quoted field unclosed at
+// the end of the file or running over the limit.
+func (r *Reader) row() (line int64, rec []string, reject, err error) {
+	for {
+		raw, n, err := r.readLine()
+		switch {
+		case err == errLineTooLong:
+			return r.line, nil, fmt.Errorf("line is %d bytes long; the limit is %d bytes", n, MaxRowBytes), nil
+		case err == io.EOF:
+			return r.line, nil, nil, io.EOF
+		case err != nil:
+			return r.line, nil, nil, fmt.Errorf("%s: read after line %d: %w", r.name, r.line, err)
+		}
+		body := trimLineEnd(raw)
+		if len(bytes.TrimSpace(body)) == 0 {
+			continue
+		}
+		if bytes.IndexByte(body, '"') < 0 {
+			return r.line, r.split(body), nil, nil
+		}
+		line, rec, reject, err = r.quoted(raw, n)
+		// A row of one blank quoted cell is as blank as a blank line.
+		if err != nil || reject != nil || len(rec) != 1 || strings.TrimSpace(rec[0]) != "" {
+			return line, rec, reject, err
+		}
+	}
+}
+
+// trimLineEnd drops "\n" or "\r\n", and a lone "\r" ending the last line,
+// as encoding/csv does.
+func trimLineEnd(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// split cuts a row without quotes into its cells, as encoding/csv would
+// (leading spaces aside: the cells used are trimmed). One string holds the
+// whole row.
+func (r *Reader) split(body []byte) []string {
+	s := string(body)
+	rec := r.rec[:0]
+	for {
+		i := strings.IndexByte(s, ',')
+		if i < 0 {
+			break
+		}
+		rec = append(rec, s[:i])
+		s = s[i+1:]
+	}
+	r.rec = append(rec, s)
+	return r.rec
+}
+
+// quoted parses a row holding a quote with encoding/csv, starting from its
+// first line raw (n bytes). csv pulls further lines through r.feed while a
+// quoted field runs over a line end. Its line numbers count only the lines
+// it was given; errors are translated to the file's.
+func (r *Reader) quoted(raw []byte, n int) (line int64, rec []string, reject, err error) {
+	start := r.line
+	r.feed.cur, r.feed.used, r.feed.eof = raw, n, false
+	rec, err = r.cr.Read()
+	r.feed.cur = nil
+	if err == nil {
+		return start, rec, nil, nil
+	}
+	if errors.Is(err, errRowTooLong) {
+		return start, nil, nil, fmt.Errorf("%s: line %d: a quoted field runs on for lines %d-%d, over the limit of %d bytes for one row; is a quote not closed?",
+			r.name, start, start, r.line, MaxRowBytes)
+	}
+	var pe *csv.ParseError
+	if !errors.As(err, &pe) {
+		return start, nil, nil, fmt.Errorf("%s: read after line %d: %w", r.name, r.line, err)
+	}
+	pe.Line = int(start) + pe.Line - pe.StartLine
+	pe.StartLine = int(start)
 	if pe.Line == pe.StartLine {
-		// encoding/csv dropped the rest of this line; the next Read
+		// encoding/csv dropped the rest of this line; the next row
 		// starts on the following one.
-		return Item{Line: r.line, Err: fmt.Errorf("column %d: %w", pe.Column, pe.Err)}, nil
+		return start, nil, &syntaxError{fmt.Sprintf("column %d: %v", pe.Column, pe.Err), pe}, nil
 	}
 	// A quoted field ran over line ends and then failed: every line in
 	// between was swallowed. If it ran to the end of the file, the quote
 	// was never closed and the rest of the file is lost: that must stop
 	// the job, not pass as one rejected row.
-	if _, perr := r.br.Peek(1); perr == io.EOF {
-		r.err = fmt.Errorf("%s: line %d: a quoted field is not closed before the end of the file, lines %d-%d were read as one row: %w",
-			r.name, pe.StartLine, pe.StartLine, pe.Line, err)
-		return Item{}, r.err
+	if r.feed.eof {
+		return start, nil, nil, fmt.Errorf("%s: line %d: a quoted field is not closed before the end of the file, lines %d-%d were read as one row: %w",
+			r.name, pe.StartLine, pe.StartLine, pe.Line, pe)
 	}
-	return Item{Line: r.line, Err: fmt.Errorf("line %d, column %d: %w (the row spans lines %d-%d)",
-		pe.Line, pe.Column, pe.Err, pe.StartLine, pe.Line)}, nil
+	return start, nil, &syntaxError{fmt.Sprintf("line %d, column %d: %v (the row spans lines %d-%d)",
+		pe.Line, pe.Column, pe.Err, pe.StartLine, pe.Line), pe}, nil
+}
+
+// syntaxError is a row's CSV syntax error worded as a reject reason; it
+// unwraps to the *csv.ParseError, with the file's line numbers.
+type syntaxError struct {
+	reason string
+	pe     *csv.ParseError
+}
+
+func (e *syntaxError) Error() string { return e.reason }
+func (e *syntaxError) Unwrap() error { return e.pe }
+
+// lineFeed is what encoding/csv reads: the first line of the row being
+// parsed, then, only when csv asks for more (a quoted field runs over the
+// line end), one further line at a time, each counted against the row's
+// MaxRowBytes. csv wraps it in its own small buffer, which therefore never
+// holds more than the row.
+type lineFeed struct {
+	r    *Reader
+	cur  []byte // rest of the current line, a slice of r.br's buffer
+	used int    // bytes of the row so far
+	eof  bool   // the input ended while csv asked for more
+}
+
+func (f *lineFeed) Read(p []byte) (int, error) {
+	if len(f.cur) == 0 {
+		line, n, err := f.r.readLine()
+		f.used += n
+		switch {
+		case err == io.EOF:
+			f.eof = true
+			return 0, io.EOF
+		case err == errLineTooLong || f.used > MaxRowBytes:
+			return 0, errRowTooLong
+		case err != nil:
+			return 0, err
+		}
+		f.cur = line
+	}
+	n := copy(p, f.cur)
+	f.cur = f.cur[n:]
+	return n, nil
 }
 
 // item converts one record. Rejects allocate; a good row allocates only the

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -238,6 +239,7 @@ func TestOpenErrors(t *testing.T) {
 		{file: "empty.csv", want: "file is empty: expected a header row such as ccId,vdn,callId"},
 		{file: "blank_only.csv", want: "file is empty: expected a header row such as ccId,vdn,callId"},
 		{file: "utf16.csv", want: "file is UTF-16; save it as UTF-8 CSV"},
+		{file: "cr_only.csv", want: `line endings are CR only (old Mac format); convert with: tr '\r' '\n' < testdata/cr_only.csv > fixed.csv`},
 		{file: "header_parse_error.csv",
 			want: `header on line 1: parse error on line 1, column 15: extraneous or missing " in quoted-field`},
 	}
@@ -300,6 +302,116 @@ func TestUnclosedQuoteIsFatal(t *testing.T) {
 	}
 	if _, again := r.Next(); again != err {
 		t.Errorf("Next after the fatal error = %v, want the same error", again)
+	}
+}
+
+// allocatedBy returns the bytes the process allocated while f ran.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// writeLines writes a file of the given lines, each ended by "\n".
+func writeLines(t testing.TB, lines ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Issue 9, defect 4: a 50 MB line cost 355 MB of memory and came back whole
+// in the reject reason. A line over MaxRowBytes is rejected with its number
+// without being held in memory, and the rows around it are read. Not
+// parallel: allocatedBy counts the whole process.
+func TestLongLineIsRejectedWithoutBeingHeld(t *testing.T) {
+	const huge = 8 << 20
+	fits := "1,1,1795392000123-3," + strings.Repeat("x", MaxRowBytes-len("1,1,1795392000123-3,")-1) // with "\n": MaxRowBytes
+	path := writeLines(t,
+		"ccId,vdn,callId,note",
+		"1,1,1795392000123-1,a",
+		"1,1,"+strings.Repeat("7", huge)+",b",
+		"1,1,1795392000123-2,c",
+		fits,
+		fits+"y",
+		`1,1,"1795392000123-4",`+strings.Repeat("q", MaxRowBytes),
+		"1,1,"+strings.Repeat("8", 1000)+",d",
+		"1,1,1795392000123-5,e",
+	)
+	r, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	alloc := allocatedBy(func() { got = readAll(t, r) })
+	want := []string{
+		"2 ok 1/1/1795392000123-1",
+		fmt.Sprintf(`3 reject ["" "" ""]: line is %d bytes long; the limit is 65536 bytes`, huge+len("1,1,,b\n")),
+		"4 ok 1/1/1795392000123-2",
+		"5 ok 1/1/1795392000123-3",
+		`6 reject ["" "" ""]: line is 65537 bytes long; the limit is 65536 bytes`,
+		`7 reject ["" "" ""]: line is 65559 bytes long; the limit is 65536 bytes`,
+		`8 reject ["1" "1" "` + strings.Repeat("8", 1000) + `"]: callId "` + strings.Repeat("8", 80) + `"... (1000 bytes): longer than 20 characters`,
+		"9 ok 1/1/1795392000123-5",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("items:\n got: %.300q\nwant: %.300q", got, want)
+	}
+	if alloc > 1<<20 {
+		t.Errorf("reading a file with an %d MB line allocated %d KB, want under 1 MB", huge>>20, alloc>>10)
+	}
+	if r.BytesRead() != r.Size() {
+		t.Errorf("BytesRead() = %d, Size() = %d", r.BytesRead(), r.Size())
+	}
+}
+
+// An unclosed quote early in a big file made encoding/csv buffer the rest of
+// the file as one field. Not parallel: allocatedBy counts the whole process.
+func TestUnclosedQuoteStopsAtTheLimit(t *testing.T) {
+	lines := []string{"ccId,vdn,callId", "1,1,1795392000123-1", `1,1,"1795392000123-2`}
+	for i := range 200_000 {
+		lines = append(lines, fmt.Sprintf("1,1,1795392000123-%d", 10+i))
+	}
+	path := writeLines(t, lines...)
+	r, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var fatal error
+	alloc := allocatedBy(func() {
+		if it, err := r.Next(); err != nil || it.Err != nil {
+			t.Fatalf("first row: %v %v", err, it.Err)
+		}
+		_, fatal = r.Next()
+	})
+	want := path + ": line 3: a quoted field runs on for lines 3-"
+	if fatal == nil || !strings.HasPrefix(fatal.Error(), want) || !strings.Contains(fatal.Error(), "is a quote not closed?") {
+		t.Fatalf("Next = %v, want a fatal error starting %q", fatal, want)
+	}
+	if alloc > 1<<20 {
+		t.Errorf("the unclosed quote made the reader allocate %d KB, want under 1 MB", alloc>>10)
+	}
+	if _, again := r.Next(); again != fatal {
+		t.Errorf("Next after the fatal error = %v, want the same error", again)
+	}
+}
+
+func TestHeaderBounds(t *testing.T) {
+	t.Parallel()
+	long := writeLines(t, "ccId,vdn,"+strings.Repeat("h", MaxRowBytes), "1,1,1-1")
+	if _, err := Open(Config{Path: long}); err == nil || err.Error() != long+": header on line 1: line is 65546 bytes long; the limit is 65536 bytes" {
+		t.Errorf("Open = %v", err)
+	}
+	wide := writeLines(t, "ccId,vdn,"+strings.Repeat("h", 500))
+	want := wide + `: header has no callId column (line 1 reads "ccId,vdn,` + strings.Repeat("h", 71) + `"... (509 bytes); the first row`
+	if _, err := Open(Config{Path: wide}); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Open = %v, want it to start %q", err, want)
 	}
 }
 
@@ -523,6 +635,30 @@ func TestDemoInput(t *testing.T) {
 func BenchmarkRead(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "bench.csv")
 	writeBig(b, path, 100_000)
+	benchRead(b, path)
+}
+
+// BenchmarkReadQuoted reads rows whose every cell is quoted (encoding/csv's
+// path).
+func BenchmarkReadQuoted(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "bench.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString("ccId,vdn,callId\n")
+	for i := 1; i <= 100_000; i++ {
+		fmt.Fprintf(w, "\"%d\",\"%d\",\"%d-%d\"\n", i%7+1, i%3+1, 1795392000000+int64(i)*37, i)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	benchRead(b, path)
+}
+
+func benchRead(b *testing.B, path string) {
 	open := func() *Reader {
 		r, err := Open(Config{Path: path})
 		if err != nil {

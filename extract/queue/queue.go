@@ -9,7 +9,16 @@
 // only rows still leased to the caller, so a slow worker cannot overwrite
 // the result of a worker that re-claimed its row. When the warehouse is the
 // same database, Settle runs inside the sink's transaction so rows are marked
-// done exactly when their data commits.
+// done exactly when their data commits. A Consumer does all of this for one
+// run (see consumer.go).
+//
+// Lock order: Claim locks only rows nobody holds (SKIP LOCKED); Settle,
+// Extend and Requeue lock the rows they change in primary-key order before
+// changing them, and Extend skips rows another transaction holds (a
+// settlement in progress). Two of these statements therefore never wait on
+// each other in a cycle: the settlement of a commit and the lease extender
+// of the same run cannot deadlock, whatever else the commit's transaction
+// holds.
 package queue
 
 import (
@@ -44,6 +53,14 @@ type Config struct {
 	BackoffBase, BackoffCap time.Duration
 	// Logger receives debug lines. Zero value: discard.
 	Logger zerolog.Logger
+
+	// ClaimBatch is how many rows a Consumer claims at once. Default 64.
+	ClaimBatch int
+	// MaxItems stops a Consumer claiming after this many rows; 0: no bound.
+	MaxItems int64
+	// MaxDuration stops a Consumer claiming this long after it started; 0:
+	// no bound.
+	MaxDuration time.Duration
 }
 
 // Validate reports the first invalid field.
@@ -61,6 +78,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("queue config: BackoffBase %v is negative", c.BackoffBase)
 	case c.BackoffCap < 0:
 		return fmt.Errorf("queue config: BackoffCap %v is negative", c.BackoffCap)
+	case c.ClaimBatch < 0:
+		return fmt.Errorf("queue config: ClaimBatch %d is negative", c.ClaimBatch)
+	case c.MaxItems < 0:
+		return fmt.Errorf("queue config: MaxItems %d is negative", c.MaxItems)
+	case c.MaxDuration < 0:
+		return fmt.Errorf("queue config: MaxDuration %v is negative", c.MaxDuration)
 	}
 	c = c.withDefaults()
 	if c.BackoffCap < c.BackoffBase {
@@ -81,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BackoffCap == 0 {
 		c.BackoffCap = time.Hour
+	}
+	if c.ClaimBatch == 0 {
+		c.ClaimBatch = 64
 	}
 	return c
 }
@@ -169,18 +195,29 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
 }
 
 // Extend renews the lease of keys still leased to this worker (rows whose
-// fetch is taking long). Keys leased to someone else are left alone.
+// fetch is taking long). Keys leased to someone else are left alone, and so
+// are rows another transaction holds locked (a settlement in progress, which
+// ends the lease anyway): Extend never waits for a row lock, so it cannot
+// take part in a deadlock.
 func (q *Queue) Extend(ctx context.Context, keys []extract.Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	ccIDs, vdns, callIDs := keyArrays(keys)
 	_, err := q.cfg.Pool.Exec(ctx, `
+		WITH locked AS (
+			SELECT q.cc_id, q.vdn, q.call_id
+			FROM cms.call_queue q
+			JOIN unnest($1::integer[], $2::integer[], $3::text[]) AS k(cc_id, vdn, call_id)
+			  ON q.cc_id = k.cc_id AND q.vdn = k.vdn AND q.call_id = k.call_id
+			WHERE q.status = 'running' AND q.locked_by = $5
+			ORDER BY q.cc_id, q.vdn, q.call_id
+			FOR UPDATE OF q SKIP LOCKED
+		)
 		UPDATE cms.call_queue q SET locked_until = now() + $4::float8 * interval '1 second',
 			available_at = now() + $4::float8 * interval '1 second', updated_at = now()
-		FROM unnest($1::integer[], $2::integer[], $3::text[]) AS k(cc_id, vdn, call_id)
-		WHERE q.cc_id = k.cc_id AND q.vdn = k.vdn AND q.call_id = k.call_id
-		  AND q.status = 'running' AND q.locked_by = $5`,
+		FROM locked
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`,
 		ccIDs, vdns, callIDs, q.cfg.Lease.Seconds(), q.cfg.Owner)
 	if err != nil {
 		return fmt.Errorf("extend %d queue leases: %w", len(keys), err)
@@ -235,13 +272,21 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 		statuses[i], errs[i], codes[i] = o.Status, o.Error, o.ResultCode
 	}
 	// A key listed twice would make the UPDATE's effect depend on join
-	// order; the last outcome for a key wins, as it would in sequence.
+	// order; the last outcome for a key wins, as it would in sequence. The
+	// rows are locked in key order first (see the package comment).
 	tag, err := db.Exec(ctx, `
 		WITH o AS (
 			SELECT DISTINCT ON (cc_id, vdn, call_id) *
 			FROM unnest($1::integer[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[])
 			     WITH ORDINALITY AS o(cc_id, vdn, call_id, status, error, result_code, ord)
 			ORDER BY cc_id, vdn, call_id, ord DESC
+		), locked AS (
+			SELECT q.cc_id, q.vdn, q.call_id
+			FROM cms.call_queue q
+			JOIN o ON q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id
+			WHERE q.status = 'running' AND q.locked_by = $7
+			ORDER BY q.cc_id, q.vdn, q.call_id
+			FOR UPDATE OF q
 		)
 		UPDATE cms.call_queue q SET
 			status = CASE WHEN o.status = 'release' THEN 'pending'
@@ -258,9 +303,9 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 			locked_by = NULL,
 			locked_until = NULL,
 			updated_at = now()
-		FROM o
-		WHERE q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id
-		  AND q.status = 'running' AND q.locked_by = $7`,
+		FROM o, locked
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id
+		  AND o.cc_id = locked.cc_id AND o.vdn = locked.vdn AND o.call_id = locked.call_id`,
 		ccIDs, vdns, callIDs, statuses, errs, codes,
 		q.cfg.Owner, q.cfg.MaxAttempts, q.cfg.BackoffBase.Seconds(), q.cfg.BackoffCap.Seconds())
 	if err != nil {
@@ -273,14 +318,45 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 	return tag.RowsAffected(), nil
 }
 
+// ReleaseOwned hands back every row still running under this worker's
+// Owner: pending and due at once, the claim not counted (see
+// StatusRelease). It is the last word of a worker that stops: whatever it
+// claimed and did not settle, including rows of a claim whose answer never
+// reached it (a statement cut off by a cancelled context), goes back. The
+// rows are locked in key order, like every multi-row update of the queue.
+func (q *Queue) ReleaseOwned(ctx context.Context) (int64, error) {
+	tag, err := q.cfg.Pool.Exec(ctx, `
+		WITH locked AS (
+			SELECT cc_id, vdn, call_id FROM cms.call_queue
+			WHERE status = 'running' AND locked_by = $1
+			ORDER BY cc_id, vdn, call_id
+			FOR UPDATE
+		)
+		UPDATE cms.call_queue q SET status = 'pending', available_at = now(),
+			attempts = greatest(q.attempts - 1, 0), locked_by = NULL, locked_until = NULL, updated_at = now()
+		FROM locked
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`, q.cfg.Owner)
+	if err != nil {
+		return 0, fmt.Errorf("hand back the rows of %s: %w", q.cfg.Owner, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // Requeue makes failed rows pending again with a fresh attempt budget: all
 // of them when resultCode is "", else those whose last_result_code matches.
 // It returns the number of rows requeued.
 func (q *Queue) Requeue(ctx context.Context, resultCode string) (int64, error) {
 	tag, err := q.cfg.Pool.Exec(ctx, `
-		UPDATE cms.call_queue SET status = 'pending', attempts = 0, available_at = now(),
+		WITH locked AS (
+			SELECT cc_id, vdn, call_id FROM cms.call_queue
+			WHERE status = 'failed' AND ($1 = '' OR last_result_code = $1)
+			ORDER BY cc_id, vdn, call_id
+			FOR UPDATE
+		)
+		UPDATE cms.call_queue q SET status = 'pending', attempts = 0, available_at = now(),
 			locked_by = NULL, locked_until = NULL, updated_at = now()
-		WHERE status = 'failed' AND ($1 = '' OR last_result_code = $1)`, resultCode)
+		FROM locked
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`, resultCode)
 	if err != nil {
 		return 0, fmt.Errorf("requeue failed rows: %w", err)
 	}

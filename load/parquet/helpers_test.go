@@ -102,13 +102,13 @@ func rowAt(callID string, entered *time.Time) transform.Row {
 	return r
 }
 
-func openSink(t testing.TB, dir string, mod ...func(*pqsink.Config)) *pqsink.Sink {
+func openSink(t testing.TB, dir string, mod ...func(*pqsink.Config)) *pqsink.Sink[transform.Row] {
 	t.Helper()
 	cfg := pqsink.Config{Dir: dir, RunID: testRunID}
 	for _, m := range mod {
 		m(&cfg)
 	}
-	s, err := pqsink.Open(t.Context(), cfg)
+	s, err := pqsink.Open(t.Context(), cfg, pqsink.CallInfo)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -164,6 +164,8 @@ func readValues(t *testing.T, f *pgo.File) [][]any {
 						vals[i] = v.Int64()
 					case v.Kind() == pgo.ByteArray:
 						vals[i] = string(v.ByteArray())
+					case v.Kind() == pgo.Boolean:
+						vals[i] = v.Boolean()
 					default:
 						t.Fatalf("column %d: unexpected kind %v", i, v.Kind())
 					}
@@ -242,7 +244,7 @@ func listFiles(t *testing.T, dir string) []string {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || d.Name() == ".etl.lock" {
+		if d.IsDir() || d.Name() == ".etl.lock" || d.Name() == ".etl-dataset" {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, path)

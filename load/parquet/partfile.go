@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/xitongsys/parquet-go/layout"
 	pq "github.com/xitongsys/parquet-go/parquet"
+	"github.com/xitongsys/parquet-go/schema"
 	"github.com/xitongsys/parquet-go/writer"
-
-	"github.com/cmsetl/cms-etl/transform"
 )
 
 const (
@@ -33,21 +33,22 @@ const (
 	opAbort
 )
 
-type partReq struct {
+type partReq[R any] struct {
 	op   partOp
-	rows []*transform.Row
+	rows []*R
 	done chan<- error
 }
 
 // partFile is one open part file. Its goroutine (run) is the only user of
 // the parquet writer, which is not safe for concurrent use; the sink talks to
 // it through reqs.
-type partFile struct {
+type partFile[R any] struct {
 	dir       string // partition directory
 	tmpPath   string
 	finalPath string
 	rows      int // rows accepted so far; guarded by the sink's mutex
-	reqs      chan partReq
+	reqs      chan partReq[R]
+	table     *Table[R]
 
 	// Used only by the goroutine.
 	f  *os.File
@@ -56,15 +57,16 @@ type partFile struct {
 }
 
 // openPart creates the temporary file and starts its goroutine.
-func openPart(dir, name string, rowGroupSize, pageSize int64, codec pq.CompressionCodec) (*partFile, error) {
+func openPart[R any](t *Table[R], dir, name string, rowGroupSize, pageSize int64, codec pq.CompressionCodec) (*partFile[R], error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create partition directory %s: %w", dir, err)
 	}
-	p := &partFile{
+	p := &partFile[R]{
 		dir:       dir,
 		tmpPath:   filepath.Join(dir, tmpPrefix+name+tmpSuffix),
 		finalPath: filepath.Join(dir, name),
-		reqs:      make(chan partReq),
+		reqs:      make(chan partReq[R]),
+		table:     t,
 	}
 	f, err := os.OpenFile(p.tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -72,7 +74,7 @@ func openPart(dir, name string, rowGroupSize, pageSize int64, codec pq.Compressi
 	}
 	p.f = f
 	p.bw = bufio.NewWriterSize(f, fileBufferSize)
-	pw, err := writer.NewParquetWriterFromWriter(p.bw, new(record), 1)
+	pw, err := writer.NewParquetWriterFromWriter(p.bw, t.newRecord(), 1)
 	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(p.tmpPath)
@@ -81,14 +83,16 @@ func openPart(dir, name string, rowGroupSize, pageSize int64, codec pq.Compressi
 	pw.RowGroupSize = rowGroupSize
 	pw.PageSize = pageSize
 	pw.CompressionType = codec
-	pw.MarshalFunc = marshalRecords
+	pw.MarshalFunc = func(objs []any, sh *schema.SchemaHandler) (*map[string]*layout.Table, error) {
+		return marshalRecords(t, objs, sh)
+	}
 	p.pw = pw
 	go p.run()
 	return p, nil
 }
 
 // run serves requests until a commit or abort ends the file.
-func (p *partFile) run() {
+func (p *partFile[R]) run() {
 	for req := range p.reqs {
 		switch req.op {
 		case opWrite:
@@ -103,14 +107,12 @@ func (p *partFile) run() {
 	}
 }
 
-func (p *partFile) write(rows []*transform.Row) error {
+func (p *partFile[R]) write(rows []*R) error {
 	for _, r := range rows {
 		// A copy per row, not one slice per batch: the writer keeps a few
 		// values of each page alive until the file is done, and with a
 		// shared slice each of those would pin a whole batch.
-		rc := new(recordCopy)
-		rc.rec = toRecord(r, &rc.cells)
-		if err := p.pw.Write(recordRef{rc}); err != nil {
+		if err := p.pw.Write(p.table.hold(r)); err != nil {
 			return fmt.Errorf("write parquet file %s: %w", p.tmpPath, err)
 		}
 		if len(p.pw.Objs) >= maxPendingRows {
@@ -131,7 +133,7 @@ func (p *partFile) write(rows []*transform.Row) error {
 // footer, file data and directory entry are on disk before it returns nil.
 // On failure the temporary file is removed; its rows are lost and the sink
 // refuses further work.
-func (p *partFile) commit() error {
+func (p *partFile[R]) commit() error {
 	err := p.finish()
 	if err == nil {
 		return nil
@@ -142,7 +144,7 @@ func (p *partFile) commit() error {
 	return err
 }
 
-func (p *partFile) finish() error {
+func (p *partFile[R]) finish() error {
 	if err := p.pw.WriteStop(); err != nil {
 		_ = p.f.Close()
 		return fmt.Errorf("write parquet footer %s: %w", p.tmpPath, err)
@@ -164,7 +166,7 @@ func (p *partFile) finish() error {
 	return load.SyncDir(p.dir)
 }
 
-func (p *partFile) abort() error {
+func (p *partFile[R]) abort() error {
 	err := p.f.Close()
 	if err != nil {
 		err = fmt.Errorf("close parquet file %s: %w", p.tmpPath, err)

@@ -1,5 +1,6 @@
-// Package parquet writes transform.Rows to a Hive-partitioned Parquet
-// dataset: DIR/call_date=YYYY-MM-DD/part-<run>-<n>.parquet.
+// Package parquet writes rows of one table (transform's row types; see
+// Table) to a Hive-partitioned Parquet dataset:
+// DIR/call_date=YYYY-MM-DD/part-<run>-<n>.parquet.
 //
 // Rows go to temporary files (.part-*.parquet.tmp) that Commit finishes,
 // syncs and renames, so a reader never sees a partial file and every row
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cmsetl/cms-etl/load"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -25,8 +27,6 @@ import (
 	pq "github.com/xitongsys/parquet-go/parquet"
 
 	"github.com/rs/zerolog"
-
-	"github.com/cmsetl/cms-etl/transform"
 )
 
 // File names inside DIR.
@@ -57,26 +57,28 @@ type CommitInfo struct {
 	Rows  int      // rows in those files
 }
 
-// Sink writes rows to part files. Its methods may be called from several
-// goroutines; they serialize on one mutex.
-type Sink struct {
+// Sink writes rows of one table to part files. Its methods may be called
+// from several goroutines; they serialize on one mutex.
+type Sink[R any] struct {
+	table *Table[R]
 	cfg   Config
 	codec pq.CompressionCodec
 	log   zerolog.Logger
 	lock  *os.File
 
 	mu     sync.Mutex
-	open   map[string]*partFile // by partition directory name
-	next   int                  // number of the next part file in this run
-	synced map[string]bool      // partitions whose entry in Dir is durable
-	err    error                // first write failure; the sink refuses further work
+	open   map[string]*partFile[R] // by partition directory name
+	next   int                     // number of the next part file in this run
+	synced map[string]bool         // partitions whose entry in Dir is durable
+	err    error                   // first write failure; the sink refuses further work
 	closed bool
 }
 
-// Open locks cfg.Dir, deletes temporary files a crashed run left behind and
-// returns a sink ready for Write. It fails with an error wrapping ErrLocked
-// when another run holds the directory.
-func Open(ctx context.Context, cfg Config) (*Sink, error) {
+// Open locks cfg.Dir, checks that it holds t's dataset (or none), deletes
+// temporary files a crashed run left behind and returns a sink ready for
+// Write. It fails with an error wrapping ErrLocked when another run holds the
+// directory.
+func Open[R any](ctx context.Context, cfg Config, t *Table[R]) (*Sink[R], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,18 +91,63 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{
+	if err := claimDataset(cfg.Dir, t.Name); err != nil {
+		return nil, errors.Join(err, releaseLock(lock))
+	}
+	s := &Sink[R]{
+		table:  t,
 		cfg:    cfg,
 		codec:  codec,
 		log:    cfg.Logger,
 		lock:   lock,
-		open:   make(map[string]*partFile),
+		open:   make(map[string]*partFile[R]),
 		synced: make(map[string]bool),
 	}
 	if err := s.scan(ctx); err != nil {
 		return nil, errors.Join(err, releaseLock(lock))
 	}
 	return s, nil
+}
+
+// datasetFile names, inside DIR, the table whose dataset DIR holds: one
+// directory is one dataset, so readers see one schema.
+const datasetFile = ".etl-dataset"
+
+// legacyDataset is the table of directories written before datasetFile
+// existed: only call_info was written then.
+const legacyDataset = "call_info"
+
+// claimDataset checks that DIR holds table's dataset or none, and records
+// table as DIR's dataset. The caller holds DIR's lock.
+func claimDataset(dir, table string) error {
+	path := filepath.Join(dir, datasetFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if got := strings.TrimSpace(string(b)); got != table {
+			return fmt.Errorf("output directory %s holds the %s dataset (see %s); write %s to another directory", dir, got, path, table)
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if table != legacyDataset {
+		has, err := HasCommitted(dir)
+		if err != nil {
+			return err
+		}
+		if has {
+			return fmt.Errorf("output directory %s holds the %s dataset (Parquet files without %s); write %s to another directory", dir, legacyDataset, datasetFile, table)
+		}
+	}
+	tmp := path + tmpSuffix
+	if err := os.WriteFile(tmp, []byte(table+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record dataset of %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("record dataset of %s: %w", dir, err)
+	}
+	return load.SyncDir(dir)
 }
 
 // acquireLock takes an exclusive flock on DIR/.etl.lock and records our pid
@@ -152,7 +199,7 @@ func releaseLock(f *os.File) error {
 // scan deletes leftover temporary files (never committed, so their rows were
 // never acknowledged) and continues the part numbering after any committed
 // file of the same run id, so a reused run id never overwrites a file.
-func (s *Sink) scan(ctx context.Context) error {
+func (s *Sink[R]) scan(ctx context.Context) error {
 	parts, err := partitionDirs(s.cfg.Dir)
 	if err != nil {
 		return err
@@ -204,7 +251,7 @@ func partitionDirs(dir string) ([]string, error) {
 	return dirs, nil
 }
 
-func (s *Sink) usable() error {
+func (s *Sink[R]) usable() error {
 	if s.closed {
 		return errors.New("parquet sink is closed")
 	}
@@ -218,7 +265,7 @@ func (s *Sink) usable() error {
 // opening files as needed. Rows may be reused by the caller once Write
 // returns. After an error the sink is unusable (some rows of the batch may
 // be in files, some not): only Close remains.
-func (s *Sink) Write(ctx context.Context, rows []transform.Row) error {
+func (s *Sink[R]) Write(ctx context.Context, rows []R) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write parquet rows: %w", err)
 	}
@@ -227,10 +274,10 @@ func (s *Sink) Write(ctx context.Context, rows []transform.Row) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	groups := make(map[string][]*transform.Row)
+	groups := make(map[string][]*R)
 	var order []string
 	for i := range rows {
-		p := PartitionFor(&rows[i])
+		p := s.table.partition(&rows[i])
 		if _, ok := groups[p]; !ok {
 			order = append(order, p)
 		}
@@ -241,7 +288,7 @@ func (s *Sink) Write(ctx context.Context, rows []transform.Row) error {
 			continue
 		}
 		name := fmt.Sprintf("%s%s-%05d%s", partPrefix, s.cfg.RunID, s.next, partSuffix)
-		pf, err := openPart(filepath.Join(s.cfg.Dir, p), name, s.cfg.RowGroupSize, s.cfg.PageSize, s.codec)
+		pf, err := openPart(s.table, filepath.Join(s.cfg.Dir, p), name, s.cfg.RowGroupSize, s.cfg.PageSize, s.codec)
 		if err != nil {
 			s.err = err
 			return err
@@ -254,7 +301,7 @@ func (s *Sink) Write(ctx context.Context, rows []transform.Row) error {
 	// file writes finish on their own.
 	done := make(chan error, len(order))
 	for _, p := range order {
-		s.open[p].reqs <- partReq{op: opWrite, rows: groups[p], done: done}
+		s.open[p].reqs <- partReq[R]{op: opWrite, rows: groups[p], done: done}
 	}
 	var errs []error
 	for range order {
@@ -277,7 +324,7 @@ func (s *Sink) Write(ctx context.Context, rows []transform.Row) error {
 // written afterwards go to new part files. After an error the sink is
 // unusable; files listed in the returned CommitInfo were committed all the
 // same.
-func (s *Sink) Commit(ctx context.Context) (CommitInfo, error) {
+func (s *Sink[R]) Commit(ctx context.Context) (CommitInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return CommitInfo{}, fmt.Errorf("commit parquet files: %w", err)
 	}
@@ -291,14 +338,14 @@ func (s *Sink) Commit(ctx context.Context) (CommitInfo, error) {
 	}
 	type result struct {
 		partition string
-		pf        *partFile
+		pf        *partFile[R]
 		err       error
 	}
 	results := make(chan result, len(s.open))
 	for p, pf := range s.open {
 		go func() {
 			done := make(chan error, 1)
-			pf.reqs <- partReq{op: opCommit, done: done}
+			pf.reqs <- partReq[R]{op: opCommit, done: done}
 			results <- result{partition: p, pf: pf, err: <-done}
 		}()
 	}
@@ -340,7 +387,7 @@ func (s *Sink) Commit(ctx context.Context) (CommitInfo, error) {
 // Close discards the open part files (it does not commit them: the job
 // commits before a clean end) and releases the directory lock. Later calls
 // return nil. It only removes local files, so it does not consult ctx.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *Sink[R]) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -352,7 +399,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	for _, p := range slices.Sorted(maps.Keys(s.open)) {
 		pf := s.open[p]
 		done := make(chan error, 1)
-		pf.reqs <- partReq{op: opAbort, done: done}
+		pf.reqs <- partReq[R]{op: opAbort, done: done}
 		if err := <-done; err != nil {
 			errs = append(errs, err)
 		}

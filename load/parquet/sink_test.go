@@ -282,7 +282,7 @@ func TestCommitVisibility(t *testing.T) {
 func TestCloseDiscardsUncommitted(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: testRunID})
+	s, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: testRunID}, pqsink.CallInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,11 +306,11 @@ func TestCloseDiscardsUncommitted(t *testing.T) {
 func TestLock(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	first, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-a"})
+	first, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-a"}, pqsink.CallInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-b"})
+	_, err = pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-b"}, pqsink.CallInfo)
 	if !errors.Is(err, pqsink.ErrLocked) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
 	}
@@ -322,7 +322,7 @@ func TestLock(t *testing.T) {
 	if err := first.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	second, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-b"})
+	second, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-b"}, pqsink.CallInfo)
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
 	}
@@ -357,7 +357,7 @@ func TestReusedRunIDDoesNotOverwrite(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for i := range 2 {
-		s, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: testRunID})
+		s, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: testRunID}, pqsink.CallInfo)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,5 +453,45 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want an error naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestOneDatasetPerDirectory: a directory holds one table's dataset, so
+// readers see one schema; directories written before the marker existed hold
+// call_info.
+func TestOneDatasetPerDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openSink(t, dir)
+	if err := s.Write(t.Context(), []transform.Row{nullRow("1-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-b"}, pqsink.CallDetail)
+	if err == nil || !strings.Contains(err.Error(), "holds the call_info dataset") {
+		t.Fatalf("call_detail into a call_info directory: err = %v", err)
+	}
+
+	// A directory of call_info files without the marker (written before it).
+	if err := os.Remove(filepath.Join(dir, ".etl-dataset")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-c"}, pqsink.CallRecord)
+	if err == nil || !strings.Contains(err.Error(), "call_info") {
+		t.Fatalf("call_record into a legacy call_info directory: err = %v", err)
+	}
+	again, err := pqsink.Open(t.Context(), pqsink.Config{Dir: dir, RunID: "run-d"}, pqsink.CallInfo)
+	if err != nil {
+		t.Fatalf("call_info into its legacy directory: %v", err)
+	}
+	again.Close(t.Context())
+	b, err := os.ReadFile(filepath.Join(dir, ".etl-dataset"))
+	if err != nil || string(b) != "call_info\n" {
+		t.Fatalf(".etl-dataset = %q, %v; want call_info", b, err)
 	}
 }

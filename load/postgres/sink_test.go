@@ -29,9 +29,9 @@ func setup(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-func newSink(t testing.TB, pool *pgxpool.Pool) *postgres.Sink {
+func newSink(t testing.TB, pool *pgxpool.Pool) *postgres.Sink[transform.Row] {
 	t.Helper()
-	s, err := postgres.NewSink(postgres.Config{Pool: pool})
+	s, err := postgres.NewSink(postgres.Config{Pool: pool}, postgres.CallInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func show(v any) any {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	_, err := postgres.NewSink(postgres.Config{})
+	_, err := postgres.NewSink(postgres.Config{}, postgres.CallInfo)
 	if err == nil || !strings.Contains(err.Error(), "Pool") {
 		t.Fatalf("NewSink without a pool: %v, want an error naming Pool", err)
 	}
@@ -297,7 +297,7 @@ func TestExistingKeys(t *testing.T) {
 		{CCID: 99999, VDN: 1, CallID: rows[3].CallID},   // invalid: never looked up
 		{CCID: 1, VDN: int(rows[3].VDN), CallID: "1-3"}, // absent: one field differs
 	}, present...)
-	got, err := postgres.ExistingKeys(t.Context(), pool, keys)
+	got, err := postgres.CallInfo.ExistingKeys(t.Context(), pool, keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,43 +1,29 @@
 // Package rejects records the keys a run could not load, with the reason, in
 // DIR/_rejects/<run>.csv, so an operator can inspect and re-feed them.
+//
+// The file is meant to be opened in a spreadsheet too. Every record is
+// load.Failure's Clean copy (valid UTF-8, no NUL, long cells cut), and a text
+// cell a spreadsheet would evaluate as a formula (starting with =, +, -, @,
+// tab or carriage return) is written with a leading apostrophe, as OWASP
+// recommends against CSV injection. Plain numbers such as -5 or +1 are left as
+// they are: a spreadsheet reads them as numbers, not formulas, and an
+// operator re-feeding a row should see the value that was rejected.
 package rejects
 
 import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"github.com/cmsetl/cms-etl/load"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 
-	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/load"
 )
 
 // Header is the first line of every rejects file.
 var Header = []string{"line", "cc_id", "vdn", "call_id", "outcome", "reason", "result_code", "http_status", "attempts"}
-
-// Outcomes.
-const (
-	Failed   = "failed"   // sent, but no usable answer (permanent error, retries exhausted)
-	Rejected = "rejected" // never sent: the input or key was invalid
-)
-
-// Entry is one failed or rejected key.
-type Entry struct {
-	Line int64 // input line number; 0 for inputs without lines (the queue)
-	Key  extract.Key
-	// RawCCID, RawVDN and RawCallID are the fields as read, for rejected rows
-	// whose key did not parse. When any is set they are written instead of
-	// Key.
-	RawCCID, RawVDN, RawCallID string
-	Outcome                    string // Failed or Rejected
-	Reason                     string
-	ResultCode                 string // the API's resultCode, if any
-	HTTPStatus                 int    // 0: no HTTP response
-	Attempts                   int
-}
 
 // Writer appends entries to one run's rejects file. It is safe for
 // concurrent use.
@@ -68,10 +54,10 @@ func Create(dir, runID string) (*Writer, error) {
 // Path returns the rejects file's path, whether or not it exists yet.
 func (w *Writer) Path() string { return w.path }
 
-// Add writes one entry (buffered; Flush makes it durable).
-func (w *Writer) Add(e Entry) error {
-	if e.Outcome != Failed && e.Outcome != Rejected {
-		return fmt.Errorf("rejects entry: outcome %q is not %q or %q", e.Outcome, Failed, Rejected)
+// Add writes one failure (buffered; Flush makes it durable).
+func (w *Writer) Add(f load.Failure) error {
+	if err := f.Validate(); err != nil {
+		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -83,7 +69,7 @@ func (w *Writer) Add(e Entry) error {
 			return err
 		}
 	}
-	if err := w.cw.Write(record(e)); err != nil {
+	if err := w.cw.Write(record(f.Clean())); err != nil {
 		return fmt.Errorf("write rejects file %s: %w", w.path, err)
 	}
 	return nil
@@ -112,20 +98,58 @@ func (w *Writer) open() error {
 	return nil
 }
 
-func record(e Entry) []string {
-	ccID, vdn, callID := strconv.Itoa(e.Key.CCID), strconv.Itoa(e.Key.VDN), e.Key.CallID
-	if e.RawCCID != "" || e.RawVDN != "" || e.RawCallID != "" {
-		ccID, vdn, callID = e.RawCCID, e.RawVDN, e.RawCallID
+// record renders a cleaned failure. The key columns hold the parsed key, or
+// the cells as read when the key did not parse.
+func record(f load.Failure) []string {
+	ccID, vdn, callID := strconv.Itoa(f.Key.CCID), strconv.Itoa(f.Key.VDN), f.Key.CallID
+	if f.Key.Validate() != nil && f.Raw != [3]string{} {
+		ccID, vdn, callID = neutralize(f.Raw[0]), neutralize(f.Raw[1]), neutralize(f.Raw[2])
 	}
 	line := ""
-	if e.Line > 0 {
-		line = strconv.FormatInt(e.Line, 10)
+	if f.Line > 0 {
+		line = strconv.FormatInt(f.Line, 10)
 	}
 	status := ""
-	if e.HTTPStatus != 0 {
-		status = strconv.Itoa(e.HTTPStatus)
+	if f.HTTPStatus != 0 {
+		status = strconv.Itoa(f.HTTPStatus)
 	}
-	return []string{line, ccID, vdn, callID, e.Outcome, e.Reason, e.ResultCode, status, strconv.Itoa(e.Attempts)}
+	return []string{line, ccID, vdn, callID, f.Outcome, neutralize(f.Reason), neutralize(f.ResultCode), status, strconv.Itoa(f.Attempts)}
+}
+
+// neutralize prefixes a cell a spreadsheet would run as a formula with an
+// apostrophe (see the package comment); plain numbers stay as they are.
+func neutralize(cell string) string {
+	if cell == "" {
+		return cell
+	}
+	switch cell[0] {
+	case '=', '@', '\t', '\r':
+	case '+', '-':
+		if plainNumber(cell[1:]) {
+			return cell
+		}
+	default:
+		return cell
+	}
+	return "'" + cell
+}
+
+// plainNumber reports whether s is digits with at most one decimal point
+// between digits: what follows the sign of a number a spreadsheet reads as
+// a value.
+func plainNumber(s string) bool {
+	digits, dot := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot && digits > 0 && i < len(s)-1:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits > 0
 }
 
 // Flush writes buffered entries and fsyncs the file (and, the first time,

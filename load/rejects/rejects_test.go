@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/load"
 	"github.com/cmsetl/cms-etl/load/rejects"
 )
 
@@ -32,26 +33,45 @@ func TestWriterRoundTrip(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		entry rejects.Entry
+		entry load.Failure
 		want  []string
 	}{
 		{
 			name: "failed csv row",
-			entry: rejects.Entry{Line: 17, Key: extract.Key{CCID: 1, VDN: 2, CallID: "1732400000000-5"},
-				Outcome: rejects.Failed, Reason: "permanent: no such call", ResultCode: "0200001", HTTPStatus: 200, Attempts: 1},
+			entry: load.Failure{Line: 17, Key: extract.Key{CCID: 1, VDN: 2, CallID: "1732400000000-5"},
+				Raw: [3]string{"1", "2", "1732400000000-5"}, Outcome: load.OutcomeFailed, Reason: "permanent: no such call", ResultCode: "0200001", HTTPStatus: 200, Attempts: 1},
 			want: []string{"17", "1", "2", "1732400000000-5", "failed", "permanent: no such call", "0200001", "200", "1"},
 		},
 		{
 			name: "queue row without line, retries exhausted",
-			entry: rejects.Entry{Key: extract.Key{CCID: 65535, VDN: 5000, CallID: "1-2"},
-				Outcome: rejects.Failed, Reason: "transient: HTTP 503", HTTPStatus: 503, Attempts: 5},
+			entry: load.Failure{Key: extract.Key{CCID: 65535, VDN: 5000, CallID: "1-2"},
+				Outcome: load.OutcomeFailed, Reason: "transient: HTTP 503", HTTPStatus: 503, Attempts: 5},
 			want: []string{"", "65535", "5000", "1-2", "failed", "transient: HTTP 503", "", "503", "5"},
 		},
 		{
 			name: "rejected with raw fields and a hostile reason",
-			entry: rejects.Entry{Line: 3, RawCCID: "abc", RawVDN: " 7", RawCallID: "x,\"y\"",
-				Outcome: rejects.Rejected, Reason: "ccId \"abc\": not a number,\nline two"},
+			entry: load.Failure{Line: 3, Raw: [3]string{"abc", " 7", "x,\"y\""},
+				Outcome: load.OutcomeRejected, Reason: "ccId \"abc\": not a number,\nline two"},
 			want: []string{"3", "abc", " 7", "x,\"y\"", "rejected", "ccId \"abc\": not a number,\nline two", "", "", "0"},
+		},
+		{
+			name: "poisoned cells are cleaned",
+			entry: load.Failure{Line: 4, Raw: [3]string{"1\x00", "\xff\xfe7", strings.Repeat("9", 3000)},
+				Outcome: load.OutcomeRejected, Reason: "bad \xc3", ResultCode: "\x00"},
+			want: []string{"4", "1", "\uFFFD7", strings.Repeat("9", load.MaxFailureText) + "...[truncated, 3000 bytes]",
+				"rejected", "bad \uFFFD", "", "", "0"},
+		},
+		{
+			name: "formulas are neutralized, numbers are not",
+			entry: load.Failure{Line: 5, Raw: [3]string{"=1+2", "-3", "@SUM(A1)"},
+				Outcome: load.OutcomeRejected, Reason: "-x: +y", ResultCode: "+1.5"},
+			want: []string{"5", "'=1+2", "-3", "'@SUM(A1)", "rejected", "'-x: +y", "+1.5", "", "0"},
+		},
+		{
+			name: "tab, carriage return and a lone sign are formulas too",
+			entry: load.Failure{Line: 6, Raw: [3]string{"\t1", "\r2", "-"},
+				Outcome: load.OutcomeRejected, Reason: "+", ResultCode: "-1.2.3"},
+			want: []string{"6", "'\t1", "'\r2", "'-", "rejected", "'+", "'-1.2.3", "", "0"},
 		},
 	}
 	dir := t.TempDir()
@@ -122,7 +142,7 @@ func TestRerunAppendsWithoutSecondHeader(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Add(rejects.Entry{Line: line, Key: extract.Key{CCID: 1, VDN: 1, CallID: "1-1"}, Outcome: rejects.Rejected, Reason: "dup"}); err != nil {
+		if err := w.Add(load.Failure{Line: line, Key: extract.Key{CCID: 1, VDN: 1, CallID: "1-1"}, Outcome: load.OutcomeRejected, Reason: "dup"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
@@ -147,7 +167,7 @@ func TestInvalidInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Add(rejects.Entry{Outcome: "ok"}); err == nil || !strings.Contains(err.Error(), "outcome") {
+	if err := w.Add(load.Failure{Outcome: "ok"}); err == nil || !strings.Contains(err.Error(), "outcome") {
 		t.Errorf("Add with outcome ok = %v, want an error naming outcome", err)
 	}
 	if err := w.Close(); err != nil {

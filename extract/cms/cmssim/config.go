@@ -3,6 +3,8 @@
 // verification, answers with deterministic plausible records that carry every
 // documented quirk of real deployments, and injects configurable latency,
 // no-data answers, permanent failures, transient faults and throttling.
+// With a call schedule (Config.Calls) it models calls with lifetimes and
+// also serves querycalls and querycalldetailbyid for the calls that ended.
 package cmssim
 
 import (
@@ -82,6 +84,13 @@ type Config struct {
 	MaxBodyBytes int64
 	// Logger receives start-up and per-request debug lines. Default: none.
 	Logger zerolog.Logger
+
+	// Calls, when set, serves a deterministic schedule of calls (calls.go,
+	// schedule.go): querybasiccallinfo answers only while a call is live,
+	// querycalls and querycalldetailbyid serve the calls that ended. nil
+	// keeps the behaviour without a schedule (every key has data, by hash;
+	// the finished-call interfaces know no calls).
+	Calls *CallsConfig
 }
 
 const (
@@ -150,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("MaxBodyBytes", "%d is negative", c.MaxBodyBytes)
+	}
+	if c.Calls != nil {
+		errs = append(errs, c.Calls.validate()...)
 	}
 	return errors.Join(errs...)
 }

@@ -120,6 +120,16 @@ var noDataForms = []string{"empty", "null", "missing"}
 
 type codeText struct{ code, text string }
 
+// permanentCode returns the text of a permanent failure code of a Plan.
+func permanentCode(code string) codeText {
+	for _, c := range permanentCodes {
+		if c.code == code {
+			return c
+		}
+	}
+	return permanentCodes[0]
+}
+
 var (
 	permanentCodes = []codeText{
 		{"0101002", "The queried number does not exist on the UAP."},
@@ -272,6 +282,10 @@ type gen struct {
 	fields map[string]any
 	quirks map[string]bool
 	n      int // fields written so far, for commas
+	// live, when set, replaces the values that follow a scheduled call's
+	// lifetime (lifetime.go). Every draw still happens, so the other fields
+	// stay the same through the call's life.
+	live *liveValues
 }
 
 func (g *gen) quirk(q string) {
@@ -306,6 +320,9 @@ func (g *gen) num(n string, v int64) {
 	if g.null(n) {
 		return
 	}
+	if g.live != nil {
+		v = g.live.num(n, v)
+	}
 	g.name(n)
 	if g.r.chance(pNumString) {
 		g.b = append(g.b, '"')
@@ -326,6 +343,9 @@ func (g *gen) str(n, s string) {
 	if g.null(n) {
 		return
 	}
+	if g.live != nil {
+		s = g.live.str(n, s)
+	}
 	g.name(n)
 	g.b = append(g.b, '"')
 	g.b = append(g.b, s...)
@@ -337,6 +357,9 @@ func (g *gen) str(n, s string) {
 
 // rawNum writes a text field as a JSON number (the decoder keeps it as text).
 func (g *gen) rawNum(n string, v int64) {
+	if g.live != nil {
+		v = g.live.num(n, v)
+	}
 	g.name(n)
 	g.b = strconv.AppendInt(g.b, v, 10)
 	if g.fields != nil {

@@ -99,6 +99,15 @@ type Stats struct {
 	// validation, keyed "ccId/vdn/callId" (extract.Key.String). Only with
 	// Config.TrackCallIDs.
 	CallIDRequests map[string]int64 `json:"call_id_requests,omitempty"`
+
+	// ByEndpoint counts requests per endpoint (Endpoint* names), whatever
+	// their outcome; every name is present.
+	ByEndpoint map[string]int64 `json:"by_endpoint"`
+	// Live, QueryCalls and CallDetail count the answers of the call
+	// schedule's endpoints (endpoints.go).
+	Live       LiveStats       `json:"live"`
+	QueryCalls QueryCallsStats `json:"querycalls"`
+	CallDetail CallDetailStats `json:"querycalldetailbyid"`
 }
 
 // Server is a running simulator.
@@ -133,6 +142,8 @@ type Server struct {
 	secondsMu sync.Mutex
 	seconds   map[int64]*Second
 
+	calls *callsState // endpoints.go
+
 	bufs sync.Pool // *[]byte
 }
 
@@ -156,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		retryAfter: []string{strconv.FormatInt(int64((cfg.RetryAfter+time.Second-1)/time.Second), 10)},
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.calls = newCallsState(cfg)
 	if cfg.TrackCallIDs {
 		s.track = map[string]int64{}
 	}
@@ -274,6 +286,7 @@ func (s *Server) Stats() Stats {
 		}
 		s.trackMu.Unlock()
 	}
+	s.calls.fill(&st)
 	return st
 }
 
@@ -325,9 +338,13 @@ func (s *Server) countSecond(throttled bool) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case PathQuery:
-		s.api(w, r, true)
+		s.api(w, r, epQuery)
 	case PathPing:
-		s.api(w, r, false)
+		s.api(w, r, epPing)
+	case PathQueryCalls:
+		s.api(w, r, epQueryCalls)
+	case PathCallDetail:
+		s.api(w, r, epCallDetail)
 	case PathStats:
 		s.serveStats(w, r)
 	default:
@@ -386,9 +403,10 @@ var (
 	htmlCT = []string{"text/html"}
 )
 
-func (s *Server) api(w http.ResponseWriter, r *http.Request, query bool) {
+func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	s.enter()
 	defer s.leave()
+	s.calls.byEndpoint[ep].Add(1)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.counts[outNotFound].Add(1)
@@ -430,8 +448,15 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, query bool) {
 		s.counts[outCanceled].Add(1)
 		panic(http.ErrAbortHandler) // returning would send an empty 200 on a live connection
 	}
-	if !query {
+	switch ep {
+	case epPing:
 		s.ping(w, body)
+		return
+	case epQueryCalls:
+		s.queryCalls(w, r, body) // discovery.go
+		return
+	case epCallDetail:
+		s.callDetail(w, r, body) // cdr.go
 		return
 	}
 	key, err := parseKey(body)
@@ -457,17 +482,15 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, query bool) {
 	switch plan.Outcome {
 	case OutcomePermanent:
 		s.counts[outPermanent].Add(1)
-		ct := permanentCodes[0]
-		for _, c := range permanentCodes {
-			if c.code == plan.Code {
-				ct = c
-			}
-		}
-		out = appendFailure(out, env, ct)
+		out = appendFailure(out, env, permanentCode(plan.Code))
 	case OutcomeNoData:
 		s.counts[outNoData].Add(1)
 		out = appendNoDataEnvelope(out, env, plan.NoDataForm)
 	default:
+		if s.calls.sched != nil { // lifetime.go: data only while the call is live
+			out = s.appendLive(out, env, h, key)
+			break
+		}
 		s.counts[outOK].Add(1)
 		var g gen
 		out = appendDataEnvelope(out, env, h, key, &g)

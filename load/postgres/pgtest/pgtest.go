@@ -198,8 +198,10 @@ func startServer(ctx context.Context) (*server, error) {
 	opts := strings.Join([]string{
 		"-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off",
 		"-c listen_addresses=''", "-k " + s.dir, "-p " + socketPort, "-c max_connections=200",
+		// Name the database in every line, so ServerLog can pick a test's own.
+		"-c log_line_prefix='%m [%p] db=%d '",
 	}, " ")
-	logFile := filepath.Join(s.dir, "server.log")
+	logFile := s.logFile()
 	// -l detaches the server's output: an inherited stdout would keep
 	// "go test" waiting for the pipe to close.
 	if err := s.run(ctx, s.pgCtl, "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts); err != nil {
@@ -220,6 +222,34 @@ func startServer(ctx context.Context) (*server, error) {
 		return nil, fmt.Errorf("connect to the new server: %w", err)
 	}
 	return s, nil
+}
+
+func (s *server) logFile() string { return filepath.Join(s.dir, "server.log") }
+
+// ServerLog returns the lines the private server logged for the database of
+// connString (a string from ConnString), for tests that assert the server
+// saw no error such as a deadlock. ok is false when the tests use
+// ETL_TEST_DATABASE_URL: that server's log is not ours to read.
+func ServerLog(t testing.TB, connString string) (lines []string, ok bool) {
+	t.Helper()
+	if srv == nil || srv.dir == "" {
+		return nil, false
+	}
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		t.Fatalf("pgtest: parse connection string: %v", err)
+	}
+	b, err := os.ReadFile(srv.logFile())
+	if err != nil {
+		t.Fatalf("pgtest: read server log: %v", err)
+	}
+	tag := " db=" + cfg.Database + " "
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, tag) {
+			lines = append(lines, line)
+		}
+	}
+	return lines, true
 }
 
 // startWatchdog covers the exits Main never sees (a panic, a test timeout, a

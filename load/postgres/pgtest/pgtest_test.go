@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -72,5 +73,38 @@ func TestWithDatabase(t *testing.T) {
 		if cfg.Database != "test_x" {
 			t.Errorf("%q connects to database %q", got, cfg.Database)
 		}
+	}
+}
+
+func TestServerLogHoldsOnlyTheDatabasesLines(t *testing.T) {
+	t.Parallel()
+	urls := []string{ConnString(t), ConnString(t)}
+	var markers []string
+	for _, url := range urls {
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(t.Context())
+		var db string
+		if err := conn.QueryRow(t.Context(), "SELECT current_database()").Scan(&db); err != nil {
+			t.Fatal(err)
+		}
+		markers = append(markers, "no_such_function_"+db)
+		_, _ = conn.Exec(t.Context(), "SELECT "+markers[len(markers)-1]+"()") // an error the server logs
+	}
+	lines, ok := ServerLog(t, urls[0])
+	if !ok {
+		t.Skip("external server: no log to read")
+	}
+	var sawMine bool
+	for _, l := range lines {
+		sawMine = sawMine || strings.Contains(l, markers[0])
+		if strings.Contains(l, markers[1]) {
+			t.Errorf("the other database's line: %s", l)
+		}
+	}
+	if !sawMine {
+		t.Errorf("the database's error is not among its log lines: %q", lines)
 	}
 }

@@ -2,12 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +14,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/queue"
+	"github.com/cmsetl/cms-etl/load"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
 	"github.com/cmsetl/cms-etl/transform"
@@ -37,77 +34,28 @@ func (s csvSource) Next(ctx context.Context) (job.Item, error) {
 	return job.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}, nil
 }
 
-// queueSource claims rows from cms.call_queue in batches, keeps their leases
-// alive while they are in flight and settles them.
-type queueSource struct {
-	q        *queue.Queue
-	db       *pgxpool.Pool
-	log      zerolog.Logger
-	lease    time.Duration
-	batch    int
-	maxItems int64
-	deadline time.Time
+// queueSource adapts the queue consumer to job.Source and job.Acknowledger:
+// it maps job outcomes onto queue statuses.
+type queueSource struct{ c *queue.Consumer }
 
-	buf     []queue.Claimed
-	claimed int64
-	done    bool
-
-	mu       sync.Mutex
-	inflight map[extract.Key]struct{}
-}
-
-func newQueueSource(c *Config, db *pgxpool.Pool, log zerolog.Logger) (*queueSource, error) {
+func newQueueSource(ctx context.Context, c *Config, db *pgxpool.Pool, log zerolog.Logger) (queueSource, error) {
 	host, _ := os.Hostname()
-	q, err := queue.New(queue.Config{
+	qc, err := queue.NewConsumer(ctx, queue.Config{
 		Pool: db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
 		MaxAttempts: c.QueueMaxAttempt, Logger: log,
+		ClaimBatch: max(4*c.Concurrency, 64), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
 	})
 	if err != nil {
-		return nil, &UsageError{Err: err}
+		return queueSource{}, &UsageError{Err: err}
 	}
-	s := &queueSource{
-		q: q, db: db, log: log, lease: c.Lease, maxItems: c.MaxItems,
-		batch:    max(4*c.Concurrency, 64),
-		inflight: make(map[extract.Key]struct{}),
-	}
-	if c.MaxDuration > 0 {
-		s.deadline = time.Now().Add(c.MaxDuration)
-	}
-	return s, nil
+	return queueSource{qc}, nil
 }
 
-func (s *queueSource) Next(ctx context.Context) (job.Item, error) {
-	for len(s.buf) == 0 {
-		if s.done || (!s.deadline.IsZero() && time.Now().After(s.deadline)) {
-			return job.Item{}, io.EOF
-		}
-		n := s.batch
-		if s.maxItems > 0 {
-			left := s.maxItems - s.claimed
-			if left <= 0 {
-				return job.Item{}, io.EOF
-			}
-			n = int(min(int64(n), left))
-		}
-		got, err := s.q.Claim(ctx, n)
-		if err != nil {
-			return job.Item{}, fmt.Errorf("claim queue batch: %w", err)
-		}
-		if len(got) == 0 {
-			// Drained what is due; rows backing off are for a later run.
-			s.done = true
-			continue
-		}
-		s.claimed += int64(len(got))
-		s.mu.Lock()
-		for _, c := range got {
-			s.inflight[c.Key] = struct{}{}
-		}
-		s.mu.Unlock()
-		s.buf = got
+func (s queueSource) Next(ctx context.Context) (job.Item, error) {
+	c, err := s.c.Next(ctx)
+	if err != nil {
+		return job.Item{}, err
 	}
-	c := s.buf[0]
-	s.buf = s.buf[1:]
 	// Raw is only for the CSV reject records: a queue run has none.
 	it := job.Item{Key: c.Key}
 	if err := c.Key.Validate(); err != nil {
@@ -116,28 +64,12 @@ func (s *queueSource) Next(ctx context.Context) (job.Item, error) {
 	return it, nil
 }
 
-// Release hands back rows claimed but never given to the job (the run
-// stopped first), so the next run need not wait for their lease.
-func (s *queueSource) Release(ctx context.Context) error {
-	if len(s.buf) == 0 {
-		return nil
-	}
-	outs := make([]queue.Outcome, len(s.buf))
-	for i, c := range s.buf {
-		outs[i] = queue.Outcome{Key: c.Key, Status: queue.StatusRelease}
-	}
-	if _, err := s.q.Settle(ctx, s.db, outs); err != nil {
-		return fmt.Errorf("release %d claimed queue rows: %w", len(outs), err)
-	}
-	s.buf = nil
-	return nil
-}
-
 // Settle marks the rows' queue status; inside tx when the warehouse gives one.
-func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settlement) error {
+func (s queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settlement) error {
 	outs := make([]queue.Outcome, 0, len(settled))
 	for _, st := range settled {
-		o := queue.Outcome{Key: st.Item.Key, Error: st.Reason, ResultCode: st.Result.ResultCode}
+		// Reasons and codes come from the API: stored like failure records.
+		o := queue.Outcome{Key: st.Item.Key, Error: load.CleanText(st.Reason), ResultCode: load.CleanText(st.Result.ResultCode)}
 		if o.ResultCode == "" && st.Result.HTTPStatus != 0 && st.Result.HTTPStatus != 200 {
 			// So `etl requeue --result-code "HTTP 503"` can target transport-level failures.
 			o.ResultCode = fmt.Sprintf("HTTP %d", st.Result.HTTPStatus)
@@ -159,44 +91,20 @@ func (s *queueSource) Settle(ctx context.Context, tx pgx.Tx, settled []job.Settl
 		}
 		outs = append(outs, o)
 	}
-	var db queue.Execer = s.db
+	var db queue.Execer // nil: the consumer's pool
 	if tx != nil {
 		db = tx
 	}
-	if _, err := s.q.Settle(ctx, db, outs); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	for _, st := range settled {
-		delete(s.inflight, st.Item.Key)
-	}
-	s.mu.Unlock()
-	return nil
+	_, err := s.c.Settle(ctx, db, outs)
+	return err
 }
 
-// extendLeases keeps claimed rows from expiring while they wait or are in flight.
-func (s *queueSource) extendLeases(ctx context.Context) {
-	t := time.NewTicker(s.lease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.mu.Lock()
-		keys := make([]extract.Key, 0, len(s.inflight))
-		for k := range s.inflight {
-			keys = append(keys, k)
-		}
-		s.mu.Unlock()
-		if len(keys) == 0 {
-			continue
-		}
-		if err := s.q.Extend(ctx, keys); err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Warn().Err(err).Int("rows", len(keys)).Msg("extend queue leases")
-		}
+func (s queueSource) Settled(settled []job.Settlement, committed bool) {
+	keys := make([]extract.Key, len(settled))
+	for i, st := range settled {
+		keys[i] = st.Item.Key
 	}
+	s.c.Settled(keys, committed)
 }
 
 // skipper answers which outputs already hold a key.
@@ -218,7 +126,7 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 		}
 	}
 	if s.db != nil {
-		found, err := postgres.ExistingKeys(ctx, s.db, keys)
+		found, err := postgres.CallInfo.ExistingKeys(ctx, s.db, keys)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -230,57 +138,50 @@ func (s *skipper) Present(ctx context.Context, keys []extract.Key) (inPq, inWh [
 }
 
 // warehouse adapts the Postgres sink to job.WarehouseSink.
-type warehouse struct{ s *postgres.Sink }
+type warehouse struct{ s *postgres.Sink[transform.Row] }
 
 func (w warehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
 	_, err := w.s.Commit(ctx, rows, inTx)
 	return err
 }
 
+// failureOf is the failure record of a failed or rejected row.
+func failureOf(s job.Settlement) load.Failure {
+	return load.Failure{
+		Line: s.Item.Line, Key: s.Item.Key, Raw: s.Item.Raw, Outcome: string(s.Outcome), Reason: s.Reason,
+		ResultCode: s.Result.ResultCode, HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
+	}
+}
+
 // rejectsLog writes failed and rejected rows to DIR/_rejects/<run>.csv.
 type rejectsLog struct{ w *rejects.Writer }
 
-func (r rejectsLog) Add(s job.Settlement) error {
-	e := rejects.Entry{
-		Line: s.Item.Line, Key: s.Item.Key,
-		Outcome: string(s.Outcome), Reason: s.Reason, ResultCode: s.Result.ResultCode,
-		HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
+func (r rejectsLog) Record(_ context.Context, _ pgx.Tx, failed []job.Settlement) error {
+	for _, s := range failed {
+		if err := r.w.Add(failureOf(s)); err != nil {
+			return err
+		}
 	}
-	if s.Item.Err != nil {
-		// The key did not parse: the cells as read are all there is.
-		e.RawCCID, e.RawVDN, e.RawCallID = s.Item.Raw[0], s.Item.Raw[1], s.Item.Raw[2]
-	}
-	return r.w.Add(e)
+	return r.w.Flush()
 }
-
-func (r rejectsLog) Flush(context.Context, pgx.Tx) error { return r.w.Flush() }
 
 // dbFailureLog writes failed and rejected rows of CSV runs to cms.call_failure.
 type dbFailureLog struct {
 	db    *pgxpool.Pool
 	runID string
-	buf   []postgres.Failure
 }
 
-func (d *dbFailureLog) Add(s job.Settlement) error {
-	d.buf = append(d.buf, postgres.Failure{
-		Line: s.Item.Line, Key: s.Item.Key, Raw: s.Item.Raw, Outcome: string(s.Outcome), Reason: s.Reason,
-		ResultCode: s.Result.ResultCode, HTTPStatus: s.Result.HTTPStatus, Attempts: s.Result.Attempts,
-	})
-	return nil
-}
-
-func (d *dbFailureLog) Flush(ctx context.Context, tx pgx.Tx) error {
-	if len(d.buf) == 0 {
+func (d *dbFailureLog) Record(ctx context.Context, tx pgx.Tx, failed []job.Settlement) error {
+	if len(failed) == 0 {
 		return nil
+	}
+	rows := make([]load.Failure, len(failed))
+	for i, s := range failed {
+		rows[i] = failureOf(s)
 	}
 	var db postgres.Querier = d.db
 	if tx != nil {
 		db = tx
 	}
-	if err := postgres.RecordFailures(ctx, db, d.runID, d.buf); err != nil {
-		return err
-	}
-	d.buf = d.buf[:0]
-	return nil
+	return postgres.RecordFailures(ctx, db, d.runID, rows)
 }

@@ -7,17 +7,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
+
+	"github.com/cmsetl/cms-etl/load/parquet"
+	"github.com/cmsetl/cms-etl/migrations"
 )
 
 // Exit codes: a contract with cron and operators' scripts.
@@ -31,7 +34,8 @@ const (
 // Env is the process environment the command runs in (tests substitute it).
 type Env struct {
 	Stdout, Stderr io.Writer
-	// StderrIsTerminal decides console logs and the progress bar in auto mode.
+	// StderrIsTerminal decides console logs, one-line refusals, the human
+	// summary and the progress bar in auto mode.
 	StderrIsTerminal bool
 }
 
@@ -39,7 +43,7 @@ const usageText = `etl: enrich Huawei CC-CMS call IDs with querybasiccallinfo.
 
 Usage:
   etl run --input csv:FILE|queue --output parquet:DIR|postgres [flags]
-  etl demo [--out DIR]             run the job against a built-in simulator
+  etl demo [--input FILE] [--out DIR]  run the job against a built-in simulator
   etl ping [flags]                 check address, TLS and signature
   etl migrate [--database-url URL] apply the Postgres schema (idempotent)
   etl enqueue --input csv:FILE     load a CSV into cms.call_queue
@@ -52,80 +56,193 @@ Exit codes: 0 ok, 1 aborted, 2 usage error, 3 finished with failed or rejected r
 
 // Main runs the command line and returns the exit code.
 func Main(ctx context.Context, args []string, env Env) int {
+	// One writer for everything on stderr, so that log lines and refusals
+	// never tear the progress bar.
+	if _, ok := env.Stderr.(*termWriter); !ok {
+		env.Stderr = &termWriter{w: env.Stderr}
+	}
 	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usageText)
-		return ExitUsage
+		rep := newReporter(env, "", args)
+		if !rep.json {
+			fmt.Fprint(env.Stderr, usageText)
+			return ExitUsage
+		}
+		return rep.exit(&UsageError{Err: errors.New("no command given"), Hint: "see `etl --help`"})
 	}
 	cmd, rest := args[0], args[1:]
-	var err error
+	rep := newReporter(env, cmd, rest)
 	switch cmd {
 	case "run":
-		return cmdRun(ctx, rest, env)
+		return cmdRun(ctx, rest, env, rep)
 	case "demo":
-		return cmdDemo(ctx, rest, env)
+		return cmdDemo(ctx, rest, env, rep)
 	case "ping":
-		return cmdPing(ctx, rest, env)
+		return cmdPing(ctx, rest, env, rep)
 	case "migrate":
-		err = cmdMigrate(ctx, rest, env)
+		return rep.exit(cmdMigrate(ctx, rest, env))
 	case "enqueue":
-		err = cmdEnqueue(ctx, rest, env)
+		return rep.exit(cmdEnqueue(ctx, rest, env))
 	case "requeue":
-		err = cmdRequeue(ctx, rest, env)
+		return rep.exit(cmdRequeue(ctx, rest, env))
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "etl", Version())
 		return ExitOK
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(env.Stdout, usageText)
 		return ExitOK
-	default:
-		fmt.Fprintf(env.Stderr, "etl: unknown command %q\n\n%s", cmd, usageText)
-		return ExitUsage
 	}
-	return exitFor(err, env)
+	rep = newReporter(env, "", rest)
+	hint := "see `etl --help`"
+	if near := nearest(strings.TrimLeft(cmd, "-"), commands); near != "" {
+		hint = "did you mean `etl " + near + "`? " + hint
+	}
+	return rep.exit(&UsageError{Err: fmt.Errorf("unknown command %q", cmd), Hint: hint})
 }
 
-func exitFor(err error, env Env) int {
+var commands = []string{"run", "demo", "ping", "migrate", "enqueue", "requeue", "version", "help"}
+
+// reporter reports why a command did not do what it was asked, the same way
+// for every command: on a terminal one line, "etl CMD: what is wrong: what
+// to do"; otherwise (cron, systemd, a pipe) one JSON event, so that stderr
+// off a terminal carries JSON lines only.
+type reporter struct {
+	env  Env
+	cmd  string // "" before a command is known
+	json bool
+	log  zerolog.Logger // JSON events go here
+}
+
+// newReporter takes the style from --log-format in args, read before the
+// flags are parsed so that a flag error is reported in the same style.
+func newReporter(env Env, cmd string, args []string) reporter {
+	return reporter{env: env, cmd: cmd, json: jsonLogs(flagValue(args, "log-format", "auto"), env),
+		log: zerolog.New(env.Stderr).With().Timestamp().Logger()}
+}
+
+// jsonLogs is whether logs are JSON: --log-format json, or auto off a terminal.
+func jsonLogs(format string, env Env) bool {
+	return format == "json" || (format != "console" && !env.StderrIsTerminal)
+}
+
+// flagValue is the value of --name in args (also -name, --name=v), or def.
+func flagValue(args []string, name, def string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			def = v
+		} else if a == name && i+1 < len(args) {
+			def = args[i+1]
+		}
+	}
+	return def
+}
+
+// exit reports err (unless it needs no report) and returns its exit code.
+func (r reporter) exit(err error) int {
+	code := exitCode(err)
+	if err != nil && !errors.Is(err, errHelp) && !errors.Is(err, errPartial) {
+		r.report(err, code)
+	}
+	return code
+}
+
+func exitCode(err error) int {
 	var ue *UsageError
 	switch {
-	case err == nil:
-		return ExitOK
-	case errors.Is(err, errHelp):
+	case err == nil, errors.Is(err, errHelp):
 		return ExitOK
 	case errors.Is(err, errPartial):
-		fmt.Fprintf(env.Stderr, "etl: %v\n", err)
 		return ExitPartial
 	case errors.As(err, &ue):
-		fmt.Fprintf(env.Stderr, "etl: %v\n", err)
 		return ExitUsage
 	default:
-		fmt.Fprintf(env.Stderr, "etl: %v\n", err)
 		return ExitAborted
 	}
 }
 
-// parse parses flags; -h prints the flags and yields errHelp.
-func parse(fs *flag.FlagSet, args []string, env Env) error {
-	fs.SetOutput(env.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+// report writes one refusal: a line on a terminal, a JSON event otherwise.
+func (r reporter) report(err error, code int) {
+	msg, hint := oneLine(err.Error()), r.hint(err)
+	if r.json {
+		ev := r.log.Error().Str("command", r.name()).Str("error", msg).Int("exit_code", code)
+		if hint != "" {
+			ev = ev.Str("hint", hint)
 		}
-		return &UsageError{Err: err}
+		var fe *failedError
+		if errors.As(err, &fe) {
+			ev.Msg(r.name() + " failed")
+		} else {
+			ev.Msg(r.name() + " not started")
+		}
+		return
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	prefix := "etl"
+	if r.cmd != "" {
+		prefix += " " + r.cmd
 	}
-	return nil
+	if hint != "" {
+		msg += ": " + hint
+	}
+	fmt.Fprintf(r.env.Stderr, "%s: %s\n", prefix, msg)
 }
 
-func newFlagSet(name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: etl %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+func (r reporter) name() string {
+	if r.cmd == "" {
+		return "etl"
 	}
-	return fs
+	return r.cmd
 }
+
+// hint is what the operator can do about err ("" when nothing useful).
+func (r reporter) hint(err error) string {
+	var he *hintError
+	var ue *UsageError
+	var ve *migrations.VersionError
+	switch {
+	case errors.As(err, &he):
+		return he.hint
+	case errors.As(err, &ue) && ue.Hint != "":
+		return ue.Hint
+	case errors.As(err, &ve) && ve.Older():
+		return "run `etl migrate`"
+	case errors.As(err, &ve):
+		return "use the etl version that migrated this database, or a newer one"
+	case errors.Is(err, parquet.ErrLocked):
+		return "another etl run is writing there; this one did not start, so runs never overlap"
+	case ue != nil:
+		if r.cmd == "" {
+			return "see `etl --help`"
+		}
+		return "see `etl " + r.cmd + " --help`"
+	}
+	return ""
+}
+
+// hintError carries what to do about err.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return &hintError{err: err, hint: hint} }
+
+// failedError marks an error of a command that had started its work: it is
+// reported as "CMD failed" rather than "CMD not started".
+type failedError struct{ err error }
+
+func (e *failedError) Error() string { return e.err.Error() }
+func (e *failedError) Unwrap() error { return e.err }
+
+func failed(err error) error { return &failedError{err: err} }
+
+// oneLine keeps a refusal on one line whatever an error holds.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // NewLogger builds the zerolog logger for the configured format and level.
 func NewLogger(c *Config, env Env) zerolog.Logger {
@@ -134,26 +251,47 @@ func NewLogger(c *Config, env Env) zerolog.Logger {
 		lvl = zerolog.InfoLevel
 	}
 	var w io.Writer = env.Stderr
-	if c.LogFormat == "console" || (c.LogFormat == "auto" && env.StderrIsTerminal) {
+	if !jsonLogs(c.LogFormat, env) {
 		w = zerolog.ConsoleWriter{Out: env.Stderr, TimeFormat: time.TimeOnly, NoColor: !env.StderrIsTerminal}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
-// Version is the module version baked in by the Go toolchain, or a VCS hint.
+// version is stamped at build time by make build and make install:
+// -ldflags "-X github.com/cmsetl/cms-etl/cmd/etl/internal/cli.version=$(git describe --tags --always --dirty)".
+var version string
+
+// Version is the stamped version; else what the Go toolchain recorded: the
+// module version (go install ...@version) or the commit it was built from
+// (go build or go install in a checkout), marked dirty with local changes.
 func Version() string {
+	if version != "" {
+		return version
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
 	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev string
+	var dirty bool
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += "+" + s.Value[:12]
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
 		}
 	}
-	if v == "" {
-		v = "devel"
+	// Since Go 1.24 a checkout's version already names the commit.
+	if len(rev) >= 12 && !strings.Contains(v, rev[:12]) {
+		v += "+" + rev[:12]
+		if dirty {
+			v += ".dirty"
+		}
 	}
 	return v
 }
@@ -166,6 +304,7 @@ func newRunID() string {
 
 // Run is the process entry point used by cmd/etl.
 func Run() int {
+	env := Env{Stdout: os.Stdout, Stderr: &termWriter{w: os.Stderr}, StderrIsTerminal: term.IsTerminal(int(os.Stderr.Fd()))}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -175,9 +314,12 @@ func Run() int {
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM) // before stop(), so no signal hits the default action
 		stop()
 		<-sig
-		fmt.Fprintln(os.Stderr, "etl: second signal, exiting without waiting")
+		cmd := ""
+		if len(os.Args) > 1 {
+			cmd = os.Args[1]
+		}
+		newReporter(env, cmd, os.Args[1:]).report(failed(errors.New("second signal: exiting without waiting for requests in flight")), ExitAborted)
 		os.Exit(ExitAborted)
 	}()
-	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, StderrIsTerminal: term.IsTerminal(int(os.Stderr.Fd()))}
 	return Main(ctx, os.Args[1:], env)
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -49,6 +52,7 @@ type Config struct {
 	LogFormat       string // auto, console, json
 	LogLevel        string
 	Progress        string // auto, bar, log, none
+	Summary         string // auto, text, json, none
 	DatabaseURL     string // --database-url, DATABASE_URL
 	Refresh         bool
 	Lease           time.Duration
@@ -57,11 +61,16 @@ type Config struct {
 	RunID           string
 	QueueMaxAttempt int
 
-	set map[string]bool
+	set      map[string]bool
+	warnings []string // about how secrets were given; logged once a logger exists
 }
 
-// UsageError is a bad flag or combination: exit code 2.
-type UsageError struct{ Err error }
+// UsageError is a bad flag or combination: exit code 2. Hint says what to
+// do; empty means "see the command's --help".
+type UsageError struct {
+	Err  error
+	Hint string
+}
 
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
@@ -86,12 +95,13 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
-// register declares the flags shared by the commands that talk to CC-CMS.
-func (c *Config) registerAPI(fs *flag.FlagSet) {
-	fs.StringVar(&c.APIURL, "api-url", "", "CC-CMS base URL, e.g. https://10.0.0.5:28443 (env CMS_API_URL)")
+// registerAPI declares the flags shared by the commands that talk to CC-CMS.
+func (c *Config) registerAPI(fs *flagSet) {
+	fs.in(groupAPI)
+	fs.StringVar(&c.APIURL, "api-url", "", "CC-CMS base `URL`, e.g. https://10.0.0.5:28443 (env CMS_API_URL)")
 	fs.StringVar(&c.AK, "ak", "", "access key (env CMS_AK)")
-	fs.StringVar(&c.SKFile, "sk-file", "", "file holding the secret key; otherwise env CMS_SK (never a flag value)")
-	fs.StringVar(&c.CAFile, "ca-file", "", "PEM bundle of CAs to trust for the API's certificate")
+	fs.StringVar(&c.SKFile, "sk-file", "", "`FILE` holding the secret key; otherwise env CMS_SK (never a flag value)")
+	fs.StringVar(&c.CAFile, "ca-file", "", "`PEM` bundle of CAs to trust for the API's certificate")
 	fs.StringVar(&c.TLSServerName, "tls-server-name", "", "name to verify the certificate against, for IP endpoints")
 	fs.BoolVar(&c.InsecureSkip, "insecure-skip-verify", false, "do not verify the API's certificate (logged as a warning)")
 	fs.StringVar(&c.SignedHeaders, "signed-headers", "content-length;content-type;host", "auth-v2 signed headers, ';'-separated (alternative: host)")
@@ -101,42 +111,55 @@ func (c *Config) registerAPI(fs *flag.FlagSet) {
 	c.registerLog(fs)
 }
 
-func (c *Config) registerLog(fs *flag.FlagSet) {
+func (c *Config) registerLog(fs *flagSet) {
+	fs.in(groupLogging)
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (console on a terminal, json otherwise), console, json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 }
 
-func (c *Config) registerDB(fs *flag.FlagSet) {
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (env DATABASE_URL)")
+// registerReport declares how a job reports while and after it runs.
+func (c *Config) registerReport(fs *flagSet) {
+	fs.in(groupLogging)
+	fs.StringVar(&c.Progress, "progress", "auto", "progress: auto (bar on a terminal, log lines otherwise), bar, log, none")
+	fs.StringVar(&c.Summary, "summary", "auto", "run summary: auto (text on stderr when it is a terminal, else only the run_summary log event), text or json (on stdout), none")
+	fs.StringVar(&c.MetricsFile, "metrics-file", "", "write Prometheus text-format metrics to `FILE` at the end (atomically), for node_exporter's textfile collector")
 }
 
-func (c *Config) registerRun(fs *flag.FlagSet) {
+func (c *Config) registerDB(fs *flagSet) {
+	fs.in(groupPostgres)
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL `URL` (env DATABASE_URL)")
+}
+
+func (c *Config) registerRun(fs *flagSet) {
 	c.registerAPI(fs)
 	c.registerDB(fs)
-	fs.StringVar(&c.Input, "input", "", "input: csv:FILE or queue")
-	fs.Var(listFlag{&c.Outputs}, "output", "output: parquet:DIR and/or postgres (repeat the flag or separate with commas)")
+	c.registerReport(fs)
+	fs.in(groupInput)
+	fs.StringVar(&c.Input, "input", "", "input: `csv:FILE|queue` (csv:- is stdin)")
 	fs.IntVar(&c.DefaultCCID, "cc-id", 0, "ccId for CSV rows without one")
 	fs.IntVar(&c.DefaultVDN, "vdn", 0, "vdn for CSV rows without one")
-	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
-	fs.StringVar(&c.RateGroup, "rate-group", "", "share --rate with the other runs started with this group name on the same database (needs --database-url or DATABASE_URL)")
-	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
-	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
-	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
-	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
-	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")
-	fs.StringVar(&c.MetricsFile, "metrics-file", "", "write Prometheus text-format metrics here at the end (atomically), for node_exporter's textfile collector")
-	fs.StringVar(&c.Progress, "progress", "auto", "progress: auto (bar on a terminal, log lines otherwise), bar, log, none")
-	fs.BoolVar(&c.Refresh, "refresh", false, "with postgres output: query IDs already in cms.call_info again")
 	fs.DurationVar(&c.Lease, "lease", time.Minute, "queue input: lease on claimed rows (extended while in flight)")
 	fs.Int64Var(&c.MaxItems, "max-items", 0, "queue input: stop after claiming this many rows (0 = drain what is due)")
 	fs.DurationVar(&c.MaxDuration, "max-duration", 0, "queue input: stop claiming after this long (0 = no limit)")
 	fs.IntVar(&c.QueueMaxAttempt, "queue-max-attempts", 5, "queue input: runs a transiently failing row is tried in before it is marked failed")
+	fs.in(groupOutput)
+	fs.Var(listFlag{&c.Outputs}, "output", "output: `parquet:DIR|postgres`, or both (repeat the flag or separate with commas)")
+	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
+	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")
+	fs.BoolVar(&c.Refresh, "refresh", false, "with postgres output: query IDs already in cms.call_info again")
+	fs.in(groupRate)
+	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
+	fs.StringVar(&c.RateGroup, "rate-group", "", "share --rate with the other runs started with this group `NAME` on the same database (needs --database-url or DATABASE_URL)")
+	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
+	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
+	fs.in(groupRun)
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+job.DefaultCommitAllowance.String()+" more")
 	fs.StringVar(&c.RunID, "run-id", "", "run identifier (default: UTC time and a random suffix)")
 }
 
 // applyEnv fills what the flags did not set from the environment.
-func (c *Config) applyEnv(fs *flag.FlagSet) error {
+func (c *Config) applyEnv(fs *flagSet) error {
 	c.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { c.set[f.Name] = true })
 	envFor := map[string]*string{"api-url": &c.APIURL, "ak": &c.AK, "database-url": &c.DatabaseURL}
@@ -148,6 +171,10 @@ func (c *Config) applyEnv(fs *flag.FlagSet) error {
 		if v, ok := os.LookupEnv(envName[flagName]); ok {
 			*dst = strings.TrimSpace(v)
 		}
+	}
+	if c.set["database-url"] && urlHasPassword(c.DatabaseURL) {
+		c.warnings = append(c.warnings, "--database-url holds a password on the command line, where other users of the host can read it (ps, /proc); "+
+			"set DATABASE_URL in the environment instead, or keep the password in ~/.pgpass")
 	}
 	if fs.Lookup("sk-file") == nil {
 		return nil
@@ -161,10 +188,33 @@ func (c *Config) applyEnv(fs *flag.FlagSet) error {
 		if c.sk == "" {
 			return usagef("--sk-file: %s is empty", c.SKFile)
 		}
+		// Like ssh with a private key, but a warning: the run goes on.
+		if fi, err := os.Stat(c.SKFile); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			c.warnings = append(c.warnings, fmt.Sprintf("--sk-file %s is open to group or others (mode %04o); restrict it: chmod 600 %s",
+				c.SKFile, fi.Mode().Perm(), c.SKFile))
+		}
 	} else {
 		c.sk = strings.TrimSpace(os.Getenv("CMS_SK"))
 	}
 	return nil
+}
+
+// urlHasPassword reports whether a PostgreSQL connection string, URL or
+// keyword/value form, carries a password.
+func urlHasPassword(conn string) bool {
+	if u, err := url.Parse(conn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return strings.Contains(conn, "password=")
+}
+
+// logWarnings logs the warnings applyEnv collected.
+func (c *Config) logWarnings(log zerolog.Logger) {
+	for _, w := range c.warnings {
+		log.Warn().Msg(w)
+	}
 }
 
 // Credentials for auth-v2.
@@ -225,8 +275,16 @@ func (c *Config) validateAPI() error {
 		return usagef("--api-url (or CMS_API_URL) is required")
 	}
 	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return usagef("--api-url %q: want https://host:port", c.APIURL)
+	switch {
+	case err != nil:
+		return usagef("--api-url %s: not a URL; want https://host:port", quoteURL(c.APIURL))
+	case u.User != nil:
+		// CC-CMS authenticates with auth-v2 only; a password in the URL
+		// would sit in ps, shell history and logs for nothing.
+		return usagef("--api-url: user info (user@ or user:password@) is not accepted; want https://host:port, " +
+			"with the AK in --ak and the SK in --sk-file or CMS_SK")
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return usagef("--api-url %s: want https://host:port", quoteURL(c.APIURL))
 	}
 	if c.AK == "" {
 		return usagef("--ak (or CMS_AK) is required")
@@ -259,6 +317,29 @@ func (c *Config) validateAPI() error {
 		}
 	}
 	return validateLog(c)
+}
+
+// quoteURL quotes a URL given on the command line for an error message,
+// unless it holds an '@': whatever precedes it may be a password.
+func quoteURL(raw string) string {
+	if strings.Contains(raw, "@") {
+		return "(not shown: it contains '@', which may follow a password)"
+	}
+	return extract.QuoteValue(raw)
+}
+
+func validateReport(c *Config) error {
+	switch c.Progress {
+	case "auto", "bar", "log", "none":
+	default:
+		return usagef("--progress %q: want auto, bar, log or none", c.Progress)
+	}
+	switch c.Summary {
+	case "auto", "text", "json", "none":
+	default:
+		return usagef("--summary %q: want auto, text, json or none", c.Summary)
+	}
+	return nil
 }
 
 func validateLog(c *Config) error {
@@ -367,10 +448,8 @@ func (c *Config) validateRun() error {
 	if c.QueueMaxAttempt < 1 {
 		return usagef("--queue-max-attempts %d: must be >= 1", c.QueueMaxAttempt)
 	}
-	switch c.Progress {
-	case "auto", "bar", "log", "none":
-	default:
-		return usagef("--progress %q: want auto, bar, log or none", c.Progress)
+	if err := validateReport(c); err != nil {
+		return err
 	}
 	if c.RunID != "" && load.ValidateRunID(c.RunID) != nil {
 		return usagef("--run-id %q: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters", c.RunID)

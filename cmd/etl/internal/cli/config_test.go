@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,19 +43,53 @@ func TestRunUsageErrorsNameTheFlag(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := Main(t.Context(), append([]string{"run"}, tc.args...), Env{Stdout: &stdout, Stderr: &stderr})
-			if code != ExitUsage {
-				t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitUsage, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tc.want) {
-				t.Errorf("stderr does not mention %q:\n%s", tc.want, stderr.String())
-			}
-			if strings.Contains(stderr.String(), "s3cr3t-value") {
-				t.Error("the SK appeared on stderr")
+			for _, terminal := range []bool{false, true} {
+				var stdout, stderr bytes.Buffer
+				code := Main(t.Context(), append([]string{"run"}, tc.args...), Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal})
+				if code != ExitUsage {
+					t.Fatalf("terminal=%v: exit %d, want %d; stderr:\n%s", terminal, code, ExitUsage, stderr.String())
+				}
+				if strings.Contains(stderr.String(), "s3cr3t-value") {
+					t.Error("the SK appeared on stderr")
+				}
+				msg, hint := refusalOf(t, stderr.String(), terminal, "run", ExitUsage)
+				if !strings.Contains(msg, tc.want) {
+					t.Errorf("terminal=%v: refusal %q does not mention %q", terminal, msg, tc.want)
+				}
+				if !strings.Contains(hint, "etl run --help") {
+					t.Errorf("terminal=%v: hint %q does not point at etl run --help", terminal, hint)
+				}
 			}
 		})
 	}
+}
+
+// refusalOf checks that stderr holds exactly one refusal in the style for
+// the terminal or not, and returns what it says is wrong and what to do.
+func refusalOf(t *testing.T, stderr string, terminal bool, cmd string, code int) (msg, hint string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if len(lines) != 1 || lines[0] == "" {
+		t.Fatalf("want exactly one line on stderr, got %d:\n%s", len(lines), stderr)
+	}
+	if terminal {
+		line, ok := strings.CutPrefix(lines[0], "etl "+cmd+": ")
+		if !ok || strings.HasPrefix(line, "{") {
+			t.Fatalf("refusal on a terminal is not \"etl %s: ...\": %s", cmd, lines[0])
+		}
+		return line, line
+	}
+	var ev struct {
+		Level, Command, Error, Hint, Message string
+		ExitCode                             int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &ev); err != nil {
+		t.Fatalf("refusal off a terminal is not JSON: %v\n%s", err, lines[0])
+	}
+	if ev.Level != "error" || ev.Command != cmd || ev.Message != cmd+" not started" || ev.ExitCode != code || ev.Error == "" {
+		t.Fatalf("refusal event %+v, want level error, command %s, message %q, exit_code %d", ev, cmd, cmd+" not started", code)
+	}
+	return ev.Error, ev.Hint
 }
 
 func TestFlagsWinOverEnvironment(t *testing.T) {
@@ -104,18 +139,152 @@ func TestHelpExitsZeroAndDocumentsEveryFlag(t *testing.T) {
 	if code := Main(t.Context(), []string{"run", "--help"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
 		t.Fatalf("exit %d", code)
 	}
+	if stderr.Len() > 0 {
+		t.Errorf("help wrote to stderr: %s", stderr.String())
+	}
+	groups := helpGroups(t, stdout.String())
 	for _, f := range []string{"api-url", "ak", "sk-file", "cc-id", "vdn", "rate", "burst", "concurrency", "max-attempts",
-		"request-timeout", "metrics-file", "log-format", "progress", "input", "output", "database-url", "refresh", "lease",
+		"request-timeout", "metrics-file", "log-format", "progress", "summary", "input", "output", "database-url", "refresh", "lease",
 		"max-items", "max-duration", "ca-file", "tls-server-name", "insecure-skip-verify", "rate-group"} {
-		if !strings.Contains(stderr.String(), "-"+f) {
+		if _, ok := groups[f]; !ok {
 			t.Errorf("--help does not document --%s", f)
+		}
+	}
+	for flag, title := range map[string]string{"input": "Input", "api-url": "CC-CMS API", "rate": "Rate", "rate-group": "Rate", "output": "Output",
+		"database-url": "PostgreSQL", "log-format": "Logging and reporting"} {
+		if groups[flag] != title {
+			t.Errorf("--%s is under %q, want %q", flag, groups[flag], title)
+		}
+	}
+}
+
+// helpGroups parses help output: flag name -> the heading it is listed under.
+// It fails on a flag outside a known group or spelled with one dash.
+func helpGroups(t *testing.T, help string) map[string]string {
+	t.Helper()
+	titles := map[string]bool{}
+	for _, g := range groupTitles {
+		titles[g.title] = true
+	}
+	out := map[string]string{}
+	heading := ""
+	for _, line := range strings.Split(help, "\n") {
+		switch {
+		case strings.HasSuffix(line, ":") && !strings.HasPrefix(line, " "):
+			heading = strings.TrimSuffix(line, ":")
+			if !titles[heading] {
+				t.Errorf("help has a group %q that is not one of the known groups", heading)
+			}
+		case strings.HasPrefix(line, "  -"):
+			name, ok := strings.CutPrefix(line, "  --")
+			if !ok {
+				t.Errorf("help spells a flag with one dash: %q", line)
+				continue
+			}
+			name, _, _ = strings.Cut(name, " ")
+			out[name] = heading
+		}
+	}
+	return out
+}
+
+// Every flag of every command is listed under a known group, with --.
+func TestEveryCommandsHelpIsGrouped(t *testing.T) {
+	for _, cmd := range []string{"run", "demo", "ping", "migrate", "enqueue", "requeue"} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(t.Context(), []string{cmd, "--help"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		groups := helpGroups(t, stdout.String())
+		if len(groups) == 0 {
+			t.Errorf("%s --help lists no flags:\n%s", cmd, stdout.String())
+		}
+		for f, g := range groups {
+			if g == "" {
+				t.Errorf("%s --help lists --%s outside a group", cmd, f)
+			}
+		}
+	}
+}
+
+// An unknown flag is one line naming it, the nearest known flag and where
+// the help is: no dump of every flag.
+func TestUnknownFlagIsOneLineWithASuggestion(t *testing.T) {
+	tests := []struct {
+		cmd, flag, near string
+	}{
+		{"run", "--out", "--output"},
+		{"run", "--sk", "--sk-file"},
+		{"run", "-concurrancy", "--concurrency"},
+		{"enqueue", "--databse-url", "--database-url"},
+		{"run", "--frobnicate", ""},
+	}
+	for _, tc := range tests {
+		for _, terminal := range []bool{true, false} {
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), []string{tc.cmd, tc.flag, "x"}, Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal})
+			if code != ExitUsage {
+				t.Fatalf("%s %s: exit %d, want 2", tc.cmd, tc.flag, code)
+			}
+			msg, hint := refusalOf(t, stderr.String(), terminal, tc.cmd, ExitUsage)
+			name := "--" + strings.TrimLeft(tc.flag, "-")
+			if !strings.Contains(msg, "unknown flag "+name) {
+				t.Errorf("%q does not name the flag %s", msg, name)
+			}
+			if tc.near != "" && !strings.Contains(hint, "did you mean "+tc.near+"?") {
+				t.Errorf("%q does not suggest %s", hint, tc.near)
+			}
+			if tc.near == "" && strings.Contains(hint, "did you mean") {
+				t.Errorf("%q suggests a flag for %s", hint, tc.flag)
+			}
+			if !strings.Contains(hint, "`etl "+tc.cmd+" --help`") {
+				t.Errorf("%q does not point at etl %s --help", hint, tc.cmd)
+			}
+		}
+	}
+}
+
+func TestNearest(t *testing.T) {
+	t.Parallel()
+	names := []string{"output", "input", "rate", "run-id", "sk-file", "summary", "concurrency"}
+	for name, want := range map[string]string{
+		"out": "output", "outputs": "output", "inptu": "input", "rat": "rate", "sk": "sk-file",
+		"concurency": "concurrency", "zzz": "", "": "", "r": "", "sumary": "summary",
+	} {
+		if got := nearest(name, names); got != want {
+			t.Errorf("nearest(%q) = %q, want %q", name, got, want)
 		}
 	}
 }
 
 func TestUnknownCommand(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := Main(t.Context(), []string{"frobnicate"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitUsage {
-		t.Fatalf("exit %d, want 2", code)
+	for _, terminal := range []bool{true, false} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(t.Context(), []string{"enqeue"}, Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal}); code != ExitUsage {
+			t.Fatalf("exit %d, want 2", code)
+		}
+		if !strings.Contains(stderr.String(), "did you mean `etl enqueue`?") || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("terminal=%v: want one line suggesting enqueue:\n%s", terminal, stderr.String())
+		}
+	}
+}
+
+// The refusal style is decided from --log-format before the flags are parsed.
+func TestFlagValueBeforeParsing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "auto"},
+		{[]string{"--log-format", "json"}, "json"},
+		{[]string{"-log-format=console", "--out", "x"}, "console"},
+		{[]string{"--out", "x", "--log-format=json"}, "json"},
+		{[]string{"--", "--log-format", "json"}, "auto"},
+		{[]string{"--log-format"}, "auto"},
+	} {
+		if got := flagValue(tc.args, "log-format", "auto"); got != tc.want {
+			t.Errorf("flagValue(%q) = %q, want %q", tc.args, got, tc.want)
+		}
 	}
 }

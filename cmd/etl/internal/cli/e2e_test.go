@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
@@ -465,20 +466,102 @@ func TestInterruptCommitsWhatIsDoneAndRerunFinishes(t *testing.T) {
 	}
 }
 
-func TestDemoRunsOnTheEmbeddedDefault(t *testing.T) {
+// The demo's bad rows and failing calls are what it shows: it exits 0 when
+// every row ended as planned, says so in one line and where to see them,
+// and again when run a second time on the same directory.
+func TestDemoExitsZeroWhenItDidWhatItShows(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "demo-out")
-	var stdout, stderr bytes.Buffer
-	code := Main(t.Context(), []string{"demo", "--input", "../../../../testdata/calls.csv", "--out", out, "--rate", "0", "--log-format", "json"},
-		Env{Stdout: &stdout, Stderr: &stderr})
-	o := parseRun(t, code, stderr.String())
-	checkAccounting(t, o)
-	// testdata/calls.csv has 3 bad rows: the run finishes with exit 3.
-	if code != ExitPartial || o.outcome("rejected") != 3 || o.outcome("duplicate") != 2 {
-		t.Fatalf("demo exit %d, outcomes %v; stderr:\n%s", code, o.summary["outcomes"], stderr.String())
+	for i, wantLoaded := range []bool{true, false} {
+		var stdout, stderr bytes.Buffer
+		code := Main(t.Context(), []string{"demo", "--input", "../../../../testdata/calls.csv", "--out", out, "--rate", "0", "--log-format", "json"},
+			Env{Stdout: &stdout, Stderr: &stderr})
+		o := parseRun(t, code, stderr.String())
+		checkAccounting(t, o)
+		// testdata/calls.csv has 3 bad rows and 2 repeats; the simulator fails some calls.
+		if code != ExitOK || o.outcome("rejected") != 3 || o.outcome("duplicate") != 2 || o.outcome("failed") == 0 {
+			t.Fatalf("demo #%d exit %d, outcomes %v; stderr:\n%s", i+1, code, o.summary["outcomes"], stderr.String())
+		}
+		if loaded := o.outcome("loaded") > 0; loaded != wantLoaded || !wantLoaded && o.outcome("already_loaded") == 0 {
+			t.Errorf("demo #%d: outcomes %v; the second run finds the first one's rows already loaded", i+1, o.summary["outcomes"])
+		}
+		rejects := filepath.Join(out, "_rejects", o.summary["run"].(string)+".csv")
+		line := fmt.Sprintf("its %d rejected and %d failed rows are part of the demonstration", o.outcome("rejected"), o.outcome("failed"))
+		if !strings.Contains(stdout.String(), line) || !strings.Contains(stdout.String(), rejects) {
+			t.Errorf("demo #%d: stdout does not say %q and where (%s):\n%s", i+1, line, rejects, stdout.String())
+		}
+		if n := len(readRejects(t, filepath.Join(out, "_rejects"))); i == 0 && int64(n) != o.outcome("rejected")+o.outcome("failed") {
+			t.Errorf("rejects file has %d rows, want %d", n, o.outcome("rejected")+o.outcome("failed"))
+		}
 	}
-	if _, n := committed(t, out); int64(n) != o.outcome("loaded") || n == 0 {
-		t.Fatalf("demo committed %d rows, reported %d loaded", n, o.outcome("loaded"))
+	if _, n := committed(t, out); n == 0 {
+		t.Fatal("demo committed no rows")
+	}
+}
+
+// The demo exits non-zero only when the demo itself broke.
+func TestDemoExitsOneWhenItBroke(t *testing.T) {
+	t.Parallel()
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), []string{"demo", "--input", "../../../../testdata/calls.csv", "--out", notADir, "--rate", "0"},
+		Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: true})
+	if code != ExitAborted || !strings.Contains(stderr.String(), "etl demo: ") {
+		t.Fatalf("demo into a regular file: exit %d, want 1 with a refusal; stderr:\n%s", code, stderr.String())
+	}
+	if strings.Contains(stdout.String(), "demo worked") {
+		t.Errorf("a broken demo claims it worked:\n%s", stdout.String())
+	}
+}
+
+func TestDemoPlan(t *testing.T) {
+	t.Parallel()
+	plan, err := demoPlan("../../../../testdata/calls.csv", cmssim.Config{Credentials: testCreds, PermanentShare: 0.02, NoDataShare: 0.05, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, n := range plan {
+		total += n
+	}
+	// testdata/README.md: 300 rows, 3 bad, 2 repeats.
+	if total != 300 || plan[job.Rejected] != 3 || plan[job.Duplicate] != 2 || plan[job.Failed] == 0 || plan[job.NoData] == 0 {
+		t.Fatalf("plan %v", plan)
+	}
+	sum := func(status string, code int, counts job.Counts) *Summary {
+		return &Summary{Status: status, ExitCode: code, Counts: counts, Error: "boom"}
+	}
+	asPlanned := job.Counts{}
+	for o, n := range plan {
+		asPlanned[o] = n
+	}
+	rerun := job.Counts{}
+	for o, n := range plan {
+		rerun[o] = n
+	}
+	rerun[job.AlreadyLoaded], rerun[job.Loaded] = plan[job.Loaded]-1, 1
+	fewer := job.Counts{}
+	for o, n := range plan {
+		fewer[o] = n
+	}
+	fewer[job.Failed]--
+	fewer[job.Loaded]++
+	for _, tc := range []struct {
+		name string
+		sum  *Summary
+		ok   bool
+	}{
+		{"as planned", sum("partial", ExitPartial, asPlanned), true},
+		{"rerun", sum("partial", ExitPartial, rerun), true},
+		{"an outcome differs", sum("partial", ExitPartial, fewer), false},
+		{"aborted", sum("aborted", ExitAborted, asPlanned), false},
+	} {
+		if err := plan.check(tc.sum); (err == nil) != tc.ok {
+			t.Errorf("%s: check = %v, want ok %v", tc.name, err, tc.ok)
+		}
 	}
 }
 

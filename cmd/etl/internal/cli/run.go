@@ -2,14 +2,18 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
@@ -20,34 +24,41 @@ import (
 	"github.com/cmsetl/cms-etl/extract/pool"
 	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 	"github.com/cmsetl/cms-etl/extract/pool/rategroup"
+	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
+	"github.com/cmsetl/cms-etl/migrations"
+	"github.com/cmsetl/cms-etl/transform"
 )
 
-func cmdRun(ctx context.Context, args []string, env Env) int {
+func cmdRun(ctx context.Context, args []string, env Env, rep reporter) int {
 	var c Config
 	fs := newFlagSet("run", "run --input csv:FILE|queue --output parquet:DIR|postgres [flags]")
 	c.registerRun(fs)
 	if err := parse(fs, args, env); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
 	if err := c.applyEnv(fs); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
 	if err := c.validateRun(); err != nil {
-		return exitFor(err, env)
+		return rep.exit(err)
 	}
-	log := NewLogger(&c, env)
-	return runJob(ctx, &c, env, log)
+	code, _ := runJob(ctx, &c, env, rep)
+	return code
 }
 
-// runJob wires and runs one job from a validated Config and returns the exit code.
-func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
+// runJob wires and runs one job from a validated Config and returns the exit
+// code and the summary (nil when the run did not start: then it reported
+// why, as the "run not started" event off a terminal).
+func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summary) {
 	if c.RunID == "" {
 		c.RunID = newRunID()
 	}
-	log = log.With().Str("run", c.RunID).Logger()
+	log := NewLogger(c, env).With().Str("run", c.RunID).Logger()
+	rep.log, rep.json = log, jsonLogs(c.LogFormat, env)
+	c.logWarnings(log)
 	if c.CommitRows == 0 {
 		c.CommitRows = 10000
 		if c.Postgres() {
@@ -61,14 +72,8 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 		}
 	}
 
-	w, err := wire(ctx, c, log)
-	if err != nil {
-		log.Error().Err(err).Msg("run not started")
-		code := ExitAborted
-		var ue *UsageError
-		if errors.As(err, &ue) {
-			code = ExitUsage
-		}
+	notStarted := func(err error) (int, *Summary) {
+		code := rep.exit(err)
 		if c.MetricsFile != "" {
 			// Keep node_exporter from exporting last night's success.
 			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: job.Counts{}}
@@ -76,45 +81,113 @@ func runJob(ctx context.Context, c *Config, env Env, log zerolog.Logger) int {
 				log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 			}
 		}
-		return code
+		return code, nil
+	}
+	w, err := wire(ctx, c, log)
+	if err != nil {
+		return notStarted(err)
 	}
 	defer w.close(ctx, log)
 
 	started := time.Now()
 	if w.db != nil {
-		if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
-			log.Error().Err(err).Msg("record run start")
-			return ExitAborted
+		lock, err := startRunRecord(ctx, c, w, started, log)
+		if err != nil {
+			return notStarted(fmt.Errorf("record run start in cms.etl_run: %w", err))
 		}
+		defer func() {
+			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+				log.Warn().Err(err).Msg("release the run's lock")
+			}
+		}()
 	}
 	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
 
-	prog := newProgress(c, env, log, w.size)
-	w.job.OnProgress = prog.update
-	w.job.ProgressEvery = 10 * time.Second
+	var estimate int64
+	if w.csv != nil && w.csv.RegularFile() != nil && c.Progress != "none" {
+		estimate = estimateRows(c.CSVPath(), w.csv.Size())
+	}
+	prog := startProgress(c, env, log, w.job, estimate)
 	res := w.job.Run(ctx)
 	prog.finish()
+	w.closeQueue(ctx, log)
 
 	sum := summarize(c, w, res)
 	code := sum.ExitCode
-	printSummary(env.Stderr, sum)
-	logSummary(log, sum)
+	reportSummary(c, env, log, sum)
 	if c.MetricsFile != "" {
 		if err := writeMetrics(c.MetricsFile, sum); err != nil {
 			log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 		}
 	}
 	if w.db != nil {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 		defer cancel()
 		rec := w.runRecord(c, started, res.Finished, sum.Status, res, sum.AchievedRate)
 		rec.Summary = sum.JSON()
 		if err := postgres.FinishRun(fctx, w.db, rec); err != nil {
-			log.Error().Err(err).Msg("record run end")
+			log.Error().Err(err).Msg("record run end (the run's row stays running until a later run marks it abandoned)")
 		}
 	}
-	return code
+	return code, &sum
+}
+
+// reportSummary logs the run_summary event and shows the summary where
+// --summary says: auto is the text on stderr when it is a terminal (off a
+// terminal stderr stays JSON lines and the event carries the figures); text
+// and json go to stdout.
+func reportSummary(c *Config, env Env, log zerolog.Logger, sum Summary) {
+	text := c.Summary == "text"
+	switch c.Summary {
+	case "auto":
+		if env.StderrIsTerminal {
+			printSummary(env.Stderr, sum)
+			text = true
+		}
+	case "text":
+		printSummary(env.Stdout, sum)
+	case "json":
+		m := sum.JSON()
+		m["run_id"] = sum.RunID
+		b, err := json.Marshal(m)
+		if err != nil {
+			log.Error().Err(err).Msg("encode summary")
+			break
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	}
+	// Console logs are for a person who just read the text summary; the
+	// event repeats it as one very long line. JSON logs always carry it.
+	if !text || jsonLogs(c.LogFormat, env) {
+		logSummary(log, sum)
+	}
+}
+
+// finishTimeout bounds the retries of the run's final record.
+const finishTimeout = 15 * time.Second
+
+// startRunRecord takes the run's liveness lock, marks the rows of runs that
+// are gone as abandoned, and records this run as running. The lock is held
+// until the returned RunLock is released, after the run's final record.
+func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time, log zerolog.Logger) (*postgres.RunLock, error) {
+	lock, err := postgres.LockRun(ctx, w.db.Config().ConnConfig.Copy(), c.RunID)
+	if err != nil {
+		return nil, err
+	}
+	gone, err := postgres.AbandonGoneRuns(ctx, w.db)
+	for _, r := range gone {
+		log.Warn().Str("abandoned_run", r.ID).Str("host", r.Host).Time("started_at", r.StartedAt).
+			Msg("a run that died without finishing is marked abandoned in cms.etl_run")
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("could not check for abandoned runs; the next run will")
+	}
+	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+		_ = lock.Release(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return lock, nil
 }
 
 // wiring holds what a run opened, to close it at the end.
@@ -126,18 +199,35 @@ type wiring struct {
 	client  *cms.Client
 	db      *pgxpool.Pool
 	csv     *csvsource.Reader
-	pq      *parquet.Sink
+	pq      *parquet.Sink[transform.Row]
 	rej     *rejects.Writer
-	queue   *queueSource
+	queue   *queue.Consumer
 	done    *extract.DigestSet // keys the Parquet output already holds
-	stopExt context.CancelFunc
-	size    func() (done, total int64)
 }
 
-func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
-	if w.stopExt != nil {
-		w.stopExt()
+// closeQueue stops renewing leases and hands back the queue rows the run
+// claimed and did not commit, at once rather than at lease expiry.
+func (w *wiring) closeQueue(ctx context.Context, log zerolog.Logger) {
+	if w.queue == nil {
+		return
 	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	n, err := w.queue.Close(rctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("could not hand back claimed queue rows; they become claimable when their lease runs out")
+		return
+	}
+	if n > 0 {
+		log.Info().Int64("rows", n).Msg("handed back queue rows this run claimed but did not finish; the next run takes them")
+	}
+}
+
+// releaseTimeout bounds handing back queue rows at the end of a run.
+const releaseTimeout = 10 * time.Second
+
+func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
+	w.closeQueue(ctx, log)
 	if w.group != nil {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if err := w.group.Leave(lctx); err != nil {
@@ -147,13 +237,6 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	}
 	if w.groupDB != nil {
 		w.groupDB.Close()
-	}
-	if w.queue != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		if err := w.queue.Release(rctx); err != nil {
-			log.Warn().Err(err).Msg("hand back claimed queue rows; they become claimable when their lease runs out")
-		}
-		cancel()
 	}
 	if w.pq != nil {
 		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
@@ -200,8 +283,8 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
 	if c.RateGroup != "" {
 		// The group uses the database only for its members table, whatever
-		// the input and outputs.
-		gdb, err := openDB(ctx, c.DatabaseURL, 1)
+		// the input and outputs; an unmigrated one is told to run etl migrate.
+		gdb, err := openWarehouse(ctx, c.DatabaseURL, 1)
 		if err != nil {
 			return w, err
 		}
@@ -241,7 +324,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	w.job = j
 
 	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
-		db, err := openDB(ctx, c.DatabaseURL, 4)
+		db, err := openWarehouse(ctx, c.DatabaseURL, 4)
 		if err != nil {
 			return w, err
 		}
@@ -258,7 +341,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 
 	skip := &skipper{}
 	if dir := c.ParquetDir(); dir != "" {
-		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log})
+		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log}, parquet.CallInfo)
 		if err != nil {
 			return w, fmt.Errorf("open parquet output: %w", err)
 		}
@@ -279,7 +362,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		}
 	}
 	if c.Postgres() {
-		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log})
+		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, postgres.CallInfo)
 		if err != nil {
 			return w, err
 		}
@@ -295,7 +378,6 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 	if r := w.csv; r != nil {
 		j.Source = csvSource{r}
 		j.Dedup = true
-		w.size = func() (int64, int64) { return r.BytesRead(), r.Size() }
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
@@ -305,19 +387,16 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			j.Failures = append(j.Failures, rejectsLog{rej})
 		}
 		if c.Postgres() {
-			j.Failures = append(j.Failures, &dbFailureLog{db: w.db, runID: c.RunID})
+			j.TxFailures = append(j.TxFailures, &dbFailureLog{db: w.db, runID: c.RunID})
 		}
 	} else {
-		qs, err := newQueueSource(c, w.db, log)
+		qs, err := newQueueSource(ctx, c, w.db, log)
 		if err != nil {
 			return w, err
 		}
-		w.queue = qs
+		w.queue = qs.c
 		j.Source = qs
 		j.Ack = qs
-		extCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		w.stopExt = cancel
-		go qs.extendLeases(extCtx)
 	}
 	return w, nil
 }
@@ -438,7 +517,8 @@ func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, err
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error may quote the URL, password included: do not wrap it.
-		return nil, &UsageError{Err: errors.New("--database-url: cannot parse the PostgreSQL URL")}
+		return nil, &UsageError{Err: errors.New("--database-url: cannot parse the PostgreSQL URL"),
+			Hint: "write it as postgres://USER@HOST:PORT/DATABASE (the password in ~/.pgpass or PGPASSWORD)"}
 	}
 	cfg.MaxConns = maxConns
 	db, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -449,9 +529,91 @@ func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, err
 	defer cancel()
 	if err := db.Ping(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to postgres %s: %w", cfg.ConnConfig.Host, err)
+		return nil, connectError(cfg.ConnConfig, err)
 	}
 	return db, nil
+}
+
+// openWarehouse opens the database of --output postgres and --input queue
+// and checks that its schema is the version this etl needs, so that an
+// unmigrated database is told to run etl migrate.
+func openWarehouse(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	db, err := openDB(ctx, url, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Check(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// connectError reports why PostgreSQL could not be reached, once. pgx lists
+// every attempt: each address, and under the default sslmode=prefer a TLS
+// attempt before a plain one, so against a server without TLS its message
+// starts with "server refused TLS connection" while the real cause is the
+// server's answer to the plain attempt. The server's answer wins, then the
+// last attempt that was not a TLS negotiation.
+func connectError(cfg *pgx.ConnConfig, err error) error {
+	cause := err
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		attempts := connectAttempts(ce.Unwrap())
+		cause = attempts[len(attempts)-1]
+		for i := len(attempts) - 1; i >= 0; i-- {
+			if msg := attempts[i].Error(); !strings.Contains(msg, "tls error") && !strings.Contains(msg, "refused TLS") {
+				cause = attempts[i]
+				break
+			}
+		}
+		for _, a := range attempts {
+			var pe *pgconn.PgError
+			if errors.As(a, &pe) {
+				cause = a
+				break
+			}
+		}
+		// An attempt's text starts with its address, which the message names already.
+		if inner := errors.Unwrap(cause); inner != nil && strings.HasSuffix(cause.Error(), inner.Error()) {
+			cause = inner
+		}
+	}
+	target := fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
+	e := fmt.Errorf("connect to postgres %s (database %s, user %s): %w", target, cfg.Database, cfg.User, cause)
+	var pe *pgconn.PgError
+	var ne net.Error
+	switch {
+	case errors.As(cause, &pe) && (pe.Code == "28P01" || pe.Code == "28000"):
+		return withHint(e, "check the user and password of --database-url (or DATABASE_URL, ~/.pgpass)")
+	case errors.As(cause, &pe) && pe.Code == "3D000":
+		return withHint(e, "create the database, then run `etl migrate`")
+	case errors.As(cause, &ne), errors.Is(cause, context.DeadlineExceeded):
+		return withHint(e, "check the host and port of --database-url (or DATABASE_URL) and that PostgreSQL is running")
+	}
+	return e
+}
+
+// connectAttempts are the distinct attempts pgx joined into err.
+func connectAttempts(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		j, ok := e.(interface{ Unwrap() []error })
+		if !ok {
+			continue
+		}
+		var out []error
+		seen := map[string]bool{}
+		for _, a := range j.Unwrap() {
+			if !seen[a.Error()] {
+				seen[a.Error()] = true
+				out = append(out, a)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return []error{err}
 }
 
 // rateController is what the client waits on and asks before retrying.

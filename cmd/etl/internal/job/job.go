@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,13 @@ type Settlement struct {
 }
 
 // Acknowledger is implemented by sources that must hear how rows ended (the
-// queue). Settle runs inside the warehouse transaction when tx is non-nil.
+// queue). Settle runs inside the warehouse transaction when tx is non-nil,
+// else as a statement of its own; once that transaction or statement has
+// ended, Settled says whether it committed (a failed one may be retried, with
+// a new Settle).
 type Acknowledger interface {
 	Settle(ctx context.Context, tx pgx.Tx, s []Settlement) error
+	Settled(s []Settlement, committed bool)
 }
 
 // ParquetSink is the Parquet output.
@@ -64,12 +69,11 @@ type WarehouseSink interface {
 	Commit(ctx context.Context, rows []transform.Row, inTx func(ctx context.Context, tx pgx.Tx) error) error
 }
 
-// FailureLog records failed and rejected rows (the rejects CSV, cms.call_failure).
-// Add buffers; Flush makes them durable and is called at every commit, inside
-// the warehouse transaction when tx is non-nil and the log lives there.
+// FailureLog records failed and rejected rows (the rejects CSV,
+// cms.call_failure). Record is called at every commit with the batch's
+// failed and rejected rows (possibly none) and makes them durable.
 type FailureLog interface {
-	Add(s Settlement) error
-	Flush(ctx context.Context, tx pgx.Tx) error
+	Record(ctx context.Context, tx pgx.Tx, failed []Settlement) error
 }
 
 // Skipper says which outputs already hold a key, so reruns do not query it
@@ -82,10 +86,12 @@ type Skipper interface {
 
 // Progress is a snapshot for progress displays.
 type Progress struct {
-	Read     int64
-	Done     int64
-	Counts   Counts
-	Requests int64
+	Read      int64  // input rows read
+	InputDone bool   // the source is exhausted: Read is the final row count
+	Settled   int64  // rows whose outcome is known (answered, failed, skipped), committed or not
+	Done      int64  // rows committed (Counts.Total())
+	Counts    Counts // committed rows by outcome
+	Requests  int64  // HTTP attempts, retries included
 }
 
 // Job is one run. Fields are set by the command that wires it.
@@ -100,8 +106,13 @@ type Job struct {
 	Counters  *pool.Counters
 	Parquet   ParquetSink   // nil when not an output
 	Warehouse WarehouseSink // nil when not an output
-	Failures  []FailureLog
-	Skip      Skipper // nil: query everything
+	// Failures are recorded once per commit, before the warehouse
+	// transaction, with a nil tx (files).
+	Failures []FailureLog
+	// TxFailures are recorded inside the warehouse transaction (tables of
+	// the warehouse), again whenever that transaction is retried.
+	TxFailures []FailureLog
+	Skip       Skipper // nil: query everything
 
 	// CommitRows and CommitInterval bound the work a crash can repeat: the
 	// job commits when either is reached.
@@ -118,16 +129,20 @@ type Job struct {
 	// CommitTimeout bounds one commit, so a hung database cannot hold the
 	// output (and its lock) forever. Default 2 minutes.
 	CommitTimeout time.Duration
-	// OnProgress is called after each commit and every ProgressEvery (may be
-	// nil), from the collector or the committer goroutine, never at once.
-	OnProgress    func(Progress)
-	ProgressEvery time.Duration
+	// CommitAllowance bounds the commits after an interrupt: whatever is
+	// still committing Grace + CommitAllowance after the signal is cut off
+	// and left for the next run, so a blocked database cannot keep a
+	// stopping run alive past a service manager's stop timeout. Default
+	// DefaultCommitAllowance.
+	CommitAllowance time.Duration
 
 	read    atomic.Int64
 	unknown unknownCodes
 
-	progressMu   sync.Mutex
-	lastProgress time.Time
+	// For Progress, which displays poll from their own goroutine.
+	settled   atomic.Int64
+	inputDone atomic.Bool
+	comm      atomic.Pointer[committer]
 }
 
 // Result of a run.
@@ -145,12 +160,18 @@ type Result struct {
 // errInterrupted marks a stop requested by the operator.
 var errInterrupted = errors.New("interrupted")
 
+// DefaultCommitAllowance is Job.CommitAllowance's default: after an
+// interrupt, commits may run until --grace plus this.
+const DefaultCommitAllowance = 15 * time.Second
+
+// errCommitCut marks a commit cut off by the bound after an interrupt.
+var errCommitCut = errors.New("commit cut off")
+
 // Run processes the source to its end or until ctx is cancelled (an
 // interrupt): then it stops reading, lets in-flight requests finish within
 // Grace, commits what is done and returns.
 func (j *Job) Run(ctx context.Context) Result {
 	res := Result{Started: time.Now(), Counts: Counts{}}
-	j.lastProgress = res.Started
 	if j.CommitRows <= 0 {
 		j.CommitRows = 10000
 	}
@@ -162,6 +183,9 @@ func (j *Job) Run(ctx context.Context) Result {
 	}
 	if j.CommitTimeout <= 0 {
 		j.CommitTimeout = 2 * time.Minute
+	}
+	if j.CommitAllowance <= 0 {
+		j.CommitAllowance = DefaultCommitAllowance
 	}
 	conc := j.Pool.Concurrency
 	if conc <= 0 {
@@ -196,6 +220,25 @@ func (j *Job) Run(ctx context.Context) Result {
 	}()
 	abort := func(err error) { stop(err); cancelReq(err) }
 
+	// commitCtx is not cancelled by an interrupt, so the work done commits;
+	// but only until Grace + CommitAllowance after it.
+	commitCtx, cutCommits := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cutCommits(nil)
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(j.Grace + j.CommitAllowance)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			cutCommits(fmt.Errorf("%w: --grace %s plus %s for committing ran out after the interrupt", errCommitCut, j.Grace, j.CommitAllowance))
+		}
+	}()
+
 	work := make(chan Item, 2*conc)
 	direct := make(chan Settlement, 2*conc)
 	results := make(chan pool.Done[Item], 2*conc)
@@ -226,7 +269,7 @@ func (j *Job) Run(ctx context.Context) Result {
 	}()
 	go func() {
 		defer wg.Done()
-		collRes, sinkErr = j.collect(ctx, results, direct, abort)
+		collRes, sinkErr = j.collect(commitCtx, results, direct, abort)
 	}()
 	wg.Wait()
 	close(finished)
@@ -236,7 +279,10 @@ func (j *Job) Run(ctx context.Context) Result {
 	res.Files = collRes.files
 	res.Problems = collRes.problems
 	res.Unknown = j.unknown.list()
+	res.Interrupted = ctx.Err() != nil
 	switch {
+	case sinkErr != nil && errors.Is(sinkErr, errCommitCut):
+		res.Err = fmt.Errorf("%w; %d rows left for the next run", sinkErr, res.Counts[Unprocessed])
 	case sinkErr != nil:
 		res.Err = sinkErr
 	case poolErr != nil:
@@ -244,7 +290,6 @@ func (j *Job) Run(ctx context.Context) Result {
 	case srcErr != nil:
 		res.Err = srcErr
 	case ctx.Err() != nil:
-		res.Interrupted = true
 		res.Err = fmt.Errorf("%w: stopped reading; %d rows left for the next run", errInterrupted, res.Counts[Unprocessed])
 	}
 	return res
@@ -252,6 +297,20 @@ func (j *Job) Run(ctx context.Context) Result {
 
 // Read is the number of input rows read so far.
 func (j *Job) Read() int64 { return j.read.Load() }
+
+// Progress is a snapshot of the run so far; safe to call from any
+// goroutine while Run runs. At the end of a run Settled equals Read.
+func (j *Job) Progress() Progress {
+	p := Progress{Read: j.read.Load(), InputDone: j.inputDone.Load(), Settled: j.settled.Load(), Counts: Counts{}}
+	if c := j.comm.Load(); c != nil {
+		p.Counts = c.snapshot()
+		p.Done = p.Counts.Total()
+	}
+	if j.Counters != nil {
+		p.Requests = j.Counters.Attempts.Load()
+	}
+	return p
+}
 
 // feed reads the source, settles what needs no query (rejected, duplicate,
 // already loaded) directly and sends the rest to the pool.
@@ -324,6 +383,7 @@ func (j *Job) feed(ctx context.Context, work chan<- Item, direct chan<- Settleme
 	for ctx.Err() == nil {
 		it, err := j.Source.Next(ctx)
 		if errors.Is(err, io.EOF) {
+			j.inputDone.Store(true)
 			break
 		}
 		if err != nil {
@@ -386,7 +446,7 @@ func (b *batch) reset() {
 // batch commits while the next one fills.
 type committer struct {
 	j        *Job
-	ctx      context.Context // not cancelled by an interrupt: commits complete
+	ctx      context.Context // cancelled only Grace + CommitAllowance after an interrupt
 	abort    func(error)
 	batches  chan *batch
 	free     chan *batch
@@ -400,7 +460,7 @@ type committer struct {
 
 func (j *Job) startCommitter(ctx context.Context, abort func(error)) *committer {
 	c := &committer{
-		j: j, ctx: context.WithoutCancel(ctx), abort: abort,
+		j: j, ctx: ctx, abort: abort,
 		batches:  make(chan *batch),
 		free:     make(chan *batch, 2),
 		finished: make(chan struct{}),
@@ -428,6 +488,9 @@ func (c *committer) commit(b *batch) {
 	cctx, cancel := context.WithTimeout(c.ctx, c.j.CommitTimeout)
 	err := c.j.commit(cctx, b.pqRows, b.whRows, b.settled, &files)
 	cancel()
+	if cause := context.Cause(c.ctx); err != nil && errors.Is(cause, errCommitCut) {
+		err = fmt.Errorf("%w (%v)", cause, err)
+	}
 	if err != nil {
 		c.mu.Lock()
 		c.err = err
@@ -439,7 +502,6 @@ func (c *committer) commit(b *batch) {
 	c.out.files += files
 	c.mu.Unlock()
 	c.count(b.settled, err != nil)
-	c.j.progressOf(c, true)
 }
 
 // count settles a batch's rows: by outcome when committed, else as
@@ -492,6 +554,7 @@ func (c *committer) close() (collected, error) {
 // blocks.
 func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direct <-chan Settlement, abort func(error)) (collected, error) {
 	c := j.startCommitter(ctx, abort)
+	j.comm.Store(c)
 	var (
 		cur         = &batch{}
 		problems    int64
@@ -508,6 +571,7 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 		lastCommit = time.Now()
 	}
 	add := func(s Settlement) {
+		j.settled.Add(1)
 		if c.failed.Load() {
 			unprocessed++
 			return
@@ -542,7 +606,6 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 			if time.Since(lastCommit) >= j.CommitInterval {
 				submit()
 			}
-			j.progressOf(c, false)
 			continue
 		}
 		if len(cur.pqRows) >= j.CommitRows || len(cur.whRows) >= j.CommitRows || len(cur.settled) >= 4*j.CommitRows {
@@ -553,28 +616,7 @@ func (j *Job) collect(ctx context.Context, results <-chan pool.Done[Item], direc
 	out, err := c.close()
 	out.counts[Unprocessed] += unprocessed
 	out.problems = problems
-	j.progressOf(c, true)
 	return out, err
-}
-
-// progressOf reports progress at most every ProgressEvery unless forced.
-// It is called from the collector and the committer.
-func (j *Job) progressOf(c *committer, force bool) {
-	if j.OnProgress == nil {
-		return
-	}
-	j.progressMu.Lock()
-	defer j.progressMu.Unlock()
-	if !force && time.Since(j.lastProgress) < j.ProgressEvery {
-		return
-	}
-	j.lastProgress = time.Now()
-	counts := c.snapshot()
-	p := Progress{Read: j.read.Load(), Done: counts.Total(), Counts: counts}
-	if j.Counters != nil {
-		p.Requests = j.Counters.Attempts.Load()
-	}
-	j.OnProgress(p)
 }
 
 // settle maps a pool result to its outcome and, for ok results, a row.
@@ -627,10 +669,12 @@ func failureReason(r cms.Result) string {
 	return r.Class.String() + ": " + msg
 }
 
-// commit makes one batch durable in order: Parquet files, failure logs and,
-// in one transaction, warehouse rows with the queue's acknowledgement.
-// Without a warehouse the queue is acknowledged last, after the Parquet
-// files have the rows.
+// commit makes one batch durable in order: Parquet files, failure files
+// and, in one transaction, warehouse rows, failures recorded in the
+// warehouse and the queue's acknowledgement (see commitDB). Without a
+// warehouse the queue is acknowledged last, after the Parquet files have the
+// rows. Only the database part is retried, on deadlocks and serialization
+// failures (isConflict).
 func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settled []Settlement, files *int) error {
 	if j.Parquet != nil {
 		if len(pqRows) > 0 {
@@ -644,42 +688,82 @@ func (j *Job) commit(ctx context.Context, pqRows, whRows []transform.Row, settle
 		}
 		*files += len(info.Files)
 	}
+	var failed []Settlement
 	for _, s := range settled {
-		if s.Outcome != Failed && s.Outcome != Rejected {
-			continue
-		}
-		for _, f := range j.Failures {
-			if err := f.Add(s); err != nil {
-				return fmt.Errorf("record failure: %w", err)
-			}
+		if s.Outcome == Failed || s.Outcome == Rejected {
+			failed = append(failed, s)
 		}
 	}
-	// The queue and the warehouse share one database (DATABASE_URL).
-	ackInTx := j.Ack != nil && j.Warehouse != nil
+	logs := j.Failures
+	if j.Warehouse == nil {
+		logs = append(logs[:len(logs):len(logs)], j.TxFailures...) // no transaction to be inside
+	}
+	for _, f := range logs {
+		if err := f.Record(ctx, nil, failed); err != nil {
+			return fmt.Errorf("record failures: %w", err)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := j.commitDB(ctx, whRows, settled, failed)
+		if err == nil || attempt == commitAttempts || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+		// The transaction was rolled back whole; it holds nothing that
+		// cannot simply run again.
+		j.Logger.Warn().Err(err).Int("attempt", attempt).Msg("commit conflicted with another transaction; retrying it")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.N(2<<attempt)) * 25 * time.Millisecond):
+		}
+	}
+}
+
+// commitAttempts is how many times commitDB runs for one batch when it
+// meets deadlocks or serialization failures.
+const commitAttempts = 4
+
+// isConflict reports a deadlock or serialization failure (SQLSTATE 40P01,
+// 40001): PostgreSQL rolled the transaction back, and running it again is
+// the documented remedy. Other errors are not retried: a connection lost
+// during COMMIT leaves its outcome unknown.
+func isConflict(err error) bool {
+	var st interface{ SQLState() string }
+	if !errors.As(err, &st) {
+		return false
+	}
+	return st.SQLState() == "40P01" || st.SQLState() == "40001"
+}
+
+// commitDB makes the database part of a batch durable: in one warehouse
+// transaction the rows, the failures recorded in the warehouse and the
+// queue's acknowledgement; without a warehouse the acknowledgement alone
+// (the queue and the warehouse share one database, DATABASE_URL).
+func (j *Job) commitDB(ctx context.Context, whRows []transform.Row, settled, failed []Settlement) error {
 	if j.Warehouse != nil {
 		err := j.Warehouse.Commit(ctx, whRows, func(ctx context.Context, tx pgx.Tx) error {
-			for _, f := range j.Failures {
-				if err := f.Flush(ctx, tx); err != nil {
-					return fmt.Errorf("flush failures: %w", err)
+			for _, f := range j.TxFailures {
+				if err := f.Record(ctx, tx, failed); err != nil {
+					return fmt.Errorf("record failures: %w", err)
 				}
 			}
-			if ackInTx {
+			if j.Ack != nil {
 				return j.Ack.Settle(ctx, tx, settled)
 			}
 			return nil
 		})
+		if j.Ack != nil {
+			j.Ack.Settled(settled, err == nil)
+		}
 		if err != nil {
 			return fmt.Errorf("commit warehouse: %w", err)
 		}
-	} else {
-		for _, f := range j.Failures {
-			if err := f.Flush(ctx, nil); err != nil {
-				return fmt.Errorf("flush failures: %w", err)
-			}
-		}
+		return nil
 	}
-	if j.Ack != nil && !ackInTx {
-		if err := j.Ack.Settle(ctx, nil, settled); err != nil {
+	if j.Ack != nil {
+		err := j.Ack.Settle(ctx, nil, settled)
+		j.Ack.Settled(settled, err == nil)
+		if err != nil {
 			return fmt.Errorf("acknowledge queue rows: %w", err)
 		}
 	}

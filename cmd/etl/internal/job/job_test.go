@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
 	"github.com/cmsetl/cms-etl/extract"
@@ -243,5 +245,198 @@ func TestPipelinedCommitFailureKeepsEarlierCommits(t *testing.T) {
 	}
 	if res.Counts.Total() != j.Read() || res.Counts[Unprocessed] == 0 {
 		t.Errorf("counts %v, read %d: want every row accounted once, the uncommitted ones unprocessed", res.Counts, j.Read())
+	}
+}
+
+// conflictWarehouse fails its first `conflicts` commits with err after running
+// inTx, as PostgreSQL does when it picks the transaction as a deadlock victim.
+type conflictWarehouse struct {
+	err       error
+	conflicts int
+	mu        sync.Mutex
+	commits   int
+	rows      []transform.Row
+}
+
+func (w *conflictWarehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.commits++
+	if err := inTx(ctx, nil); err != nil {
+		return err
+	}
+	if w.commits <= w.conflicts {
+		return fmt.Errorf("commit %d rows: %w", len(rows), w.err)
+	}
+	w.rows = append(w.rows, rows...)
+	return nil
+}
+
+// recordingAck records what the job tells the queue.
+type recordingAck struct {
+	mu      sync.Mutex
+	settles int
+	ended   []bool
+}
+
+func (a *recordingAck) Settle(context.Context, pgx.Tx, []Settlement) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.settles++
+	return nil
+}
+
+func (a *recordingAck) Settled(_ []Settlement, committed bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ended = append(a.ended, committed)
+}
+
+// countingLog counts the failures it is asked to record.
+type countingLog struct {
+	mu       sync.Mutex
+	calls    int
+	recorded int
+}
+
+func (l *countingLog) Record(_ context.Context, _ pgx.Tx, failed []Settlement) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	l.recorded += len(failed)
+	return nil
+}
+
+// Issue 9, defect 1: a commit that meets a deadlock or a serialization
+// failure is retried as a whole transaction; other errors are not.
+func TestConflictingCommitIsRetried(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		err       error
+		conflicts int
+		commits   int  // Warehouse.Commit calls
+		ok        bool // the run ends without error
+	}{
+		{"deadlock twice", &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}, 2, 3, true},
+		{"serialization failure", &pgconn.PgError{Code: "40001"}, 1, 2, true},
+		{"deadlock every time", &pgconn.PgError{Code: "40P01"}, 99, commitAttempts, false},
+		{"other database error", &pgconn.PgError{Code: "23505"}, 1, 1, false},
+		{"connection lost", errors.New("unexpected EOF"), 1, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			j, _ := newJob(&listSource{keys: keys(5)}, &okClient{})
+			wh := &conflictWarehouse{err: tt.err, conflicts: tt.conflicts}
+			ack, fileLog, txLog := &recordingAck{}, &countingLog{}, &countingLog{}
+			j.Warehouse, j.Ack, j.Failures, j.TxFailures = wh, ack, []FailureLog{fileLog}, []FailureLog{txLog}
+			j.CommitRows = 100
+			res := j.Run(t.Context())
+			if (res.Err == nil) != tt.ok {
+				t.Fatalf("run error %v, want ok=%v", res.Err, tt.ok)
+			}
+			if wh.commits != tt.commits {
+				t.Errorf("%d commits, want %d", wh.commits, tt.commits)
+			}
+			if ack.settles != tt.commits || len(ack.ended) != tt.commits {
+				t.Errorf("Settle called %d times, Settled %d times; want once per commit (%d)", ack.settles, len(ack.ended), tt.commits)
+			}
+			for i, c := range ack.ended {
+				if want := tt.ok && i == len(ack.ended)-1; c != want {
+					t.Errorf("Settled #%d committed=%v, want %v", i+1, c, want)
+				}
+			}
+			if fileLog.calls != 1 || txLog.calls != tt.commits {
+				t.Errorf("file log recorded %d times, transactional log %d; want once and once per commit (%d)", fileLog.calls, txLog.calls, tt.commits)
+			}
+			if tt.ok && (res.Counts[Loaded] != 5 || len(wh.rows) != 5) {
+				t.Errorf("counts %v, committed %d rows; want all 5 loaded", res.Counts, len(wh.rows))
+			}
+			if !tt.ok && res.Counts[Unprocessed] != 5 {
+				t.Errorf("counts %v; want the 5 rows unprocessed", res.Counts)
+			}
+		})
+	}
+}
+
+// blockedWarehouse holds every commit until its context ends, like a
+// database where another session holds a lock on the table.
+type blockedWarehouse struct{ started chan struct{} }
+
+func (w *blockedWarehouse) Commit(ctx context.Context, _ []transform.Row, _ func(context.Context, pgx.Tx) error) error {
+	select {
+	case w.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Issue 9, defect 6: after an interrupt a blocked commit held the run for
+// the whole CommitTimeout. It gets Grace + CommitAllowance, then the rows
+// are left for the next run.
+func TestInterruptBoundsTheLastCommit(t *testing.T) {
+	t.Parallel()
+	j, _ := newJob(&listSource{keys: keys(30)}, &okClient{})
+	wh := &blockedWarehouse{started: make(chan struct{}, 1)}
+	j.Warehouse, j.CommitRows = wh, 10
+	j.Grace, j.CommitAllowance = 100*time.Millisecond, 300*time.Millisecond
+	ctx, interrupt := context.WithCancel(t.Context())
+	go func() {
+		<-wh.started
+		interrupt()
+	}()
+	start := time.Now()
+	res := j.Run(ctx)
+	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Errorf("the run took %s after a blocked commit; want about Grace + CommitAllowance", took)
+	}
+	if !res.Interrupted || !errors.Is(res.Err, errCommitCut) || !strings.Contains(res.Err.Error(), "rows left for the next run") {
+		t.Errorf("result interrupted=%v err=%v; want an interrupted run whose commit was cut off", res.Interrupted, res.Err)
+	}
+	if res.Counts[Loaded] != 0 || res.Counts.Total() != j.Read() {
+		t.Errorf("counts %v, read %d: want nothing loaded and every row accounted for", res.Counts, j.Read())
+	}
+}
+
+// heldWarehouse blocks every commit until release is closed.
+type heldWarehouse struct {
+	release chan struct{}
+	memWarehouse
+}
+
+func (w *heldWarehouse) Commit(ctx context.Context, rows []transform.Row, inTx func(context.Context, pgx.Tx) error) error {
+	<-w.release
+	return w.memWarehouse.Commit(ctx, rows, inTx)
+}
+
+// Progress counts rows as settled when their outcome is known, before any
+// commit, so a display is not frozen between commits; at the end Settled
+// equals Read and the input is marked exhausted.
+func TestProgressCountsSettledRowsBeforeTheirCommit(t *testing.T) {
+	t.Parallel()
+	j, _ := newJob(&listSource{keys: keys(40, 1)}, &okClient{})
+	j.Dedup = true
+	j.CommitRows = 1000 // one commit, at the end
+	wh := &heldWarehouse{release: make(chan struct{})}
+	j.Warehouse = wh
+	done := make(chan Result)
+	go func() { done <- j.Run(t.Context()) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	var p Progress
+	for p = j.Progress(); p.Settled < 41 && time.Now().Before(deadline); p = j.Progress() {
+		time.Sleep(time.Millisecond)
+	}
+	if p.Settled != 41 || p.Done != 0 || !p.InputDone || p.Read != 41 {
+		t.Errorf("before the commit: %+v; want 41 settled, 0 done, input done, 41 read", p)
+	}
+	close(wh.release)
+	res := <-done
+	end := j.Progress()
+	if end.Settled != end.Read || end.Done != res.Counts.Total() || end.Counts[Loaded] != 40 || end.Counts[Duplicate] != 1 {
+		t.Errorf("after the run: %+v, result %v; want settled = read = done", end, res.Counts)
 	}
 }

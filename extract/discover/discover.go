@@ -1,0 +1,448 @@
+// Package discover lists the finished calls of VDNs through CC-CMS querycalls
+// (v2), checking itself: the window is cut into slices, each slice is paged
+// (limit 100, offset) in each direction, and a slice's answer is accepted
+// only when its unique call IDs equal the count the API reported and the
+// count stayed the same on every page. Otherwise the slice is cut in half
+// and each half asked again, down to a minimum; a slice that still does not
+// add up is reported as failed, never silently short.
+//
+// The API keeps calls for one day and accepts windows from yesterday 00:00
+// to today 23:59:59 (cms-discovery.md 1.3): Validate refuses other windows
+// before any request. Only closed slices are asked (ending at least
+// SettleLag before now), so a slice's count is stable.
+package discover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/extract/cms"
+)
+
+// Query is one querycalls request: a page of one VDN's calls of one
+// direction whose time lies in [Begin, End] (both inclusive, milliseconds).
+type Query struct {
+	CCID, VDN     int
+	Inbound       bool
+	Begin, End    time.Time
+	Limit, Offset int
+}
+
+// Answer is what one request brought back.
+type Answer struct {
+	Listing   cms.Listing
+	FetchedAt time.Time
+}
+
+// Lister asks querycalls (the CMS client, through the rate limiter and its
+// retries). An error is a request that did not succeed after its retries;
+// wrapping ErrStop makes it stop the whole discovery (401/403/TLS).
+type Lister interface {
+	List(ctx context.Context, q Query) (Answer, error)
+}
+
+// ErrStop, wrapped by a Lister's error, stops the discovery at once.
+var ErrStop = errors.New("discovery stopped")
+
+// PageLimit is the most rows querycalls returns per page.
+const PageLimit = 100
+
+// Defaults of Config.
+const (
+	DefaultSlice       = time.Hour
+	DefaultMinSlice    = time.Minute
+	DefaultSettleLag   = 15 * time.Minute
+	DefaultConcurrency = 4
+	DefaultRetries     = 2
+)
+
+// Config says what to discover. Errors from Validate name the flag.
+type Config struct {
+	CCID int   // --cc-id, 1..65535
+	VDNs []int // --vdn, each 1..5000
+	// From and To bound the window, [From, To).
+	From, To time.Time
+	// Inbound and Outbound select the passes (--direction).
+	Inbound, Outbound bool
+	// Slice is the length of the slices the window is cut into (--slice).
+	// Default 60m.
+	Slice time.Duration
+	// MinSlice is the shortest a slice is bisected to. Default 1m.
+	MinSlice time.Duration
+	// SettleLag: only slices ending at least this long before now are
+	// asked. Default 15m.
+	SettleLag time.Duration
+	// Concurrency is how many slices are paged at once. Default 4.
+	Concurrency int
+	// Retries is how often a slice that still does not add up at MinSlice
+	// is asked again before it is reported failed. Default 2.
+	Retries int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Slice == 0 {
+		c.Slice = DefaultSlice
+	}
+	if c.MinSlice == 0 {
+		c.MinSlice = DefaultMinSlice
+	}
+	if c.SettleLag == 0 {
+		c.SettleLag = DefaultSettleLag
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// AllowedWindow is the window querycalls accepts at now: from yesterday
+// 00:00:00 to today 23:59:59.999, in UTC (the v1 page's reading; whether the
+// server counts days in another zone is an open question, see the README).
+func AllowedWindow(now time.Time) (from, to time.Time) {
+	y, m, d := now.UTC().Date()
+	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return today.AddDate(0, 0, -1), today.AddDate(0, 0, 1)
+}
+
+// Validate checks the configuration at now, before any request.
+func (c Config) Validate(now time.Time) error {
+	c = c.withDefaults()
+	switch {
+	case c.CCID < 1 || c.CCID > extract.MaxCCID:
+		return fmt.Errorf("--cc-id %d: must be 1..%d", c.CCID, extract.MaxCCID)
+	case len(c.VDNs) == 0:
+		return errors.New("--vdn: at least one VDN is required")
+	case !c.Inbound && !c.Outbound:
+		return errors.New("--direction: choose in, out or both")
+	case !c.To.After(c.From):
+		return fmt.Errorf("--to %s must be after --from %s", c.To.Format(time.RFC3339), c.From.Format(time.RFC3339))
+	case c.Slice < c.MinSlice || c.MinSlice < time.Second:
+		return fmt.Errorf("--slice %s: must be at least %s", c.Slice, max(c.MinSlice, time.Second))
+	case c.Concurrency < 1 || c.Concurrency > 64:
+		return fmt.Errorf("concurrency %d: want 1..64", c.Concurrency)
+	}
+	seen := map[int]bool{}
+	for _, v := range c.VDNs {
+		if v < 1 || v > extract.MaxVDN {
+			return fmt.Errorf("--vdn %d: must be 1..%d", v, extract.MaxVDN)
+		}
+		if seen[v] {
+			return fmt.Errorf("--vdn %d: given twice", v)
+		}
+		seen[v] = true
+	}
+	lo, hi := AllowedWindow(now)
+	if c.From.Before(lo) || c.To.After(hi) {
+		return fmt.Errorf("window %s .. %s is outside what CC-CMS keeps: querycalls holds finished calls for one day "+
+			"and accepts windows from yesterday 00:00 to today 23:59:59 UTC (%s .. %s); a night that was missed cannot be recovered from it",
+			c.From.UTC().Format(time.RFC3339), c.To.UTC().Format(time.RFC3339), lo.Format(time.RFC3339), hi.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Call is one discovered call.
+type Call struct {
+	Key       extract.Key
+	Inbound   bool
+	Record    *cms.ListedCall
+	Raw       json.RawMessage
+	FetchedAt time.Time
+}
+
+// Slice is a finished slice: its calls, in the order listed.
+type Slice struct {
+	VDN        int
+	Inbound    bool
+	Begin, End time.Time // [Begin, End)
+	Calls      []Call
+	// Rejected are rows whose callId is not a valid key: counted, never
+	// kept (the reason names the value).
+	Rejected []string
+}
+
+// Tally reconciles one VDN and direction.
+type Tally struct {
+	VDN        int   `json:"vdn"`
+	Inbound    bool  `json:"inbound"`
+	Slices     int   `json:"slices"`      // slices accepted (after bisection)
+	Open       int   `json:"slices_open"` // slices not asked: not closed yet
+	Failed     int   `json:"slices_failed"`
+	Pages      int   `json:"pages"`
+	Reported   int64 `json:"count_reported"` // sum of the accepted slices' counts
+	Kept       int64 `json:"rows_kept"`      // unique calls kept
+	Bisections int   `json:"bisections"`
+	Rejected   int64 `json:"rows_rejected"` // rows whose callId is not a valid key
+	// BothDirections counts calls already listed by the other direction's
+	// pass (kept once, with the first pass's direction).
+	BothDirections int64 `json:"both_directions"`
+}
+
+// Result of a discovery.
+type Result struct {
+	Tallies []Tally // by VDN, then inbound first
+	// Failures describe slices that did not add up or whose requests failed.
+	Failures []string
+}
+
+// Failed reports whether any slice failed.
+func (r Result) Failed() bool { return len(r.Failures) > 0 }
+
+// Run discovers the calls of cfg's window and hands each accepted slice to
+// emit, one at a time (emit need not be safe for concurrent use). It returns
+// when every slice is done, emit fails, ctx ends or the Lister says stop.
+func Run(ctx context.Context, cfg Config, l Lister, emit func(context.Context, Slice) error) (Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(cfg.Now()); err != nil {
+		return Result{}, err
+	}
+	d := &run{cfg: cfg, l: l, tallies: map[tallyKey]*Tally{}, seen: map[extract.Key]bool{}}
+	var dirs []bool
+	if cfg.Inbound {
+		dirs = append(dirs, true)
+	}
+	if cfg.Outbound {
+		dirs = append(dirs, false)
+	}
+	closedBy := cfg.Now().Add(-cfg.SettleLag)
+	type task struct {
+		vdn        int
+		inbound    bool
+		begin, end time.Time
+	}
+	var tasks []task
+	for _, vdn := range cfg.VDNs {
+		for _, in := range dirs {
+			t := d.tally(vdn, in)
+			for b := cfg.From; b.Before(cfg.To); b = b.Add(cfg.Slice) {
+				e := b.Add(cfg.Slice)
+				if e.After(cfg.To) {
+					e = cfg.To
+				}
+				if e.After(closedBy) {
+					t.Open++
+					continue
+				}
+				tasks = append(tasks, task{vdn, in, b, e})
+			}
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.Concurrency)
+	var emitMu sync.Mutex
+	for _, tk := range tasks {
+		g.Go(func() error {
+			return d.slice(gctx, tk.vdn, tk.inbound, tk.begin, tk.end, 0, func(s Slice) error {
+				emitMu.Lock()
+				defer emitMu.Unlock()
+				s.Calls = d.keepNew(s)
+				return emit(gctx, s)
+			})
+		})
+	}
+	err := g.Wait()
+	return d.result(), err
+}
+
+type tallyKey struct {
+	vdn     int
+	inbound bool
+}
+
+type run struct {
+	cfg Config
+	l   Lister
+
+	mu       sync.Mutex
+	tallies  map[tallyKey]*Tally
+	failures []string
+	seen     map[extract.Key]bool // keys kept so far, across directions
+}
+
+func (d *run) tally(vdn int, inbound bool) *Tally {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := tallyKey{vdn, inbound}
+	if d.tallies[k] == nil {
+		d.tallies[k] = &Tally{VDN: vdn, Inbound: inbound}
+	}
+	return d.tallies[k]
+}
+
+func (d *run) count(vdn int, inbound bool, f func(*Tally)) {
+	t := d.tally(vdn, inbound)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(t)
+}
+
+func (d *run) fail(msg string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failures = append(d.failures, msg)
+}
+
+// keepNew drops calls an earlier slice kept (a call listed by both passes,
+// or on a slice boundary) and counts what is kept; called under emitMu.
+func (d *run) keepNew(s Slice) []Call {
+	kept := s.Calls[:0]
+	var both int64
+	d.mu.Lock()
+	for _, c := range s.Calls {
+		if d.seen[c.Key] {
+			both++
+			continue
+		}
+		d.seen[c.Key] = true
+		kept = append(kept, c)
+	}
+	t := d.tallies[tallyKey{s.VDN, s.Inbound}]
+	t.Kept += int64(len(kept))
+	t.Rejected += int64(len(s.Rejected))
+	t.BothDirections += both
+	d.mu.Unlock()
+	return kept
+}
+
+func (d *run) result() Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var r Result
+	for _, t := range d.tallies {
+		r.Tallies = append(r.Tallies, *t)
+	}
+	sort.Slice(r.Tallies, func(i, j int) bool {
+		a, b := r.Tallies[i], r.Tallies[j]
+		if a.VDN != b.VDN {
+			return a.VDN < b.VDN
+		}
+		return a.Inbound && !b.Inbound
+	})
+	r.Failures = append(r.Failures, d.failures...)
+	sort.Strings(r.Failures)
+	return r
+}
+
+// errInconsistent marks a slice whose pages did not add up.
+var errInconsistent = errors.New("pages do not add up")
+
+// slice pages [begin, end) and emits it, or bisects it when it does not add
+// up; at MinSlice it retries, then records a failure.
+func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.Time, tries int, emit func(Slice) error) error {
+	calls, rejected, count, pages, err := d.page(ctx, vdn, inbound, begin, end)
+	d.count(vdn, inbound, func(t *Tally) { t.Pages += pages })
+	switch {
+	case err == nil:
+		d.count(vdn, inbound, func(t *Tally) { t.Slices++; t.Reported += count })
+		for _, r := range rejected {
+			d.fail(describe(vdn, inbound, begin, end) + ": " + r)
+		}
+		return emit(Slice{VDN: vdn, Inbound: inbound, Begin: begin, End: end, Calls: calls, Rejected: rejected})
+	case errors.Is(err, ErrStop) || ctx.Err() != nil:
+		return err
+	case !errors.Is(err, errInconsistent):
+		// The request failed after its retries: the slice is not known.
+		d.count(vdn, inbound, func(t *Tally) { t.Failed++ })
+		d.fail(describe(vdn, inbound, begin, end) + ": " + err.Error())
+		return nil
+	}
+	if half := end.Sub(begin) / 2; half >= d.cfg.MinSlice {
+		d.count(vdn, inbound, func(t *Tally) { t.Bisections++ })
+		mid := begin.Add(half).Truncate(time.Millisecond)
+		if err := d.slice(ctx, vdn, inbound, begin, mid, 0, emit); err != nil {
+			return err
+		}
+		return d.slice(ctx, vdn, inbound, mid, end, 0, emit)
+	}
+	if tries < d.cfg.Retries {
+		return d.slice(ctx, vdn, inbound, begin, end, tries+1, emit)
+	}
+	d.count(vdn, inbound, func(t *Tally) { t.Failed++ })
+	d.fail(describe(vdn, inbound, begin, end) + ": " + err.Error())
+	return nil
+}
+
+func describe(vdn int, inbound bool, begin, end time.Time) string {
+	dir := "outbound"
+	if inbound {
+		dir = "inbound"
+	}
+	return fmt.Sprintf("vdn %d %s %s..%s", vdn, dir, begin.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+}
+
+// page asks every page of one slice. The window's bounds are inclusive on
+// the API, so a slice asks [begin, end-1ms] and slices never overlap.
+func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.Time) (calls []Call, rejected []string, count int64, pages int, err error) {
+	q := Query{CCID: d.cfg.CCID, VDN: vdn, Inbound: inbound, Begin: begin, End: end.Add(-time.Millisecond), Limit: PageLimit}
+	ids := map[string]bool{}
+	count = -1
+	for {
+		a, err := d.l.List(ctx, q)
+		if err != nil {
+			return nil, nil, 0, pages, err
+		}
+		pages++
+		l := a.Listing
+		if l.Code != cms.CodeSuccess && l.Code != cms.CodeLegacySuccess {
+			msg := "result code " + l.Code
+			if l.Message != "" {
+				msg += ": " + l.Message
+			}
+			return nil, nil, 0, pages, errors.New(msg)
+		}
+		switch {
+		case !l.HasCount && len(l.Items) >= PageLimit:
+			return nil, nil, 0, pages, fmt.Errorf("%w: a full page without a count", errInconsistent)
+		case !l.HasCount:
+			// Without a count, a short page is the last one.
+			count = int64(q.Offset + len(l.Items))
+		case count < 0:
+			count = l.Count
+		case l.Count != count:
+			return nil, nil, 0, pages, fmt.Errorf("%w: count changed from %d to %d between pages", errInconsistent, count, l.Count)
+		}
+		for _, raw := range l.Items {
+			rec, err := cms.DecodeListedCall(raw)
+			if err != nil || rec.CallID == nil {
+				return nil, nil, 0, pages, fmt.Errorf("%w: a row without a callId", errInconsistent)
+			}
+			key := extract.Key{CCID: d.cfg.CCID, VDN: vdn, CallID: *rec.CallID}
+			if ids[key.CallID] {
+				continue
+			}
+			ids[key.CallID] = true
+			if err := key.Validate(); err != nil {
+				rejected = append(rejected, "row rejected: "+err.Error())
+				continue
+			}
+			calls = append(calls, Call{Key: key, Inbound: inbound, Record: rec, Raw: raw, FetchedAt: a.FetchedAt})
+		}
+		q.Offset += PageLimit
+		if int64(q.Offset) >= count {
+			break
+		}
+		if len(l.Items) == 0 {
+			return nil, nil, 0, pages, fmt.Errorf("%w: an empty page at offset %d of %d", errInconsistent, q.Offset-PageLimit, count)
+		}
+	}
+	if int64(len(ids)) != count {
+		return nil, nil, 0, pages, fmt.Errorf("%w: %d unique call IDs for a count of %d", errInconsistent, len(ids), count)
+	}
+	return calls, rejected, count, pages, nil
+}

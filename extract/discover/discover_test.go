@@ -1,0 +1,281 @@
+package discover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cmsetl/cms-etl/extract/cms"
+)
+
+// fakeCalls is a Lister over a fixed list of calls, with injectable faults.
+// The integration tests against the simulator (real HTTPS) live with the
+// command; this one reaches the faults the simulator does not produce on
+// demand (a count that changes, a slice that never adds up, a stop).
+type fakeCalls struct {
+	calls map[tallyKey][]time.Time // call start times per (vdn, inbound)
+	// short makes pages of windows longer than shortAbove return fewer rows
+	// than asked (the self-check must catch it and bisect).
+	shortAbove time.Duration
+	// drift makes the count of windows longer than driftAbove grow between
+	// pages.
+	driftAbove time.Duration
+	// broken windows (by begin) answer a transient failure.
+	broken map[time.Time]bool
+	stopAt time.Time
+	// sameIDs gives both directions the same call IDs (a call both passes list).
+	sameIDs bool
+
+	mu       sync.Mutex
+	requests int
+}
+
+func (f *fakeCalls) List(ctx context.Context, q Query) (Answer, error) {
+	f.mu.Lock()
+	f.requests++
+	f.mu.Unlock()
+	if q.Begin.Equal(f.stopAt) {
+		return Answer{}, fmt.Errorf("HTTP 401: %w", ErrStop)
+	}
+	if f.broken[q.Begin] {
+		return Answer{}, errors.New("HTTP 503 after 5 attempts")
+	}
+	var ids []string
+	dir := 0
+	if q.Inbound && !f.sameIDs {
+		dir = 1
+	}
+	for i, at := range f.calls[tallyKey{q.VDN, q.Inbound}] {
+		if !at.Before(q.Begin) && !at.After(q.End) {
+			ids = append(ids, strconv.FormatInt(at.Unix(), 10)+"-"+strconv.Itoa(2*i+dir))
+		}
+	}
+	count := int64(len(ids))
+	span := q.End.Sub(q.Begin)
+	if f.driftAbove > 0 && span > f.driftAbove {
+		count += int64(q.Offset / q.Limit)
+	}
+	page := ids[min(q.Offset, len(ids)):min(q.Offset+q.Limit, len(ids))]
+	if f.shortAbove > 0 && span > f.shortAbove && len(page) > 1 {
+		page = page[:len(page)-1]
+	}
+	l := cms.Listing{Code: cms.CodeSuccess, Count: count, HasCount: true}
+	for _, id := range page {
+		l.Items = append(l.Items, []byte(`{"callId":"`+id+`","callType":"0"}`))
+	}
+	return Answer{Listing: l, FetchedAt: q.End}, nil
+}
+
+// day is 2026-12-01 UTC; now is 2026-12-02 01:00 UTC.
+var (
+	day = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	now = day.Add(25 * time.Hour)
+)
+
+// everyMinute puts n calls a minute from day 00:00 for hours hours.
+func everyMinute(n, hours int) []time.Time {
+	var out []time.Time
+	for m := range hours * 60 {
+		for i := range n {
+			out = append(out, day.Add(time.Duration(m)*time.Minute+time.Duration(i*60/n)*time.Second))
+		}
+	}
+	return out
+}
+
+func config(vdns ...int) Config {
+	return Config{CCID: 1, VDNs: vdns, From: day, To: day.Add(24 * time.Hour), Inbound: true, Outbound: true,
+		Now: func() time.Time { return now }}
+}
+
+// collect runs a discovery and returns the keys emitted per (vdn, inbound).
+func collect(t *testing.T, cfg Config, l Lister) (map[tallyKey][]string, Result, error) {
+	t.Helper()
+	got := map[tallyKey][]string{}
+	res, err := Run(t.Context(), cfg, l, func(_ context.Context, s Slice) error {
+		for _, c := range s.Calls {
+			if c.Key.CCID != 1 || c.Key.VDN != s.VDN || c.Inbound != s.Inbound || c.Record == nil {
+				t.Errorf("call %+v in slice vdn %d inbound %v", c.Key, s.VDN, s.Inbound)
+			}
+			k := tallyKey{s.VDN, s.Inbound}
+			got[k] = append(got[k], c.Key.CallID)
+		}
+		return nil
+	})
+	return got, res, err
+}
+
+func TestDiscoverFindsEveryCallAndReconciles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		short, drift   time.Duration
+		wantBisections bool
+	}{
+		{"healthy", 0, 0, false},
+		{"short pages", 10 * time.Minute, 0, true},
+		{"count changes between pages", 0, 20 * time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{
+				{25, true}:  everyMinute(3, 24), // 180 an hour: two pages a slice
+				{25, false}: everyMinute(1, 24),
+				{26, true}:  everyMinute(2, 24),
+			}, shortAbove: tt.short, driftAbove: tt.drift}
+			got, res, err := collect(t, config(25, 26), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Failed() {
+				t.Fatalf("failures: %v", res.Failures)
+			}
+			for k, times := range f.calls {
+				if len(got[k]) != len(times) {
+					t.Errorf("vdn %d inbound %v: %d calls, want %d", k.vdn, k.inbound, len(got[k]), len(times))
+				}
+				if dup := len(got[k]) - len(slices.Compact(slices.Sorted(slices.Values(got[k])))); dup != 0 {
+					t.Errorf("vdn %d inbound %v: %d duplicates", k.vdn, k.inbound, dup)
+				}
+			}
+			bisections := 0
+			for _, ta := range res.Tallies {
+				bisections += ta.Bisections
+				if ta.Kept != ta.Reported || ta.Slices == 0 && ta.Kept > 0 {
+					t.Errorf("tally %+v: kept %d, reported %d", ta, ta.Kept, ta.Reported)
+				}
+			}
+			if (bisections > 0) != tt.wantBisections {
+				t.Errorf("bisections = %d, want some: %v", bisections, tt.wantBisections)
+			}
+			if !tt.wantBisections {
+				// One page per 100 calls of a slice, at least one per slice:
+				// 180 and 120 calls an hour take two, 60 and none one.
+				if want := 24*2 + 24 + 24*2 + 24; f.requests != want {
+					t.Errorf("requests = %d, want the minimum %d", f.requests, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDiscoverSkipsOpenSlices(t *testing.T) {
+	t.Parallel()
+	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}}
+	cfg := config(25)
+	cfg.Outbound = false
+	cfg.From, cfg.To = now.Add(-3*time.Hour), now // the last slice ends now: open
+	_, res, err := collect(t, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ta := res.Tallies[0]; ta.Open != 1 || ta.Slices != 2 {
+		t.Fatalf("tally %+v: want 2 slices asked, 1 open", ta)
+	}
+}
+
+func TestDiscoverReportsSlicesThatFail(t *testing.T) {
+	t.Parallel()
+	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)},
+		broken: map[time.Time]bool{day.Add(5 * time.Hour): true}}
+	cfg := config(25)
+	cfg.Outbound = false
+	got, res, err := collect(t, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0], "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: HTTP 503") {
+		t.Fatalf("failures = %q", res.Failures)
+	}
+	if n := len(got[tallyKey{25, true}]); n != 23*60 {
+		t.Fatalf("kept %d calls, want the 23 good hours' %d", n, 23*60)
+	}
+
+	// A slice that never adds up, down to the minimum: failed, not short.
+	f = &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(10, 2)}, shortAbove: time.Nanosecond}
+	cfg.To = day.Add(2 * time.Hour)
+	_, res, err = collect(t, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Failed() || !strings.Contains(res.Failures[0], "unique call IDs for a count of") {
+		t.Fatalf("failures = %q", res.Failures)
+	}
+}
+
+func TestDiscoverStopsOnFatal(t *testing.T) {
+	t.Parallel()
+	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}, stopAt: day}
+	_, _, err := collect(t, config(25), f)
+	if !errors.Is(err, ErrStop) {
+		t.Fatalf("err = %v, want ErrStop", err)
+	}
+}
+
+func TestDiscoverKeepsACallListedByBothPassesOnce(t *testing.T) {
+	t.Parallel()
+	times := everyMinute(1, 1)
+	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times, {25, false}: times}, sameIDs: true}
+	cfg := config(25)
+	cfg.Concurrency = 1
+	cfg.To = day.Add(time.Hour)
+	got, res, err := collect(t, cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got[tallyKey{25, true}])+len(got[tallyKey{25, false}]) != 60 {
+		t.Fatalf("kept %d + %d, want 60 calls once", len(got[tallyKey{25, true}]), len(got[tallyKey{25, false}]))
+	}
+	both := int64(0)
+	for _, ta := range res.Tallies {
+		both += ta.BothDirections
+	}
+	if both != 60 {
+		t.Fatalf("both_directions = %d, want 60", both)
+	}
+}
+
+func TestValidateExplainsTheRetention(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"ok", func(*Config) {}, ""},
+		{"two days ago", func(c *Config) { c.From = day.Add(-24 * time.Hour) }, "one day"},
+		{"tomorrow", func(c *Config) { c.To = day.Add(72 * time.Hour) }, "one day"},
+		{"no vdn", func(c *Config) { c.VDNs = nil }, "--vdn"},
+		{"bad vdn", func(c *Config) { c.VDNs = []int{5001} }, "--vdn 5001"},
+		{"bad cc", func(c *Config) { c.CCID = 0 }, "--cc-id"},
+		{"empty window", func(c *Config) { c.To = c.From }, "--to"},
+		{"no direction", func(c *Config) { c.Inbound, c.Outbound = false, false }, "--direction"},
+		{"tiny slice", func(c *Config) { c.Slice = time.Second }, "--slice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := config(25)
+			tt.change(&c)
+			err := c.Validate(now)
+			if (err == nil) != (tt.want == "") || err != nil && !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllowedWindow(t *testing.T) {
+	t.Parallel()
+	from, to := AllowedWindow(time.Date(2026, 12, 2, 23, 59, 0, 0, time.FixedZone("CST", 8*3600)))
+	if !from.Equal(day) || !to.Equal(day.Add(48*time.Hour)) {
+		t.Fatalf("window %v .. %v", from, to)
+	}
+}

@@ -1,0 +1,65 @@
+package recordspec
+
+// CallDetail is the result object of querycalldetailbyid, the CDR of one
+// finished call (cms-discovery.md section 2), and the row of cms.call_detail
+// and the call_detail Parquet dataset. Its own result/resultCode are the
+// outbound call's result, never the envelope's.
+var CallDetail = Record{
+	Names: Names{
+		Record: "CallDetail", Decode: "DecodeCallDetail",
+		Row: "DetailRow", Input: "DetailInput", ToRow: "ToDetailRow", Columns: "DetailColumns",
+		Ident: "detail",
+	},
+	Table:    "call_detail",
+	Endpoint: "/rest/cmsapp/v1/openapi/calldata/querycalldetailbyid",
+	Fields: []Field{
+		{API: "vdn", Go: "VDN", Kind: Int, Doc: "VDN of the call"},
+		{API: "callId", Go: "CallID", Kind: Text, Doc: "call id"},
+		{API: "callerNo", Go: "CallerNo", Kind: Text, Doc: "calling number"},
+		{API: "calleeNo", Go: "CalleeNo", Kind: Text, Doc: "called number"},
+		{API: "callType", Go: "CallType", Kind: Int, Doc: "call type"},
+		// Huawei's sample response spells it with a trailing space.
+		{API: "agentId", Aliases: []string{"agentId "}, Go: "AgentID", Kind: Int, Doc: "agent id"},
+		{API: "skillId", Go: "SkillID", Kind: Int, Doc: "skill queue id"},
+		{API: "anonyCall", Go: "AnonyCall", Kind: Int, Doc: "anonymous-call flag (inbound only)"},
+		{API: "queueWaitTime", Go: "QueueWaitTime", Kind: Int, Doc: "queue wait, seconds"},
+		{API: "ivrCallTime", Go: "IVRCallTime", Kind: Int, Doc: "IVR talk time, seconds"},
+		{API: "ackTime", Go: "AckTime", Kind: Int, Doc: "answer duration, seconds"},
+		{API: "callTime", Go: "CallTime", Kind: Int, Doc: "talk duration, seconds"},
+		{API: "releaseCause", Go: "ReleaseCause", Kind: Int, Doc: "release cause code"},
+		{API: "beginTime", Go: "BeginTime", Kind: Text, Doc: "outbound only: start, yyyy-MM-dd HH:mm:ss in the tenant's zone"},
+		{API: "endTime", Go: "EndTime", Kind: Text, Doc: "outbound only: end, yyyy-MM-dd HH:mm:ss in the tenant's zone"},
+		{API: "result", Go: "Result", Kind: Text, Doc: "outbound only: call result code"},
+		{API: "resultCode", Go: "ResultCode", Kind: Text, Doc: "outbound only: displayed result code"},
+		{API: "busiResult", Go: "BusiResult", Kind: Text, Doc: "outbound only: business result code"},
+		{API: "busiSubStatus", Go: "BusiSubStatus", Kind: Text, Doc: "outbound only: business result sub-status"},
+	},
+	Columns: []Column{
+		{Name: "cc_id", Go: "CCID", Type: Int32, Conv: KeyCCID, Required: true},
+		{Name: "vdn", Go: "VDN", Type: Int32, Conv: KeyVDN, Required: true},
+		{Name: "call_id", Go: "CallID", Type: String, Conv: KeyCallID, Required: true},
+		{Name: "is_call_in", Go: "IsCallIn", Type: Bool, Conv: Direction, Required: true, Doc: "the direction asked: true = inbound"},
+		{Name: "call_started_at", Go: "CallStartedAt", Type: Timestamp, Conv: CallIDTime, Doc: "from the callId prefix (13 digits = ms, 10 = s), UTC"},
+		{Name: "caller_no", Go: "CallerNo", Type: String, Conv: Copy, Field: "CallerNo"},
+		{Name: "callee_no", Go: "CalleeNo", Type: String, Conv: Copy, Field: "CalleeNo"},
+		{Name: "call_type", Go: "CallType", Type: Int32, Conv: Coded, Field: "CallType", Codes: "CallType"},
+		{Name: "agent_id", Go: "AgentID", Type: Int64, Conv: Copy, Field: "AgentID"},
+		{Name: "skill_id", Go: "SkillID", Type: Int64, Conv: Copy, Field: "SkillID"},
+		{Name: "anony_call", Go: "AnonyCall", Type: Int32, Conv: Narrow, Field: "AnonyCall"},
+		{Name: "queue_wait_seconds", Go: "QueueWaitSeconds", Type: Int64, Conv: Copy, Field: "QueueWaitTime"},
+		{Name: "ivr_call_seconds", Go: "IVRCallSeconds", Type: Int64, Conv: Copy, Field: "IVRCallTime"},
+		{Name: "ack_seconds", Go: "AckSeconds", Type: Int64, Conv: Copy, Field: "AckTime"},
+		{Name: "call_seconds", Go: "CallSeconds", Type: Int64, Conv: Copy, Field: "CallTime"},
+		{Name: "release_cause", Go: "ReleaseCause", Type: Int32, Conv: Coded, Field: "ReleaseCause", Codes: "ReleaseCause"},
+		{Name: "begin_time", Go: "BeginTime", Type: Timestamp, Conv: LocalTime, Field: "BeginTime", Doc: "outbound only, parsed in the tenant's zone, UTC"},
+		{Name: "end_time", Go: "EndTime", Type: Timestamp, Conv: LocalTime, Field: "EndTime", Doc: "outbound only, parsed in the tenant's zone, UTC"},
+		{Name: "result", Go: "Result", Type: String, Conv: Copy, Field: "Result"},
+		{Name: "result_code", Go: "ResultCode", Type: String, Conv: Copy, Field: "ResultCode"},
+		{Name: "busi_result", Go: "BusiResult", Type: String, Conv: Copy, Field: "BusiResult"},
+		{Name: "busi_sub_status", Go: "BusiSubStatus", Type: String, Conv: Copy, Field: "BusiSubStatus"},
+		{Name: "fetched_at", Go: "FetchedAt", Type: Timestamp, Conv: FetchedAt, Required: true},
+		{Name: "run_id", Go: "RunID", Type: String, Conv: RunID, Required: true},
+	},
+	PartitionBy: []string{"CallStartedAt"},
+	StoresRaw:   true,
+}
