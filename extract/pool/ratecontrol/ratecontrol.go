@@ -224,6 +224,11 @@ type Controller struct {
 	// group's share of it; 0 with a configured rate means no share yet.
 	ceiling float64
 	limit   float64 // in force
+	// lowered counts decreases of the limit: a worker whose token was
+	// reserved at a higher rate takes a new one at the lower rate, so a cut
+	// or a smaller group share holds at once, not after the reservations
+	// already made (up to concurrency/rate seconds of them).
+	lowered uint64
 	// CUBIC state: the rate at the last event and the time the curve needs
 	// to climb back to it.
 	lastEvent time.Time
@@ -317,6 +322,7 @@ func (c *Controller) Wait(ctx context.Context) error {
 		case c.limited() && c.ceiling <= 0:
 			// No share yet: wait for SetCeiling.
 		default:
+			lowered := c.lowered
 			r := c.lim.ReserveN(now, 1)
 			d := r.DelayFrom(now)
 			if d > 0 {
@@ -331,9 +337,9 @@ func (c *Controller) Wait(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			now = c.cfg.Now()
-			if now.Before(c.pausedUntil) || c.stopErr != nil || (c.limited() && c.ceiling <= 0) {
-				// A pause (or a hold) began while this worker waited: the
-				// token is spent, the pause wins.
+			if now.Before(c.pausedUntil) || c.stopErr != nil || (c.limited() && c.ceiling <= 0) || (d > 0 && c.lowered != lowered) {
+				// A pause, a hold or a lower rate began while this worker
+				// waited: the token is spent, and the worker waits again.
 				c.mu.Unlock()
 				continue
 			}
@@ -504,6 +510,9 @@ func (c *Controller) floorLocked() float64 {
 }
 
 func (c *Controller) setLimitLocked(now time.Time, l float64) {
+	if l < c.limit {
+		c.lowered++
+	}
 	c.limit = l
 	c.lim.SetLimitAt(now, rate.Limit(l))
 }

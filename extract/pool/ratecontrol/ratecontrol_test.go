@@ -523,3 +523,35 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// A lower limit holds at once: workers whose tokens were reserved at the old
+// rate take new ones, rather than going out on the old schedule.
+func TestLowerLimitRepacesWaitingWorkers(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{Rate: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(t.Context()); err != nil { // the burst token
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	var grants atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for c.Wait(ctx) == nil {
+				grants.Add(1)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // the eight reserve 100, 200, ... 800 ms ahead
+	c.SetCeiling(1)
+	wg.Wait()
+	// At 1/s after the debt of the old reservations: at most a couple in
+	// 1.5 s, not the eight reserved at 10/s.
+	if n := grants.Load(); n > 2 {
+		t.Fatalf("%d grants in 1.5 s after the limit fell to 1/s", n)
+	}
+}
