@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // callFlags are the flags of the call schedule (cmssim.CallsConfig) and of

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.

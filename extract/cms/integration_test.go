@@ -11,7 +11,7 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // Integration tests: the client against the simulator over real TLS.

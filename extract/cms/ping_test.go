@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // An http:// URL pointing at a TLS server gets "expects HTTPS", not

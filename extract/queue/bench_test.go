@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cmsetl/cms-etl/extract/queue"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 // workerEnv makes the test binary a queue worker (see runBenchWorker).

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/queue"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/load/postgres"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 	"github.com/cmsetl/cms-etl/transform"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

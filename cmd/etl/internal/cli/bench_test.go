@@ -39,9 +39,9 @@ import (
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 	"github.com/cmsetl/cms-etl/load/parquet"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 // benchKey is the i-th key of the generated inputs. Call times are 2.6 s

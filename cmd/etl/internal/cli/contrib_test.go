@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 const (

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 )
 
 // migratedDB returns a fresh database with the schema applied by `etl migrate`.

@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // barFrame matches one drawing of the bar with a total.

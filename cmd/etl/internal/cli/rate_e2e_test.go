@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/cmsetl/cms-etl/extract/cms"
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
 // Sporadic transient faults, 503 without Retry-After among them, are

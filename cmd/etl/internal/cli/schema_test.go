@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cmsetl/cms-etl/extract/cms/cmssim"
-	"github.com/cmsetl/cms-etl/load/postgres/pgtest"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/pgtest"
 	"github.com/cmsetl/cms-etl/migrations"
 )
 
