@@ -7,13 +7,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/internal/outcome"
 )
 
 // Failure outcomes: the values of Failure.Outcome (and of
 // cms.call_failure.outcome and the rejects CSV's outcome column).
 const (
-	OutcomeFailed   = "failed"   // sent, but no usable answer (permanent error, retries exhausted)
-	OutcomeRejected = "rejected" // never sent: the input or key was invalid
+	OutcomeFailed   = string(outcome.Failed)   // sent, but no usable answer (permanent error, retries exhausted)
+	OutcomeRejected = string(outcome.Rejected) // never sent: the input or key was invalid
 )
 
 // Failure is one input row a run did not load: the one record both failure

@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cmsetl/cms-etl/internal/recordspec"
 	"github.com/cmsetl/cms-etl/internal/pgtest"
+	"github.com/cmsetl/cms-etl/internal/recordspec"
 	"github.com/cmsetl/cms-etl/migrations"
 )
 

@@ -1,6 +1,9 @@
-// Package cms is the CC-CMS querybasiccallinfo client: request validation,
-// auth-v2 signing, lenient response decoding, one class per call, bounded
-// retries with jittered backoff, and a keep-alive TLS transport. It is built
+// Package cms is the CC-CMS client: one transport (auth-v2 signing, the
+// limiter, bounded retries with jittered backoff, classification, body caps,
+// a keep-alive TLS connection pool) shared by the endpoints, each declared as
+// its path, request body and generated decoder (endpoint.go): the live call
+// (querybasiccallinfo), the CDR (querycalldetailbyid) and the listing of
+// finished calls (querycalls v2). It is built
 // to run a whole night unattended: every failure ends in a class the caller
 // can act on, bodies are capped, and secrets never reach logs or errors.
 package cms
@@ -18,14 +21,11 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/cmsetl/cms-etl/extract"
 )
 
 // contentType is sent and signed on every request. Package-level header
@@ -38,21 +38,21 @@ var contentTypeValue = []string{contentType}
 type Client struct {
 	// cfg is a pointer so that even printing a dereferenced Client shows
 	// an address, not the credentials.
-	cfg      *Config
-	log      zerolog.Logger
-	baseURL  string // scheme://host[:port], for messages
-	queryURL *url.URL
-	pingURL  *url.URL
-	host     string // Host header exactly as sent, port included
-	signer   *signer
-	tr       *http.Transport
+	cfg     *Config
+	log     zerolog.Logger
+	baseURL string              // scheme://host[:port], for messages
+	urls    map[string]*url.URL // by path, built once: every endpoint's
+	host    string              // Host header exactly as sent, port included
+	signer  *signer
+	tr      *http.Transport
 	// rt sends requests: the transport itself, not an http.Client, because
 	// redirects must not be followed (a redirected POST turns into a GET)
 	// and the client's per-request bookkeeping costs allocations. The
 	// benchmark swaps it for a canned answer.
-	rt    http.RoundTripper
-	clock clock
-	bufs  sync.Pool // *[]byte for response bodies
+	rt     http.RoundTripper
+	clock  clock
+	bufs   sync.Pool // *[]byte for response bodies
+	shapes shapes    // request body shapes that worked (Endpoint.Wrapped)
 }
 
 // New validates cfg, applies defaults and builds the transport. It reads
@@ -68,14 +68,16 @@ func New(cfg Config) (*Client, error) {
 	}
 	base := u.Scheme + "://" + u.Host
 	c := &Client{
-		cfg:      &cfg,
-		log:      cfg.Logger,
-		baseURL:  base,
-		queryURL: &url.URL{Scheme: u.Scheme, Host: u.Host, Path: QueryPath},
-		pingURL:  &url.URL{Scheme: u.Scheme, Host: u.Host, Path: PingPath},
-		host:     u.Host,
-		signer:   newSigner(cfg.Credentials, cfg.SignedHeaders, cfg.TimestampLayout, u.Host),
-		clock:    realClock,
+		cfg:     &cfg,
+		log:     cfg.Logger,
+		baseURL: base,
+		urls:    make(map[string]*url.URL, len(paths)),
+		host:    u.Host,
+		signer:  newSigner(cfg.Credentials, cfg.SignedHeaders, cfg.TimestampLayout, u.Host),
+		clock:   realClock,
+	}
+	for _, p := range paths {
+		c.urls[p] = &url.URL{Scheme: u.Scheme, Host: u.Host, Path: p}
 	}
 	tlsCfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -126,160 +128,6 @@ func (c *Client) GoString() string { return c.String() }
 // Close releases idle connections. In-flight queries are not interrupted.
 func (c *Client) Close() {
 	c.tr.CloseIdleConnections()
-}
-
-// Query fetches the basic information of one call. It never panics and
-// always returns exactly one class; see Result and Classify. An invalid key
-// is not sent (ClassRejected). A cancelled ctx stops waits and the request in
-// flight and yields ClassTransient with Err wrapping ctx.Err().
-func (c *Client) Query(ctx context.Context, key extract.Key) Result {
-	res := Result{Key: key}
-	if err := key.Validate(); err != nil {
-		res.Class, res.Message, res.Err = ClassRejected, err.Error(), err
-		return res
-	}
-	// Marshalled once: these exact bytes are signed and sent by every attempt.
-	body := appendQueryBody(make([]byte, 0, 48+len(key.CallID)), key)
-
-	for n := 1; ; n++ {
-		if err := c.wait(ctx); err != nil {
-			return c.stopped(ctx, res, err)
-		}
-		res.Attempts = n
-		at := c.attemptQuery(ctx, body, &res)
-		if res.Class == ClassTransient && ctx.Err() != nil {
-			at.Canceled = true
-			c.report(at)
-			return c.stopped(ctx, res, res.Err)
-		}
-		at.Retried = res.Class == ClassTransient && n < c.cfg.MaxAttempts
-		// A throttle's retry waits out the server's Retry-After and the
-		// pool's cut rate; the budget guards against retry storms on faults.
-		if at.Retried && !at.Throttle && c.cfg.RetryBudget != nil && !c.cfg.RetryBudget.TryRetry() {
-			at.Retried, at.BudgetExhausted = false, true
-			res.Message += " (not retried: retry budget exhausted)"
-		}
-		c.report(at)
-		if !at.Retried {
-			return res
-		}
-		d := c.retryDelay(n, at.RetryAfter)
-		if e := c.log.Debug(); e.Enabled() {
-			e.Stringer("key", key).Int("attempt", n).Int("http_status", res.HTTPStatus).
-				Str("result_code", res.ResultCode).Str("error", res.Message).
-				Dur("wait", d).Msg("cms query transient failure, retrying")
-		}
-		if err := c.clock.sleep(ctx, d); err != nil {
-			return c.stopped(ctx, res, err)
-		}
-	}
-}
-
-func (c *Client) report(a Attempt) {
-	if c.cfg.OnAttempt != nil {
-		c.cfg.OnAttempt(a)
-	}
-}
-
-// wait honours ctx and the limiter before an attempt.
-func (c *Client) wait(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if c.cfg.Limiter == nil {
-		return nil
-	}
-	if err := c.cfg.Limiter.Wait(ctx); err != nil {
-		return fmt.Errorf("rate limiter: %w", err)
-	}
-	return nil
-}
-
-// stopped turns a cancelled context (or a failed limiter wait) into the
-// final transient result, keeping what the last attempt saw in Message.
-func (c *Client) stopped(ctx context.Context, res Result, cause error) Result {
-	res.Class = ClassTransient
-	res.Record, res.Raw = nil, nil
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		if res.Message != "" {
-			res.Err = fmt.Errorf("cms query stopped: %w (last attempt: %s)", ctxErr, res.Message)
-		} else {
-			res.Err = fmt.Errorf("cms query stopped: %w", ctxErr)
-		}
-	} else {
-		res.Err = cause
-	}
-	res.Message = res.Err.Error()
-	return res
-}
-
-// attemptQuery runs one attempt, overwrites res with its outcome and
-// describes the attempt for OnAttempt (the retry decision left to the caller).
-func (c *Client) attemptQuery(ctx context.Context, body []byte, res *Result) Attempt {
-	bp := c.getBuf()
-	defer c.putBuf(bp)
-
-	ex := c.exchange(ctx, c.queryURL, body, bp)
-	respBody := *bp
-	res.HTTPStatus, res.Latency, res.FetchedAt = ex.status, ex.latency, time.Time{}
-	if ex.status != 0 {
-		res.FetchedAt = ex.at
-	}
-	res.ResultCode, res.Record, res.Raw = "", nil, nil
-
-	var resp Response
-	err := ex.err
-	if err == nil && len(respBody) > 0 {
-		var derr error
-		// Without DiscardRaw the object is copied out of the pooled buffer
-		// to become Result.Raw; otherwise it is only read, before the
-		// buffer goes back.
-		resp, derr = decodeResponse(respBody, !c.cfg.DiscardRaw)
-		// Only a 2xx body must decode; on error statuses it merely adds
-		// detail to the message.
-		if derr != nil && ex.status >= 200 && ex.status <= 299 {
-			err = derr
-		}
-	} else if err == nil && ex.status >= 200 && ex.status <= 299 {
-		err = malformed("empty body")
-	}
-	var rec *Record
-	if err == nil && resp.Object != nil && Classify(ex.status, resp, nil) == ClassOK {
-		r, derr := DecodeRecord(resp.Object)
-		if derr != nil {
-			err = malformed("result object: " + derr.Error())
-		}
-		rec = r
-	}
-	class := Classify(ex.status, resp, err)
-	res.Class, res.ResultCode, res.Err = class, resp.Code, nil
-	switch class {
-	case ClassOK:
-		res.Record, res.Message = rec, resp.Message
-		if !c.cfg.DiscardRaw {
-			res.Raw = resp.Object
-		}
-	case ClassNoData:
-		res.Message = resp.Message
-	default:
-		res.Message = failureMessage(ex.status, resp, err)
-		switch {
-		case class == ClassTransient || class == ClassFatal:
-			if err == nil {
-				err = errors.New(res.Message)
-			}
-			res.Err = err
-		case class == ClassPermanent && (ex.status < 200 || ex.status > 299):
-			res.Err = &StatusError{Status: ex.status, URL: c.queryURL.String()}
-		}
-	}
-	return Attempt{
-		Key: res.Key, Number: res.Attempts, HTTPStatus: ex.status, Class: class,
-		Latency: ex.latency, RetryAfter: ex.retryAfter, Sent: ex.sent,
-		// Only these say the server is over its load; other 5xx may be one
-		// sick backend behind the load balancer.
-		Throttle: ex.status == http.StatusTooManyRequests || (ex.status == http.StatusServiceUnavailable && ex.hasRetryAfter),
-	}
 }
 
 // failureMessage describes a failed attempt in one line for operators.
@@ -454,16 +302,4 @@ func (c *Client) putBuf(b *[]byte) {
 	}
 	*b = (*b)[:0]
 	c.bufs.Put(b)
-}
-
-// appendQueryBody writes {"ccId":N,"vdn":N,"callId":"..."}. The key is
-// validated first, so callId holds only digits and '-' and needs no escaping.
-func appendQueryBody(b []byte, k extract.Key) []byte {
-	b = append(b, `{"ccId":`...)
-	b = strconv.AppendInt(b, int64(k.CCID), 10)
-	b = append(b, `,"vdn":`...)
-	b = strconv.AppendInt(b, int64(k.VDN), 10)
-	b = append(b, `,"callId":"`...)
-	b = append(b, k.CallID...)
-	return append(b, `"}`...)
 }

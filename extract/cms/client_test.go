@@ -633,7 +633,7 @@ func TestTLSVerification(t *testing.T) {
 
 type capturedCall struct {
 	name string
-	res  Result
+	res  Result[Record]
 }
 
 // TestSecretsNeverLeak drives every failure path with debug logging on and
@@ -643,7 +643,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	var logs bytes.Buffer
 	logger := zerolog.New(&logs).Level(zerolog.DebugLevel)
 	var outputs []string
-	add := func(name string, r Result) {
+	add := func(name string, r Result[Record]) {
 		outputs = append(outputs, name, r.Message, fmt.Sprintf("%v %+v %#v", r, r, r))
 		if r.Err != nil {
 			outputs = append(outputs, r.Err.Error())
@@ -856,8 +856,8 @@ func TestNewDefaults(t *testing.T) {
 	if c.tr.MaxConnsPerHost != 8 || c.tr.MaxIdleConnsPerHost != 8 || c.tr.TLSClientConfig.InsecureSkipVerify {
 		t.Errorf("transport pool %d/%d, insecure %v", c.tr.MaxConnsPerHost, c.tr.MaxIdleConnsPerHost, c.tr.TLSClientConfig.InsecureSkipVerify)
 	}
-	if c.queryURL.String() != "https://10.22.26.181:28080"+QueryPath || c.host != "10.22.26.181:28080" {
-		t.Errorf("query URL %s, host %s", c.queryURL, c.host)
+	if c.urls[QueryPath].String() != "https://10.22.26.181:28080"+QueryPath || c.host != "10.22.26.181:28080" {
+		t.Errorf("query URL %s, host %s", c.urls[QueryPath], c.host)
 	}
 }
 

@@ -12,11 +12,17 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 )
 
-// Paths of the two endpoints this client calls (cms-api.md sections 1 and 2).
+// Paths of the endpoints this client calls (cms-api.md sections 1 and 2,
+// cms-discovery.md sections 1 and 2).
 const (
-	QueryPath = "/rest/cmsapp/v1/openapi/calldata/querybasiccallinfo"
-	PingPath  = "/rest/cmsapp/v1/ping"
+	QueryPath      = "/rest/cmsapp/v1/openapi/calldata/querybasiccallinfo"
+	CallDetailPath = "/rest/cmsapp/v1/openapi/calldata/querycalldetailbyid"
+	ListCallsPath  = "/rest/cmsapp/v2/openapi/vdn/querycalls"
+	PingPath       = "/rest/cmsapp/v1/ping"
 )
+
+// paths are every endpoint's path: New builds their URLs once.
+var paths = []string{QueryPath, CallDetailPath, ListCallsPath, PingPath}
 
 // Defaults applied by New to zero-valued Config fields; documented on the
 // fields themselves.

@@ -81,7 +81,7 @@ func TestSimHappyPath(t *testing.T) {
 	srv := startSim(t, simCfg)
 	c := newTestClient(t, simConfig(srv))
 	const n = 60
-	results := make([]Result, n)
+	results := make([]Result[Record], n)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {

@@ -1,11 +1,16 @@
 package cms
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeListing(t *testing.T) {
@@ -89,4 +94,42 @@ func FuzzDecodeListing(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestListSendsNumbersThenStringsOnce: the dates go as numbers; a server
+// that wants strings (as Huawei's sample sends them) answers 0100002 once,
+// the page is asked again with strings, and strings are kept.
+func TestListSendsNumbersThenStringsOnce(t *testing.T) {
+	t.Parallel()
+	page := `{"resultCode":"0100000","resultDesc":{"data":[{"callId":"1762523104-1","callType":"0"}],"count":1}}`
+	var ts *testServer
+	ts = newTestServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		body := ts.requests()[n-1].Body // the server read it to verify the signature
+		if bytes.Contains(body, []byte(`"beginDate":1`)) {
+			writeJSON(w, 200, `{"resultCode":"0100002","resultDesc":"Invalid param: beginDate"}`)
+			return
+		}
+		writeJSON(w, 200, page)
+	})
+	c := newTestClient(t, testConfig(ts))
+	req := ListRequest{CCID: 1, VDN: 25, Inbound: true, Limit: 100,
+		Begin: time.UnixMilli(1764547200000), End: time.UnixMilli(1764550799999)}
+	for i := range 2 {
+		res := c.List(t.Context(), req)
+		if res.Class != ClassOK || res.Listing.Count != 1 || len(res.Listing.Items) != 1 {
+			t.Fatalf("call %d: %+v", i, res)
+		}
+	}
+	var bodies []string
+	for _, r := range ts.requests() {
+		bodies = append(bodies, string(r.Body))
+	}
+	want := []string{
+		`{"ccId":1,"vdn":25,"beginDate":1764547200000,"endDate":1764550799999,"isCallIn":"true","limit":100,"offset":0}`,
+		`{"ccId":1,"vdn":25,"beginDate":"1764547200000","endDate":"1764550799999","isCallIn":"true","limit":100,"offset":0}`,
+		`{"ccId":1,"vdn":25,"beginDate":"1764547200000","endDate":"1764550799999","isCallIn":"true","limit":100,"offset":0}`,
+	}
+	if !slices.Equal(bodies, want) {
+		t.Fatalf("bodies sent:\n%s\nwant:\n%s", strings.Join(bodies, "\n"), strings.Join(want, "\n"))
+	}
 }

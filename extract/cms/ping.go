@@ -99,7 +99,7 @@ func (c *Client) Ping(ctx context.Context) PingResult {
 	p := PingResult{URL: c.baseURL, insecure: c.cfg.InsecureSkipVerify}
 	bp := c.getBuf()
 	defer c.putBuf(bp)
-	ex := c.exchange(ctx, c.pingURL, pingBody, bp)
+	ex := c.exchange(ctx, c.urls[PingPath], pingBody, bp)
 	p.HTTPStatus = ex.status
 	switch {
 	case ex.status != 0:

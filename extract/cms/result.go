@@ -1,7 +1,6 @@
 package cms
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/cmsetl/cms-etl/extract"
@@ -35,24 +34,6 @@ func (c Class) String() string {
 		return "unknown"
 	}
 	return classNames[c]
-}
-
-// Result is the outcome of one call to querybasiccallinfo, retries included.
-type Result struct {
-	Key        extract.Key
-	Class      Class
-	Record     *Record         // set for ClassOK
-	Raw        json.RawMessage // the result object exactly as received (ClassOK)
-	ResultCode string          // business code: resultCode, else legacy result
-	Message    string          // resultDesc text on failure, or a description of the error
-	HTTPStatus int             // status of the last attempt; 0 when no response
-	Attempts   int             // attempts made (0 for ClassRejected)
-	FetchedAt  time.Time       // when the last response arrived
-	Latency    time.Duration   // duration of the last attempt
-	// Err is the underlying error of transient and fatal results, and a
-	// *StatusError for a permanent HTTP-level failure (a status outside 2xx:
-	// the answer says nothing about the call, only about the endpoint).
-	Err error
 }
 
 // Attempt describes one HTTP attempt; the client reports each to its

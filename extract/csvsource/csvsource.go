@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"strconv"
 	"strings"
@@ -519,4 +520,27 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// Keys yields the valid keys of the rows still to read, then a fatal read
+// error if any; rejected rows go to onReject (may be nil).
+func (r *Reader) Keys(onReject func(Item)) iter.Seq2[extract.Key, error] {
+	return func(yield func(extract.Key, error) bool) {
+		for {
+			it, err := r.Next()
+			switch {
+			case errors.Is(err, io.EOF):
+				return
+			case err != nil:
+				yield(extract.Key{}, err)
+				return
+			case it.Err != nil:
+				if onReject != nil {
+					onReject(it)
+				}
+			case !yield(it.Key, nil):
+				return
+			}
+		}
+	}
 }

@@ -27,29 +27,14 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 )
 
-// Query is one querycalls request: a page of one VDN's calls of one
-// direction whose time lies in [Begin, End] (both inclusive, milliseconds).
-type Query struct {
-	CCID, VDN     int
-	Inbound       bool
-	Begin, End    time.Time
-	Limit, Offset int
-}
-
-// Answer is what one request brought back.
-type Answer struct {
-	Listing   cms.Listing
-	FetchedAt time.Time
-}
-
-// Lister asks querycalls (the CMS client, through the rate limiter and its
-// retries). An error is a request that did not succeed after its retries;
-// wrapping ErrStop makes it stop the whole discovery (401/403/TLS).
+// Lister asks querycalls for one page, through the rate limiter and with
+// its retries: *cms.Client. A fatal answer (401, 403, TLS) stops the whole
+// discovery; other failures fail their slice.
 type Lister interface {
-	List(ctx context.Context, q Query) (Answer, error)
+	List(ctx context.Context, req cms.ListRequest) cms.ListResult
 }
 
-// ErrStop, wrapped by a Lister's error, stops the discovery at once.
+// ErrStop wraps the error of a discovery stopped by a fatal answer.
 var ErrStop = errors.New("discovery stopped")
 
 // PageLimit is the most rows querycalls returns per page.
@@ -389,23 +374,20 @@ func describe(vdn int, inbound bool, begin, end time.Time) string {
 // page asks every page of one slice. The window's bounds are inclusive on
 // the API, so a slice asks [begin, end-1ms] and slices never overlap.
 func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.Time) (calls []Call, rejected []string, count int64, pages int, err error) {
-	q := Query{CCID: d.cfg.CCID, VDN: vdn, Inbound: inbound, Begin: begin, End: end.Add(-time.Millisecond), Limit: PageLimit}
+	q := cms.ListRequest{CCID: d.cfg.CCID, VDN: vdn, Inbound: inbound, Begin: begin, End: end.Add(-time.Millisecond), Limit: PageLimit}
 	ids := map[string]bool{}
 	count = -1
 	for {
-		a, err := d.l.List(ctx, q)
-		if err != nil {
-			return nil, nil, 0, pages, err
-		}
+		a := d.l.List(ctx, q)
 		pages++
-		l := a.Listing
-		if l.Code != cms.CodeSuccess && l.Code != cms.CodeLegacySuccess {
-			msg := "result code " + l.Code
-			if l.Message != "" {
-				msg += ": " + l.Message
-			}
-			return nil, nil, 0, pages, errors.New(msg)
+		switch a.Class {
+		case cms.ClassOK:
+		case cms.ClassFatal:
+			return nil, nil, 0, pages, fmt.Errorf("%w: %s", ErrStop, a.Message)
+		default:
+			return nil, nil, 0, pages, errors.New(a.Message)
 		}
+		l := a.Listing
 		switch {
 		case !l.HasCount && len(l.Items) >= PageLimit:
 			return nil, nil, 0, pages, fmt.Errorf("%w: a full page without a count", errInconsistent)

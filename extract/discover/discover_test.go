@@ -3,7 +3,6 @@ package discover
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,15 +35,15 @@ type fakeCalls struct {
 	requests int
 }
 
-func (f *fakeCalls) List(ctx context.Context, q Query) (Answer, error) {
+func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult {
 	f.mu.Lock()
 	f.requests++
 	f.mu.Unlock()
 	if q.Begin.Equal(f.stopAt) {
-		return Answer{}, fmt.Errorf("HTTP 401: %w", ErrStop)
+		return cms.ListResult{Class: cms.ClassFatal, HTTPStatus: 401, Message: "HTTP 401 Unauthorized: signature rejected"}
 	}
 	if f.broken[q.Begin] {
-		return Answer{}, errors.New("HTTP 503 after 5 attempts")
+		return cms.ListResult{Class: cms.ClassTransient, HTTPStatus: 503, Message: "HTTP 503 after 5 attempts"}
 	}
 	var ids []string
 	dir := 0
@@ -69,7 +68,7 @@ func (f *fakeCalls) List(ctx context.Context, q Query) (Answer, error) {
 	for _, id := range page {
 		l.Items = append(l.Items, []byte(`{"callId":"`+id+`","callType":"0"}`))
 	}
-	return Answer{Listing: l, FetchedAt: q.End}, nil
+	return cms.ListResult{Class: cms.ClassOK, Listing: l, FetchedAt: q.End}
 }
 
 // day is 2026-12-01 UTC; now is 2026-12-02 01:00 UTC.

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cmsetl/cms-etl/extract"
-	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/internal/pgtest"
+	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/transform"
 )
 

@@ -40,8 +40,8 @@ import (
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
-	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/internal/pgtest"
+	"github.com/cmsetl/cms-etl/load/parquet"
 )
 
 // benchKey is the i-th key of the generated inputs. Call times are 2.6 s

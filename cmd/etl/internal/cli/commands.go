@@ -11,12 +11,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
-	"github.com/cmsetl/cms-etl/internal/cmssim"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/queue"
+	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/outcome"
 	"github.com/cmsetl/cms-etl/migrations"
 )
 
@@ -123,7 +123,7 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	}
 	defer db.Close()
 	var rejected int64
-	keys := validKeys(r, func(it csvsource.Item) {
+	keys := r.Keys(func(it csvsource.Item) {
 		rejected++
 		log.Warn().Str("file", r.Path()).Int64("line", it.Line).Str("reason", it.Err.Error()).Msg("row rejected")
 	})
@@ -260,9 +260,9 @@ func cmdDemo(ctx context.Context, args []string, env Env, rep reporter) int {
 		return rep.exit(failed(err))
 	}
 	w := env.Stdout
-	if n := sum.Counts[job.Rejected] + sum.Counts[job.Failed]; n > 0 {
+	if n := sum.Counts[outcome.Rejected] + sum.Counts[outcome.Failed]; n > 0 {
 		fmt.Fprintf(w, "\nThe demo worked: its %d rejected and %d failed rows are part of the demonstration (bad input lines, calls the simulator fails on purpose); see %s.\n",
-			sum.Counts[job.Rejected], sum.Counts[job.Failed], filepath.Join(out, "_rejects", c.RunID+".csv"))
+			sum.Counts[outcome.Rejected], sum.Counts[outcome.Failed], filepath.Join(out, "_rejects", c.RunID+".csv"))
 	} else {
 		fmt.Fprintln(w, "\nThe demo worked: every row ended as planned.")
 	}
@@ -273,7 +273,7 @@ func cmdDemo(ctx context.Context, args []string, env Env, rep reporter) int {
 }
 
 // outcomePlan is how many rows of the demo input must end in each outcome.
-type outcomePlan map[job.Outcome]int64
+type outcomePlan map[outcome.Outcome]int64
 
 // demoPlan reads the demo input and asks the simulator's plan how each of
 // its calls ends: bad rows are rejected, repeats are duplicates, and every
@@ -287,22 +287,22 @@ func demoPlan(path string, sim cmssim.Config) (outcomePlan, error) {
 	defer r.Close()
 	plan := outcomePlan{}
 	seen := map[extract.Key]bool{}
-	for key, err := range validKeys(r, func(csvsource.Item) { plan[job.Rejected]++ }) {
+	for key, err := range r.Keys(func(csvsource.Item) { plan[outcome.Rejected]++ }) {
 		if err != nil {
 			return nil, err
 		}
 		if seen[key] {
-			plan[job.Duplicate]++
+			plan[outcome.Duplicate]++
 			continue
 		}
 		seen[key] = true
 		switch cmssim.PlanFor(sim, key).Outcome {
 		case cmssim.OutcomeNoData:
-			plan[job.NoData]++
+			plan[outcome.NoData]++
 		case cmssim.OutcomePermanent:
-			plan[job.Failed]++
+			plan[outcome.Failed]++
 		default:
-			plan[job.Loaded]++
+			plan[outcome.Loaded]++
 		}
 	}
 	return plan, nil
@@ -315,14 +315,14 @@ func (p outcomePlan) check(s *Summary) error {
 		return fmt.Errorf("the demo run aborted: %s", s.Error)
 	}
 	got := outcomePlan{}
-	for _, o := range job.Outcomes {
+	for _, o := range outcome.All {
 		got[o] = s.Counts[o]
 	}
-	got[job.Loaded] += got[job.AlreadyLoaded]
-	delete(got, job.AlreadyLoaded)
+	got[outcome.Loaded] += got[outcome.AlreadyLoaded]
+	delete(got, outcome.AlreadyLoaded)
 	var diffs []string
-	for _, o := range job.Outcomes {
-		if o != job.AlreadyLoaded && got[o] != p[o] {
+	for _, o := range outcome.All {
+		if o != outcome.AlreadyLoaded && got[o] != p[o] {
 			diffs = append(diffs, fmt.Sprintf("%s %d (want %d)", o, got[o], p[o]))
 		}
 	}

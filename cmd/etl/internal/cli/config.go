@@ -11,10 +11,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
 	"github.com/cmsetl/cms-etl/load"
 )
 
@@ -154,7 +154,7 @@ func (c *Config) registerRun(fs *flagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
 	fs.in(groupRun)
-	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+job.DefaultCommitAllowance.String()+" more")
+	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+pipeline.DefaultCommitAllowance.String()+" more")
 	fs.StringVar(&c.RunID, "run-id", "", "run identifier (default: UTC time and a random suffix)")
 }
 

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/outcome"
 	"github.com/cmsetl/cms-etl/load/parquet"
 )
 
@@ -528,27 +528,27 @@ func TestDemoPlan(t *testing.T) {
 		total += n
 	}
 	// testdata/README.md: 300 rows, 3 bad, 2 repeats.
-	if total != 300 || plan[job.Rejected] != 3 || plan[job.Duplicate] != 2 || plan[job.Failed] == 0 || plan[job.NoData] == 0 {
+	if total != 300 || plan[outcome.Rejected] != 3 || plan[outcome.Duplicate] != 2 || plan[outcome.Failed] == 0 || plan[outcome.NoData] == 0 {
 		t.Fatalf("plan %v", plan)
 	}
-	sum := func(status string, code int, counts job.Counts) *Summary {
+	sum := func(status string, code int, counts outcome.Counts) *Summary {
 		return &Summary{Status: status, ExitCode: code, Counts: counts, Error: "boom"}
 	}
-	asPlanned := job.Counts{}
+	asPlanned := outcome.Counts{}
 	for o, n := range plan {
 		asPlanned[o] = n
 	}
-	rerun := job.Counts{}
+	rerun := outcome.Counts{}
 	for o, n := range plan {
 		rerun[o] = n
 	}
-	rerun[job.AlreadyLoaded], rerun[job.Loaded] = plan[job.Loaded]-1, 1
-	fewer := job.Counts{}
+	rerun[outcome.AlreadyLoaded], rerun[outcome.Loaded] = plan[outcome.Loaded]-1, 1
+	fewer := outcome.Counts{}
 	for o, n := range plan {
 		fewer[o] = n
 	}
-	fewer[job.Failed]--
-	fewer[job.Loaded]++
+	fewer[outcome.Failed]--
+	fewer[outcome.Loaded]++
 	for _, tc := range []struct {
 		name string
 		sum  *Summary
@@ -645,39 +645,6 @@ func TestRerunFromPipeSkipsCommittedKeys(t *testing.T) {
 		if after[simKey(k)] != before[simKey(k)] {
 			t.Errorf("rerun from a pipe queried %s again", k)
 		}
-	}
-}
-
-func TestSameFile(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "calls.csv")
-	if err := os.WriteFile(path, []byte("callId\n1-1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	opened, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sameFile(opened, path) {
-		t.Fatal("an unchanged file is reported changed")
-	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("1-2\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if sameFile(opened, path) {
-		t.Error("an appended file is reported unchanged")
-	}
-	if err := os.Rename(path, path+".old"); err != nil {
-		t.Fatal(err)
-	}
-	if sameFile(opened, path) {
-		t.Error("a missing file is reported unchanged")
 	}
 }
 

@@ -17,10 +17,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
-	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/internal/pgtest"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/load/postgres"
 )
 
 // serverLogClean fails when the PostgreSQL server logged a line of the
@@ -221,7 +221,7 @@ func TestSIGTERMWithABlockedCommitExitsWithinTheBound(t *testing.T) {
 	signalled := time.Now()
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	bound := grace + job.DefaultCommitAllowance + 8*time.Second // + handing rows back, the run record, a slow machine
+	bound := grace + pipeline.DefaultCommitAllowance + 8*time.Second // + handing rows back, the run record, a slow machine
 	select {
 	case <-exited:
 	case <-time.After(bound + 20*time.Second):

@@ -12,7 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
+	"github.com/cmsetl/cms-etl/internal/outcome"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
 )
 
 const (
@@ -69,7 +70,7 @@ func (t *termWriter) draw(line string, last bool) {
 
 // progressSource is the running job.
 type progressSource interface {
-	Progress() job.Progress
+	Progress() pipeline.Progress
 }
 
 // progressDisplay shows a bar on a terminal and a log line every logEvery
@@ -189,7 +190,7 @@ func (p *progressDisplay) logLine() {
 	pr := p.src.Progress()
 	elapsed := time.Since(p.start)
 	ev := p.log.Info().Int64("read", pr.Read).Int64("settled", pr.Settled).Int64("done", pr.Done).
-		Int64("loaded", pr.Counts[job.Loaded]).Int64("failed", pr.Counts[job.Failed]).Int64("requests", pr.Requests).
+		Int64("loaded", pr.Counts[outcome.Loaded]).Int64("failed", pr.Counts[outcome.Failed]).Int64("requests", pr.Requests).
 		Float64("req_per_s", round1(rateOver(pr.Requests, elapsed)))
 	total := int64(0)
 	switch {

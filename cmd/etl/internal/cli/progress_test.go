@@ -16,8 +16,9 @@ import (
 	"github.com/creack/pty"
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
+	"github.com/cmsetl/cms-etl/internal/outcome"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
 )
 
 // barFrame matches one drawing of the bar with a total.
@@ -198,10 +199,10 @@ func TestEstimateRows(t *testing.T) {
 // fakeProgress is a job whose progress the test sets.
 type fakeProgress struct {
 	mu sync.Mutex
-	p  job.Progress
+	p  pipeline.Progress
 }
 
-func (f *fakeProgress) Progress() job.Progress {
+func (f *fakeProgress) Progress() pipeline.Progress {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.p
@@ -213,7 +214,7 @@ func (f *fakeProgress) Progress() job.Progress {
 func TestProgressLogHasNoTrailingDuplicate(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
-	src := &fakeProgress{p: job.Progress{Read: 10, Settled: 4, Done: 2, Counts: job.Counts{job.Loaded: 2}, Requests: 5}}
+	src := &fakeProgress{p: pipeline.Progress{Read: 10, Settled: 4, Done: 2, Counts: outcome.Counts{outcome.Loaded: 2}, Requests: 5}}
 	c := &Config{Progress: "auto"}
 	p := startProgress(c, Env{Stderr: &logs}, zerolog.New(&syncWriter{w: &logs}), src, 100)
 	p.finish()

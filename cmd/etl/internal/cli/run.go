@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"iter"
 	"net"
 	"os"
 	"strings"
@@ -17,19 +15,19 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
-	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
 	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 	"github.com/cmsetl/cms-etl/extract/pool/rategroup"
 	"github.com/cmsetl/cms-etl/extract/queue"
+	"github.com/cmsetl/cms-etl/internal/outcome"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/internal/pipeline/adapters"
 	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/load/postgres"
 	"github.com/cmsetl/cms-etl/load/rejects"
 	"github.com/cmsetl/cms-etl/migrations"
-	"github.com/cmsetl/cms-etl/transform"
 )
 
 func cmdRun(ctx context.Context, args []string, env Env, rep reporter) int {
@@ -76,7 +74,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 		code := rep.exit(err)
 		if c.MetricsFile != "" {
 			// Keep node_exporter from exporting last night's success.
-			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: job.Counts{}}
+			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: outcome.Counts{}}
 			if err := writeMetrics(c.MetricsFile, sum); err != nil {
 				log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 			}
@@ -108,8 +106,8 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	if w.csv != nil && w.csv.RegularFile() != nil && c.Progress != "none" {
 		estimate = estimateRows(c.CSVPath(), w.csv.Size())
 	}
-	prog := startProgress(c, env, log, w.job, estimate)
-	res := w.job.Run(ctx)
+	prog := startProgress(c, env, log, w.run, estimate)
+	res := w.run.Run(ctx)
 	prog.finish()
 	w.closeQueue(ctx, log)
 
@@ -183,26 +181,36 @@ func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time
 	if err != nil {
 		log.Warn().Err(err).Msg("could not check for abandoned runs; the next run will")
 	}
-	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", job.Result{}, 0)); err != nil {
+	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", pipeline.Result{}, 0)); err != nil {
 		_ = lock.Release(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return lock, nil
 }
 
-// wiring holds what a run opened, to close it at the end.
+// wiring holds what a run opened, to close it at the end, and the run's
+// pipeline (built for the rows of its query).
 type wiring struct {
-	job     *job.Job
-	rate    *ratecontrol.Controller
-	group   *rategroup.Group
-	groupDB *pgxpool.Pool // the group's own connection: heartbeats never wait behind a commit
-	client  *cms.Client
-	db      *pgxpool.Pool
-	csv     *csvsource.Reader
-	pq      *parquet.Sink[transform.Row]
-	rej     *rejects.Writer
-	queue   *queue.Consumer
-	done    *extract.DigestSet // keys the Parquet output already holds
+	rate     *ratecontrol.Controller
+	group    *rategroup.Group
+	groupDB  *pgxpool.Pool // the group's own connection: heartbeats never wait behind a commit
+	counters *adapters.Counters
+	client   *cms.Client
+	db       *pgxpool.Pool
+	csv      *csvsource.Reader
+	queue    *queue.Consumer
+	// closers release the outputs (sinks, files, key sets), in order.
+	closers []func(context.Context) error
+
+	source  pipeline.Source
+	ledgers []pipeline.Ledger
+	run     runner
+}
+
+// runner is a built pipeline, whatever its row type.
+type runner interface {
+	Run(ctx context.Context) pipeline.Result
+	Progress() pipeline.Progress
 }
 
 // closeQueue stops renewing leases and hands back the queue rows the run
@@ -238,14 +246,9 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	if w.groupDB != nil {
 		w.groupDB.Close()
 	}
-	if w.pq != nil {
-		if err := w.pq.Close(context.WithoutCancel(ctx)); err != nil {
-			log.Error().Err(err).Msg("close parquet output")
-		}
-	}
-	if w.rej != nil {
-		if err := w.rej.Close(); err != nil {
-			log.Error().Err(err).Msg("close rejects file")
+	for _, c := range w.closers {
+		if err := c(context.WithoutCancel(ctx)); err != nil {
+			log.Error().Err(err).Msg("close output")
 		}
 	}
 	if w.csv != nil {
@@ -257,18 +260,15 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 	if w.db != nil {
 		w.db.Close()
 	}
-	if w.done != nil {
-		_ = w.done.Close()
-	}
 }
 
-func (w *wiring) runRecord(c *Config, started, finished time.Time, status string, res job.Result, achieved float64) postgres.RunRecord {
+func (w *wiring) runRecord(c *Config, started, finished time.Time, status string, res pipeline.Result, achieved float64) postgres.RunRecord {
 	host, _ := os.Hostname()
 	return postgres.RunRecord{
 		ID: c.RunID, Host: host, Version: Version(), Input: c.Input, Outputs: strings.Join(c.Outputs, ","),
 		StartedAt: started, FinishedAt: finished, Status: status,
-		RowsRead: res.Counts.Total(), Loaded: res.Counts[job.Loaded], NoData: res.Counts[job.NoData],
-		Failed: res.Counts[job.Failed], Rejected: res.Counts[job.Rejected], Duplicate: res.Counts[job.Duplicate],
+		RowsRead: res.Counts.Total(), Loaded: res.Counts[outcome.Loaded], NoData: res.Counts[outcome.NoData],
+		Failed: res.Counts[outcome.Failed], Rejected: res.Counts[outcome.Rejected], Duplicate: res.Counts[outcome.Duplicate],
 		ConfiguredRate: c.Rate, AchievedRate: achieved,
 	}
 }
@@ -309,19 +309,12 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
 			Float64("share", st.Share).Msg("joined the rate group")
 	}
-	counters := pool.NewCounters(rc)
-	client, err := newClient(c, log, rc, counters.Observe)
+	w.counters = adapters.NewCounters(rc)
+	client, err := newClient(c, log, rc, w.counters.Observe)
 	if err != nil {
 		return w, err
 	}
 	w.client = client
-	j := &job.Job{
-		RunID: c.RunID, Logger: log, Client: client, Counters: counters,
-		// One flag bounds both streaks: the API down, or the wrong URL.
-		Pool:       pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient},
-		CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
-	}
-	w.job = j
 
 	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
 		db, err := openWarehouse(ctx, c.DatabaseURL, 4)
@@ -337,180 +330,74 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
 		}
 		w.csv = r
-	}
-
-	skip := &skipper{}
-	if dir := c.ParquetDir(); dir != "" {
-		pq, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log}, parquet.CallInfo)
-		if err != nil {
-			return w, fmt.Errorf("open parquet output: %w", err)
-		}
-		w.pq = pq
-		j.Parquet = pq
-		committed, st, err := committedKeys(ctx, c, dir, w.csv, log)
-		if err != nil {
-			return w, err
-		}
-		w.done = committed
-		if st.Files > 0 {
-			log.Info().Int("rows", committed.Len()).Int("files", st.Files).Int("files_skipped", st.SkippedFiles).
-				Int("rows_read", st.Rows).Str("dir", dir).
-				Msg("resuming: rows of this input already committed will not be queried again")
-		}
-		if committed.Len() > 0 { // an empty set would only cost a digest per key
-			skip.parquet = committed
-		}
-	}
-	if c.Postgres() {
-		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, postgres.CallInfo)
-		if err != nil {
-			return w, err
-		}
-		j.Warehouse = warehouse{sink}
-		if c.Input != "queue" && !c.Refresh {
-			skip.db = w.db
-		}
-	}
-	if skip.parquet != nil || skip.db != nil {
-		j.Skip = skip
-	}
-
-	if r := w.csv; r != nil {
-		j.Source = csvSource{r}
-		j.Dedup = true
+		w.source = adapters.CSV{R: r}
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
 				return w, fmt.Errorf("create rejects file: %w", err)
 			}
-			w.rej = rej
-			j.Failures = append(j.Failures, rejectsLog{rej})
+			w.closers = append(w.closers, func(context.Context) error { return rej.Close() })
+			w.ledgers = append(w.ledgers, adapters.Rejects{W: rej})
 		}
 		if c.Postgres() {
-			j.TxFailures = append(j.TxFailures, &dbFailureLog{db: w.db, runID: c.RunID})
+			w.ledgers = append(w.ledgers, adapters.FailureTable{DB: w.db, RunID: c.RunID})
 		}
 	} else {
-		qs, err := newQueueSource(ctx, c, w.db, log)
+		host, _ := os.Hostname()
+		qc, err := queue.NewConsumer(ctx, queue.Config{
+			Pool: w.db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
+			MaxAttempts: c.QueueMaxAttempt, Logger: log,
+			ClaimBatch: max(4*c.Concurrency, 64), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
+		})
 		if err != nil {
-			return w, err
+			return w, &UsageError{Err: err}
 		}
-		w.queue = qs.c
-		j.Source = qs
-		j.Ack = qs
+		w.queue = qc
+		w.source = adapters.Queue{C: qc}
+		w.ledgers = append(w.ledgers, adapters.Queue{C: qc})
 	}
-	return w, nil
+
+	w.run, err = build(ctx, c, w, log, adapters.BasicQuery(client, c.RunID), parquet.CallInfo, postgres.CallInfo)
+	return w, err
 }
 
-// committedKeys reads which keys DIR already holds. With a regular file as
-// input and a non-empty DIR it first reads the file once for its keys and
-// keeps only those: memory then follows the input, not the lake's history.
-// Inputs that can be read only once (stdin, pipes), a file that changed since
-// the run opened it, or a pre-read that failed keep every committed key.
-func committedKeys(ctx context.Context, c *Config, dir string, input *csvsource.Reader, log zerolog.Logger) (*extract.DigestSet, parquet.CommittedStats, error) {
-	var filter *parquet.Filter
-	if input != nil && input.RegularFile() != nil {
-		has, err := parquet.HasCommitted(dir)
+// build opens the outputs of the rows of one query and makes the run's
+// pipeline.
+func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger, query pipeline.Query[R],
+	pqTable *parquet.Table[R], pgTable *postgres.Table[R]) (runner, error) {
+	var outputs []pipeline.Output[R]
+	if dir := c.ParquetDir(); dir != "" {
+		sink, err := parquet.Open(ctx, parquet.Config{Dir: dir, RunID: c.RunID, Logger: log}, pqTable)
 		if err != nil {
-			return nil, parquet.CommittedStats{}, fmt.Errorf("read committed keys in %s: %w", dir, err)
+			return nil, fmt.Errorf("open parquet output: %w", err)
 		}
-		if has {
-			path := c.CSVPath()
-			in, err := csvKeys(ctx, c.csvConfig())
-			switch {
-			case ctx.Err() != nil:
-				if in.set != nil {
-					in.set.Close()
-				}
-				return nil, parquet.CommittedStats{}, fmt.Errorf("read the keys of %s: %w", path, ctx.Err())
-			case err != nil:
-				// The run itself reports the problem with its line.
-				log.Warn().Err(err).Msg("could not read the input's keys ahead; keeping every committed key in memory")
-			case !sameFile(input.RegularFile(), path):
-				in.set.Close()
-				log.Warn().Str("input", path).Msg("the input changed while its keys were read; keeping every committed key in memory")
-			case in.set.Len() == 0:
-				// No valid key: nothing committed can match.
-				return in.set, parquet.CommittedStats{}, nil
-			default:
-				defer in.set.Close()
-				filter = &parquet.Filter{Keep: in.set.Has, MinCallID: in.minCallID, MaxCallID: in.maxCallID}
-			}
-		}
-	}
-	committed, st, err := parquet.CommittedKeys(ctx, dir, filter)
-	if err != nil {
-		return nil, st, fmt.Errorf("read committed keys in %s: %w", dir, err)
-	}
-	return committed, st, nil
-}
-
-// sameFile reports whether path is still the file opened, unchanged.
-func sameFile(opened os.FileInfo, path string) bool {
-	now, err := os.Stat(path)
-	return err == nil && os.SameFile(opened, now) && now.Size() == opened.Size() && now.ModTime().Equal(opened.ModTime())
-}
-
-// inputKeys are the valid keys of a CSV file and the range of their call IDs
-// in byte order.
-type inputKeys struct {
-	set                  *extract.DigestSet
-	minCallID, maxCallID string
-}
-
-// csvKeys reads the keys of a CSV file; bad rows are skipped here and
-// reported by the run itself.
-func csvKeys(ctx context.Context, cfg csvsource.Config) (inputKeys, error) {
-	r, err := csvsource.Open(cfg)
-	if err != nil {
-		return inputKeys{}, err
-	}
-	defer r.Close()
-	in := inputKeys{}
-	if in.set, err = extract.NewDigestSet(0); err != nil {
-		return inputKeys{}, err
-	}
-	for k, err := range validKeys(r, nil) {
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err == nil {
-			if in.set.Len() == 0 || k.CallID < in.minCallID {
-				in.minCallID = strings.Clone(k.CallID)
-			}
-			if in.set.Len() == 0 || k.CallID > in.maxCallID {
-				in.maxCallID = strings.Clone(k.CallID)
-			}
-			_, err = in.set.Add(k.Digest())
-		}
+		w.closers = append(w.closers, sink.Close)
+		committed, st, err := adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
 		if err != nil {
-			in.set.Close()
-			return inputKeys{}, err
+			return nil, err
 		}
-	}
-	return in, nil
-}
-
-// validKeys yields the valid keys of r, then a fatal read error if any;
-// rejected rows go to onReject (may be nil).
-func validKeys(r *csvsource.Reader, onReject func(csvsource.Item)) iter.Seq2[extract.Key, error] {
-	return func(yield func(extract.Key, error) bool) {
-		for {
-			it, err := r.Next()
-			switch {
-			case errors.Is(err, io.EOF):
-				return
-			case err != nil:
-				yield(extract.Key{}, err)
-				return
-			case it.Err != nil:
-				if onReject != nil {
-					onReject(it)
-				}
-			case !yield(it.Key, nil):
-				return
-			}
+		w.closers = append(w.closers, func(context.Context) error { return committed.Close() })
+		if st.Files > 0 {
+			log.Info().Int("rows", committed.Len()).Int("files", st.Files).Int("files_skipped", st.SkippedFiles).
+				Int("rows_read", st.Rows).Str("dir", dir).
+				Msg("resuming: rows of this input already committed will not be queried again")
 		}
+		outputs = append(outputs, adapters.NewParquet(sink, committed))
 	}
+	if c.Postgres() {
+		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, pgTable)
+		if err != nil {
+			return nil, err
+		}
+		outputs = append(outputs, adapters.NewWarehouse(sink, pgTable, w.db, c.Input != "queue" && !c.Refresh, log))
+	}
+	return pipeline.New(pipeline.Config[R]{
+		RunID: c.RunID, Logger: log, Source: w.source, Query: query, Outputs: outputs, Ledgers: w.ledgers,
+		Requests: w.counters.Attempts.Load,
+		// One flag bounds both streaks: the API down, or the wrong URL.
+		Pool:  pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient},
+		Dedup: w.csv != nil, CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
+	})
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {

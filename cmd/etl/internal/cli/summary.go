@@ -13,8 +13,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/cmd/etl/internal/job"
-	"github.com/cmsetl/cms-etl/extract/pool"
+	"github.com/cmsetl/cms-etl/internal/outcome"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/internal/pipeline/adapters"
 )
 
 // Summary is what a run reports: on stderr for people, as one JSON log event
@@ -26,7 +27,7 @@ type Summary struct {
 	Error        string
 	Interrupted  bool
 	Read         int64
-	Counts       job.Counts
+	Counts       outcome.Counts
 	Requests     int64 // requests sent, retries included
 	Retries      int64
 	Throttled    int64
@@ -51,20 +52,20 @@ type Summary struct {
 	GroupShare      float64 // this process's share of GroupRate
 	LatencyP50      time.Duration
 	LatencyP95      time.Duration
-	Unknown         []job.UnknownCode
+	Unknown         []pipeline.UnknownCode
 	Problems        int64
 	Files           int
 	Duration        time.Duration
 	Started         time.Time
 }
 
-func summarize(c *Config, w *wiring, res job.Result) Summary {
+func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
 	s := Summary{
-		RunID: c.RunID, Read: w.job.Read(), Counts: res.Counts, Configured: c.Rate,
+		RunID: c.RunID, Read: res.Read, Counts: res.Counts, Configured: c.Rate,
 		Unknown: res.Unknown, Problems: res.Problems, Files: res.Files,
 		Duration: res.Finished.Sub(res.Started), Started: res.Started, Interrupted: res.Interrupted,
 	}
-	if k := w.job.Counters; k != nil {
+	if k := w.counters; k != nil {
 		s.Requests, s.Retries = k.Attempts.Load(), k.Retries.Load()
 		s.TransientRetries = k.TransientRetries.Load()
 		s.Throttled, s.Unavailable = k.Throttled.Load(), k.Unavail.Load()
@@ -85,11 +86,11 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 	switch {
 	case res.Err != nil:
 		s.Status, s.ExitCode, s.Error = "aborted", ExitAborted, res.Err.Error()
-		var fe *pool.FatalError
+		var fe *adapters.FatalAnswer
 		if errors.As(res.Err, &fe) {
 			s.Error += " (stopped at once: repeated bad signatures can get the caller's IP locked)"
 		}
-	case res.Counts[job.Failed] > 0 || res.Counts[job.Rejected] > 0:
+	case res.Counts[outcome.Failed] > 0 || res.Counts[outcome.Rejected] > 0:
 		s.Status, s.ExitCode = "partial", ExitPartial
 	default:
 		s.Status, s.ExitCode = "succeeded", ExitOK
@@ -100,7 +101,7 @@ func summarize(c *Config, w *wiring, res job.Result) Summary {
 // JSON is the summary as stored in cms.etl_run.summary.
 func (s Summary) JSON() map[string]any {
 	counts := map[string]int64{}
-	for _, o := range job.Outcomes {
+	for _, o := range outcome.All {
 		counts[string(o)] = s.Counts[o]
 	}
 	return map[string]any{
@@ -122,8 +123,8 @@ func printSummary(w io.Writer, s Summary) {
 		fmt.Fprintf(&b, "  reason:      %s\n", s.Error)
 	}
 	fmt.Fprintf(&b, "  rows read:   %d\n", s.Read)
-	for _, o := range job.Outcomes {
-		if n := s.Counts[o]; n > 0 || o == job.Loaded || o == job.NoData || o == job.Failed || o == job.Rejected {
+	for _, o := range outcome.All {
+		if n := s.Counts[o]; n > 0 || o == outcome.Loaded || o == outcome.NoData || o == outcome.Failed || o == outcome.Rejected {
 			fmt.Fprintf(&b, "    %-15s %d\n", o, n)
 		}
 	}
@@ -184,7 +185,7 @@ func writeMetrics(path string, s Summary) error {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
 	metric("cms_etl_rows", "Input rows of the last run by outcome.", "gauge")
-	for _, o := range job.Outcomes {
+	for _, o := range outcome.All {
 		fmt.Fprintf(&b, "cms_etl_rows{outcome=%q} %d\n", o, s.Counts[o])
 	}
 	metric("cms_etl_rows_read", "Input rows read by the last run.", "gauge")
@@ -219,7 +220,7 @@ func writeMetrics(path string, s Summary) error {
 	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.5\"} %g\n", s.LatencyP50.Seconds())
 	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.95\"} %g\n", s.LatencyP95.Seconds())
 	metric("cms_etl_unknown_codes", "Codes missing from the code tables in the last run.", "gauge")
-	unknown := append([]job.UnknownCode(nil), s.Unknown...)
+	unknown := append([]pipeline.UnknownCode(nil), s.Unknown...)
 	sort.Slice(unknown, func(i, j int) bool { return unknown[i].String() < unknown[j].String() })
 	for _, u := range unknown {
 		fmt.Fprintf(&b, "cms_etl_unknown_codes{field=%q,code=\"%d\"} %d\n", u.Field, u.Code, u.Count)

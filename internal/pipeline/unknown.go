@@ -1,39 +1,10 @@
-package job
+package pipeline
 
 import (
 	"sort"
 	"strconv"
 	"sync"
 )
-
-// Outcome of one input row. Every row read ends in exactly one outcome; the
-// summary's counts add up to the rows read.
-type Outcome string
-
-const (
-	Loaded        Outcome = "loaded"         // row committed to every output
-	NoData        Outcome = "no_data"        // the API had nothing for the call
-	Failed        Outcome = "failed"         // permanent failure, or transient after the last attempt
-	Rejected      Outcome = "rejected"       // invalid input, never sent
-	Duplicate     Outcome = "duplicate"      // the same key earlier in this run
-	AlreadyLoaded Outcome = "already_loaded" // every output already holds the row (resume, rerun)
-	Unprocessed   Outcome = "unprocessed"    // read, but the run stopped before it was done; the next run takes it
-)
-
-// Outcomes in report order.
-var Outcomes = []Outcome{Loaded, NoData, Failed, Rejected, Duplicate, AlreadyLoaded, Unprocessed}
-
-// Counts by outcome.
-type Counts map[Outcome]int64
-
-// Total is the number of rows accounted for.
-func (c Counts) Total() int64 {
-	var n int64
-	for _, v := range c {
-		n += v
-	}
-	return n
-}
 
 // unknownCodes counts codes missing from the code tables, by field and value.
 type unknownCodes struct {

@@ -1,0 +1,145 @@
+package adapters
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/cmsetl/cms-etl/extract"
+	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/load/parquet"
+	"github.com/cmsetl/cms-etl/load/postgres"
+)
+
+// Parquet is the Parquet output: a dataset directory's sink.
+type Parquet[R any] struct{ Sink *parquet.Sink[R] }
+
+func (Parquet[R]) Name() string { return "parquet" }
+
+// Commit writes rows and makes every file holding them visible, durably.
+func (p Parquet[R]) Commit(ctx context.Context, rows []R) (int, error) {
+	if len(rows) > 0 {
+		if err := p.Sink.Write(ctx, rows); err != nil {
+			return 0, err
+		}
+	}
+	info, err := p.Sink.Commit(ctx)
+	return len(info.Files), err
+}
+
+// parquetResume is the Parquet output of a rerun: it holds the keys its
+// directory had committed.
+type parquetResume[R any] struct {
+	Parquet[R]
+	committed *extract.DigestSet
+}
+
+func (p parquetResume[R]) Holds(_ context.Context, keys []extract.Key) ([]bool, error) {
+	held := make([]bool, len(keys))
+	for i, k := range keys {
+		held[i] = p.committed.Has(k.Digest())
+	}
+	return held, nil
+}
+
+// NewParquet is the Parquet output over sink; committed (may be nil) are the
+// keys its directory already holds (see CommittedKeys), which a rerun does
+// not ask again.
+func NewParquet[R any](sink *parquet.Sink[R], committed *extract.DigestSet) pipeline.Output[R] {
+	if committed == nil || committed.Len() == 0 { // an empty set would only cost a digest per key
+		return Parquet[R]{sink}
+	}
+	return parquetResume[R]{Parquet[R]{sink}, committed}
+}
+
+// Warehouse is the PostgreSQL output: rows upserted into the table, in one
+// transaction with the ledgers that live in the warehouse.
+type Warehouse[R any] struct {
+	Sink upserter[R] // *postgres.Sink
+	Log  zerolog.Logger
+}
+
+// upserter commits rows and, in the same transaction, inTx.
+type upserter[R any] interface {
+	Commit(ctx context.Context, rows []R, inTx func(context.Context, pgx.Tx) error) (postgres.UpsertStats, error)
+}
+
+func (Warehouse[R]) Name() string { return "postgres" }
+
+func (w Warehouse[R]) Commit(ctx context.Context, rows []R) (int, error) {
+	return 0, w.CommitWith(ctx, rows, nil)
+}
+
+// commitAttempts is how many times one batch's transaction runs when it
+// meets deadlocks or serialization failures.
+const commitAttempts = 4
+
+// CommitWith upserts rows and runs also in the same transaction. A
+// transaction that conflicted (a deadlock or serialization failure:
+// PostgreSQL rolled it back whole) runs again, also included.
+func (w Warehouse[R]) CommitWith(ctx context.Context, rows []R, also func(ctx context.Context, tx any) error) error {
+	var inTx func(context.Context, pgx.Tx) error
+	if also != nil {
+		inTx = func(ctx context.Context, tx pgx.Tx) error { return also(ctx, tx) }
+	}
+	for attempt := 1; ; attempt++ {
+		_, err := w.Sink.Commit(ctx, rows, inTx)
+		if err == nil || attempt == commitAttempts || !isConflict(err) || ctx.Err() != nil {
+			return err
+		}
+		w.Log.Warn().Err(err).Int("attempt", attempt).Msg("commit conflicted with another transaction; retrying it")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.N(2<<attempt)) * 25 * time.Millisecond):
+		}
+	}
+}
+
+// isConflict reports a deadlock or serialization failure (SQLSTATE 40P01,
+// 40001): running the transaction again is the documented remedy. Other
+// errors are not retried: a connection lost during COMMIT leaves its outcome
+// unknown.
+func isConflict(err error) bool {
+	var st interface{ SQLState() string }
+	if !errors.As(err, &st) {
+		return false
+	}
+	return st.SQLState() == "40P01" || st.SQLState() == "40001"
+}
+
+// warehouseResume is the warehouse output that looks up which keys the
+// table already holds, so a rerun does not ask them again.
+type warehouseResume[R any] struct {
+	Warehouse[R]
+	table *postgres.Table[R]
+	db    *pgxpool.Pool
+}
+
+func (w warehouseResume[R]) Holds(ctx context.Context, keys []extract.Key) ([]bool, error) {
+	found, err := w.table.ExistingKeys(ctx, w.db, keys)
+	if err != nil {
+		return nil, err
+	}
+	held := make([]bool, len(keys))
+	for i, k := range keys {
+		_, held[i] = found[k.Digest()]
+	}
+	return held, nil
+}
+
+// NewWarehouse is the warehouse output over sink; with resume it skips the
+// keys table already holds (off for the queue, whose rows are asked again on
+// purpose, and with --refresh).
+func NewWarehouse[R any](sink *postgres.Sink[R], table *postgres.Table[R], db *pgxpool.Pool, resume bool, log zerolog.Logger) pipeline.Output[R] {
+	w := Warehouse[R]{Sink: sink, Log: log}
+	if !resume {
+		return w
+	}
+	return warehouseResume[R]{w, table, db}
+}
