@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Limits of the querybasiccallinfo request body (cms-api.md section 1).
@@ -111,4 +113,33 @@ func (k Key) Digest() Digest {
 	var d Digest
 	copy(d[:], sum[:16])
 	return d
+}
+
+// CallStartedAt reads a call's start from its callId prefix (the digits
+// before the first '-', or the whole id without one): 13 digits are epoch
+// milliseconds, 10 digits epoch seconds (both occur in Huawei's examples),
+// in UTC. Other lengths, non-digits and a zero prefix give false.
+func CallStartedAt(callID string) (time.Time, bool) {
+	prefix := callID
+	if i := strings.IndexByte(callID, '-'); i >= 0 {
+		prefix = callID[:i]
+	}
+	if len(prefix) != 13 && len(prefix) != 10 {
+		return time.Time{}, false
+	}
+	var n int64 // at most 13 digits: cannot overflow
+	for i := 0; i < len(prefix); i++ {
+		d := prefix[i]
+		if d < '0' || d > '9' {
+			return time.Time{}, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	if n == 0 {
+		return time.Time{}, false
+	}
+	if len(prefix) == 10 {
+		return time.Unix(n, 0).UTC(), true
+	}
+	return time.UnixMilli(n).UTC(), true
 }

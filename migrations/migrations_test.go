@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_finished_calls.sql", "006_run_liveness.sql",
-	"007_rate_group.sql"}
+	"007_rate_group.sql", "008_queue_query_tracking.sql"}
 
 func connect(t *testing.T) *pgx.Conn {
 	t.Helper()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cmsetl/cms-etl/extract"
 )
 
 // OutOfRangeSuffix marks an Unknown that reports a value the column cannot
@@ -191,30 +193,7 @@ func CallStartedAt(callID string) *time.Time {
 	return &t
 }
 
-func callStartedAt(callID string) (time.Time, bool) {
-	prefix := callID
-	if i := strings.IndexByte(callID, '-'); i >= 0 {
-		prefix = callID[:i]
-	}
-	if len(prefix) != 13 && len(prefix) != 10 {
-		return time.Time{}, false
-	}
-	var n int64 // at most 13 digits: cannot overflow
-	for i := 0; i < len(prefix); i++ {
-		d := prefix[i]
-		if d < '0' || d > '9' {
-			return time.Time{}, false
-		}
-		n = n*10 + int64(d-'0')
-	}
-	if n == 0 {
-		return time.Time{}, false
-	}
-	if len(prefix) == 10 {
-		return time.Unix(n, 0).UTC(), true
-	}
-	return time.UnixMilli(n).UTC(), true
-}
+func callStartedAt(callID string) (time.Time, bool) { return extract.CallStartedAt(callID) }
 
 // withoutNUL makes a JSON document storable as jsonb: PostgreSQL rejects
 // NUL characters (\u0000), invalid UTF-8 and lone UTF-16 surrogate escapes

@@ -21,8 +21,16 @@ type EnqueueReport struct {
 	Duplicates int64 // keys already queued (in any status) or repeated in the source
 }
 
-// Enqueue adds keys to cms.call_queue as pending rows, as a producer would:
-// keys already in the queue are left untouched and counted as duplicates.
+// Entry is one call to enqueue: its key and, for the cdr query, its
+// direction (nil: unknown).
+type Entry struct {
+	Key     extract.Key
+	Inbound *bool
+}
+
+// Enqueue adds calls to cms.call_queue as pending rows for query
+// (QueryBasic or QueryCDR), as a producer would: calls already queued for
+// that query are left untouched and counted as duplicates.
 // Keys go in batches of 50,000 (COPY into a temporary table, then one
 // INSERT ... ON CONFLICT DO NOTHING), each batch its own transaction, so
 // memory stays bounded whatever the source's size.
@@ -31,14 +39,17 @@ type EnqueueReport struct {
 // is expected to have rejected those) or at a database error; batches written
 // before stay written, and the report counts them. Running Enqueue again on
 // the same source is safe.
-func Enqueue(ctx context.Context, pool *pgxpool.Pool, keys iter.Seq2[extract.Key, error]) (EnqueueReport, error) {
+func Enqueue(ctx context.Context, pool *pgxpool.Pool, query string, entries iter.Seq2[Entry, error]) (EnqueueReport, error) {
 	var rep EnqueueReport
-	batch := make([]extract.Key, 0, enqueueBatch)
+	if query != QueryBasic && query != QueryCDR {
+		return rep, fmt.Errorf("enqueue: query %q is not %s or %s", query, QueryBasic, QueryCDR)
+	}
+	batch := make([]Entry, 0, enqueueBatch)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		inserted, err := insertBatch(ctx, pool, batch)
+		inserted, err := insertBatch(ctx, pool, query, batch)
 		if err != nil {
 			return fmt.Errorf("enqueue batch of %d keys: %w", len(batch), err)
 		}
@@ -47,14 +58,14 @@ func Enqueue(ctx context.Context, pool *pgxpool.Pool, keys iter.Seq2[extract.Key
 		batch = batch[:0]
 		return nil
 	}
-	for k, err := range keys {
+	for e, err := range entries {
 		if err != nil {
 			return rep, fmt.Errorf("enqueue: read keys: %w", err)
 		}
-		if err := k.Validate(); err != nil {
+		if err := e.Key.Validate(); err != nil {
 			return rep, fmt.Errorf("enqueue: key %d: %w", rep.Read+int64(len(batch))+1, err)
 		}
-		batch = append(batch, k)
+		batch = append(batch, e)
 		if len(batch) == enqueueBatch {
 			rep.Read += int64(len(batch))
 			if err := flush(); err != nil {
@@ -66,21 +77,22 @@ func Enqueue(ctx context.Context, pool *pgxpool.Pool, keys iter.Seq2[extract.Key
 	return rep, flush()
 }
 
-func insertBatch(ctx context.Context, pool *pgxpool.Pool, batch []extract.Key) (int64, error) {
+func insertBatch(ctx context.Context, pool *pgxpool.Pool, query string, batch []Entry) (int64, error) {
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE call_queue_stage (cc_id integer, vdn integer, call_id text) ON COMMIT DROP`); err != nil {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE call_queue_stage (cc_id integer, vdn integer, call_id text, is_call_in boolean) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
 		src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
-			return []any{int32(batch[i].CCID), int32(batch[i].VDN), batch[i].CallID}, nil
+			k := batch[i].Key
+			return []any{int32(k.CCID), int32(k.VDN), k.CallID, batch[i].Inbound}, nil
 		})
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"call_queue_stage"}, []string{"cc_id", "vdn", "call_id"}, src); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"call_queue_stage"}, []string{"cc_id", "vdn", "call_id", "is_call_in"}, src); err != nil {
 			return fmt.Errorf("copy keys: %w", err)
 		}
 		// DO NOTHING also absorbs a key repeated inside the batch.
-		tag, err := tx.Exec(ctx, `INSERT INTO cms.call_queue (cc_id, vdn, call_id)
-			SELECT cc_id, vdn, call_id FROM call_queue_stage ON CONFLICT DO NOTHING`)
+		tag, err := tx.Exec(ctx, `INSERT INTO cms.call_queue (cc_id, vdn, call_id, query, is_call_in)
+			SELECT cc_id, vdn, call_id, $1, is_call_in FROM call_queue_stage ON CONFLICT DO NOTHING`, query)
 		if err != nil {
 			return fmt.Errorf("insert keys: %w", err)
 		}

@@ -22,9 +22,12 @@
 package queue
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +56,28 @@ type Config struct {
 	BackoffBase, BackoffCap time.Duration
 	// Logger receives debug lines. Zero value: discard.
 	Logger zerolog.Logger
+
+	// Query selects the rows this worker asks about: QueryBasic (the
+	// default, querybasiccallinfo) or QueryCDR (querycalldetailbyid).
+	Query string
+	// TrackEvery, when positive, keeps a call that answered live in the
+	// queue: it is asked again this long after each live answer, until it
+	// answers "no data" (it ended) or TrackMax has passed since its first
+	// live answer. 0: one live answer per call.
+	TrackEvery time.Duration
+	// TrackMax bounds how long a call is tracked. Default 2h.
+	TrackMax time.Duration
+	// NoDataRetries is how many more times a call that answered "no data"
+	// is asked while it is recent (started within NoDataWindow, by its
+	// callId): asked right after it started, it may not be visible yet.
+	// After them, or for an older call, "no data" is final. Default 2;
+	// negative: never.
+	NoDataRetries int
+	// NoDataWindow: a call that started longer ago than this is not asked
+	// again after "no data". Default 5m.
+	NoDataWindow time.Duration
+	// NoDataDelay is the wait before a no-data retry. Default 10s.
+	NoDataDelay time.Duration
 
 	// ClaimBatch is how many rows a Consumer claims at once. Default 64.
 	ClaimBatch int
@@ -84,6 +109,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("queue config: MaxItems %d is negative", c.MaxItems)
 	case c.MaxDuration < 0:
 		return fmt.Errorf("queue config: MaxDuration %v is negative", c.MaxDuration)
+	case c.Query != "" && c.Query != QueryBasic && c.Query != QueryCDR:
+		return fmt.Errorf("queue config: Query %q is not %s or %s", c.Query, QueryBasic, QueryCDR)
+	case c.TrackEvery < 0 || c.TrackMax < 0:
+		return errors.New("queue config: TrackEvery and TrackMax must not be negative")
+	case c.NoDataWindow < 0 || c.NoDataDelay < 0:
+		return errors.New("queue config: NoDataWindow and NoDataDelay must not be negative")
 	}
 	c = c.withDefaults()
 	if c.BackoffCap < c.BackoffBase {
@@ -108,8 +139,37 @@ func (c Config) withDefaults() Config {
 	if c.ClaimBatch == 0 {
 		c.ClaimBatch = 64
 	}
+	if c.Query == "" {
+		c.Query = QueryBasic
+	}
+	if c.TrackMax == 0 {
+		c.TrackMax = DefaultTrackMax
+	}
+	if c.NoDataRetries == 0 {
+		c.NoDataRetries = DefaultNoDataRetries
+	}
+	if c.NoDataWindow == 0 {
+		c.NoDataWindow = DefaultNoDataWindow
+	}
+	if c.NoDataDelay == 0 {
+		c.NoDataDelay = DefaultNoDataDelay
+	}
 	return c
 }
+
+// Queries a row can name (cms.call_queue.query).
+const (
+	QueryBasic = "basic" // querybasiccallinfo: the call while it is live
+	QueryCDR   = "cdr"   // querycalldetailbyid: the CDR of a finished call
+)
+
+// Defaults of Config, declared once.
+const (
+	DefaultTrackMax      = 2 * time.Hour
+	DefaultNoDataRetries = 2
+	DefaultNoDataWindow  = 5 * time.Minute
+	DefaultNoDataDelay   = 10 * time.Second
+)
 
 // Queue is one worker's handle on cms.call_queue. It is safe for concurrent
 // use.
@@ -130,14 +190,21 @@ func New(cfg Config) (*Queue, error) {
 // Claimed is a row leased to this worker.
 type Claimed struct {
 	Key      extract.Key
-	Attempts int // claims so far, this one included
+	Inbound  *bool // the call's direction when known (cdr rows)
+	Attempts int   // claims so far, this one included
+	// LiveSince is when a tracked call first answered live (zero when the
+	// call is not tracked); LastAnswer is its last live answer, from which
+	// its final row is made when tracking ends.
+	LiveSince    time.Time
+	LastAnswer   json.RawMessage
+	LastAnswerAt time.Time
 }
 
 // Claimable rows are pending and due, or running with an expired lease. A
 // claim or Extend sets available_at to the lease end along with locked_until,
 // so both kinds are "available_at <= now()": one range on the partial index,
 // read in order, instead of a scan and sort of every live row.
-const claimable = `status IN ('pending', 'running') AND available_at <= now()
+const claimable = `query = $5 AND status IN ('pending', 'running') AND available_at <= now()
 	AND (status = 'pending' OR locked_until <= now())`
 
 // claimSQL picks rows in a CTE and then updates them: the
@@ -147,9 +214,9 @@ const claimable = `status IN ('pending', 'running') AND available_at <= now()
 // running again, so a poison row cannot loop forever.
 const claimSQL = `
 WITH picked AS (
-	SELECT cc_id, vdn, call_id FROM cms.call_queue
+	SELECT cc_id, vdn, call_id, query FROM cms.call_queue
 	WHERE ` + claimable + `
-	ORDER BY available_at
+	ORDER BY live_since IS NOT NULL, available_at
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -163,27 +230,42 @@ WITH picked AS (
 		                    THEN 'lease of ' || q.locked_by || ' expired on attempt ' || q.attempts ELSE q.last_error END,
 		updated_at   = now()
 	FROM picked
-	WHERE q.cc_id = picked.cc_id AND q.vdn = picked.vdn AND q.call_id = picked.call_id
-	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status
+	WHERE q.cc_id = picked.cc_id AND q.vdn = picked.vdn AND q.call_id = picked.call_id AND q.query = picked.query
+	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status, q.is_call_in, q.live_since, q.last_answer, q.last_answer_at
 )
-SELECT cc_id, vdn, call_id, attempts FROM claimed WHERE status = 'running'`
+SELECT cc_id, vdn, call_id, attempts, is_call_in, live_since, last_answer, last_answer_at FROM claimed WHERE status = 'running'`
 
-// Claim leases up to n claimable rows to this worker, oldest due first. It
-// may return fewer than n (also none) even when more rows are waiting: the
-// caller claims again.
+// Claim leases up to n claimable rows of this worker's query, new calls
+// before tracked ones' next polls, oldest due first. It may return fewer than
+// n (also none) even when more rows are waiting: the caller claims again.
 func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := q.cfg.Pool.Query(ctx, claimSQL, n, q.cfg.Owner, q.cfg.Lease.Seconds(), q.cfg.MaxAttempts)
+	rows, err := q.cfg.Pool.Query(ctx, claimSQL, n, q.cfg.Owner, q.cfg.Lease.Seconds(), q.cfg.MaxAttempts, q.cfg.Query)
 	if err != nil {
 		return nil, fmt.Errorf("claim queue batch: %w", err)
 	}
 	out := make([]Claimed, 0, n)
-	var c Claimed
-	var ccID, vdn, attempts int32
-	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &c.Key.CallID, &attempts}, func() error {
-		c.Key.CCID, c.Key.VDN, c.Attempts = int(ccID), int(vdn), int(attempts)
+	var (
+		key                     extract.Key
+		ccID, vdn, attempts     int32
+		inbound                 *bool
+		liveSince, lastAnswerAt *time.Time
+		lastAnswer              []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &key.CallID, &attempts, &inbound, &liveSince, &lastAnswer, &lastAnswerAt}, func() error {
+		key.CCID, key.VDN = int(ccID), int(vdn)
+		c := Claimed{Key: key, Inbound: inbound, Attempts: int(attempts)}
+		if liveSince != nil {
+			c.LiveSince = *liveSince
+		}
+		if lastAnswerAt != nil {
+			c.LastAnswerAt = *lastAnswerAt
+		}
+		if lastAnswer != nil {
+			c.LastAnswer = bytes.Clone(lastAnswer)
+		}
 		out = append(out, c)
 		return nil
 	})
@@ -210,15 +292,15 @@ func (q *Queue) Extend(ctx context.Context, keys []extract.Key) error {
 			FROM cms.call_queue q
 			JOIN unnest($1::integer[], $2::integer[], $3::text[]) AS k(cc_id, vdn, call_id)
 			  ON q.cc_id = k.cc_id AND q.vdn = k.vdn AND q.call_id = k.call_id
-			WHERE q.status = 'running' AND q.locked_by = $5
+			WHERE q.query = $6 AND q.status = 'running' AND q.locked_by = $5
 			ORDER BY q.cc_id, q.vdn, q.call_id
 			FOR UPDATE OF q SKIP LOCKED
 		)
 		UPDATE cms.call_queue q SET locked_until = now() + $4::float8 * interval '1 second',
 			available_at = now() + $4::float8 * interval '1 second', updated_at = now()
 		FROM locked
-		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`,
-		ccIDs, vdns, callIDs, q.cfg.Lease.Seconds(), q.cfg.Owner)
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id AND q.query = $6`,
+		ccIDs, vdns, callIDs, q.cfg.Lease.Seconds(), q.cfg.Owner, q.cfg.Query)
 	if err != nil {
 		return fmt.Errorf("extend %d queue leases: %w", len(keys), err)
 	}
@@ -227,10 +309,17 @@ func (q *Queue) Extend(ctx context.Context, keys []extract.Key) error {
 
 // Outcome statuses for Settle.
 const (
-	StatusDone   = "done"    // loaded
-	StatusNoData = "no_data" // CC-CMS has no data for the call
-	StatusFailed = "failed"  // permanent failure: not retried
-	StatusRetry  = "retry"   // transient failure: pending again after a backoff
+	StatusDone = "done" // loaded
+	// StatusNoData: CC-CMS has no data for the call. A tracked call has
+	// ended: done. A recent call (see Config.NoDataRetries) is asked again
+	// after NoDataDelay; otherwise the row ends no_data.
+	StatusNoData = "no_data"
+	StatusFailed = "failed" // permanent failure: not retried
+	StatusRetry  = "retry"  // transient failure: pending again after a backoff
+	// StatusTrack: the call answered live and is tracked (Config.TrackEvery):
+	// pending again TrackEvery later, with its answer kept, until TrackMax
+	// has passed since its first live answer (then done).
+	StatusTrack = "track"
 	// StatusRelease hands a claimed row back untouched (the run stopped before
 	// querying it): pending and due at once, and the claim is not counted.
 	StatusRelease = "release"
@@ -239,9 +328,12 @@ const (
 // Outcome is the result of one claimed row.
 type Outcome struct {
 	Key        extract.Key
-	Status     string // StatusDone, StatusNoData, StatusFailed or StatusRetry
+	Status     string // one of the Status constants
 	Error      string // stored in last_error; "" clears it
 	ResultCode string // stored in last_result_code; "" clears it
+	// Answer and AnswerAt are a tracked call's live answer (StatusTrack).
+	Answer   json.RawMessage
+	AnswerAt time.Time
 }
 
 // Execer runs a statement: *pgxpool.Pool, *pgx.Conn or pgx.Tx.
@@ -249,12 +341,66 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// settleSQL applies outcomes; see Settle. $1..$9 are the outcomes' arrays
+// (key, status, error, result code, answer, answer time, the call's start
+// by its callId); the rest are the worker and its Config.
+const settleSQL = `
+WITH o AS (
+	SELECT DISTINCT ON (cc_id, vdn, call_id) *
+	FROM unnest($1::integer[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[])
+	     WITH ORDINALITY AS o(cc_id, vdn, call_id, status, error, result_code, answer, answer_at, started, ord)
+	ORDER BY cc_id, vdn, call_id, ord DESC
+), locked AS (
+	SELECT q.cc_id, q.vdn, q.call_id
+	FROM cms.call_queue q
+	JOIN o ON q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id
+	WHERE q.query = $11 AND q.status = 'running' AND q.locked_by = $10
+	ORDER BY q.cc_id, q.vdn, q.call_id
+	FOR UPDATE OF q
+), s AS (
+	-- What each outcome does to its row.
+	SELECT o.*, CASE
+		WHEN o.status = 'release' THEN 'release'
+		WHEN o.status = 'retry' AND q.attempts >= $12 THEN 'failed'
+		WHEN o.status = 'track' AND q.live_since IS NOT NULL AND now() - q.live_since >= $16::float8 * interval '1 second' THEN 'done'
+		WHEN o.status = 'no_data' AND q.live_since IS NOT NULL THEN 'done'
+		WHEN o.status = 'no_data' AND q.no_data_answers < $17 AND o.started > now() - $18::float8 * interval '1 second' THEN 'no_data_retry'
+		ELSE o.status END AS effect
+	FROM o JOIN locked ON o.cc_id = locked.cc_id AND o.vdn = locked.vdn AND o.call_id = locked.call_id
+	JOIN cms.call_queue q ON q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id AND q.query = $11
+)
+UPDATE cms.call_queue q SET
+	status = CASE WHEN s.effect IN ('release', 'retry', 'track', 'no_data_retry') THEN 'pending' ELSE s.effect END,
+	available_at = CASE s.effect
+		WHEN 'retry' THEN now() + random() * least($14::float8, $13::float8 * power(2, greatest(q.attempts - 1, 0))) * interval '1 second'
+		WHEN 'release' THEN now()
+		WHEN 'track' THEN now() + $15::float8 * interval '1 second'
+		WHEN 'no_data_retry' THEN now() + $19::float8 * interval '1 second'
+		ELSE q.available_at END,
+	-- A claim that got a live answer, or was handed back, spends nothing
+	-- of the row's budget of failing claims.
+	attempts = CASE WHEN s.effect = 'release' THEN greatest(q.attempts - 1, 0)
+	                WHEN s.effect = 'track' THEN 0
+	                ELSE q.attempts END,
+	no_data_answers = CASE WHEN s.effect = 'no_data_retry' THEN q.no_data_answers + 1 ELSE q.no_data_answers END,
+	live_since = CASE WHEN s.effect = 'track' THEN coalesce(q.live_since, s.answer_at) ELSE q.live_since END,
+	last_answer = CASE WHEN s.effect = 'track' THEN s.answer ELSE q.last_answer END,
+	last_answer_at = CASE WHEN s.effect = 'track' THEN s.answer_at ELSE q.last_answer_at END,
+	last_error = CASE WHEN s.effect = 'release' THEN q.last_error ELSE nullif(s.error, '') END,
+	last_result_code = CASE WHEN s.effect = 'release' THEN q.last_result_code ELSE nullif(s.result_code, '') END,
+	locked_by = NULL,
+	locked_until = NULL,
+	updated_at = now()
+FROM s
+WHERE q.cc_id = s.cc_id AND q.vdn = s.vdn AND q.call_id = s.call_id AND q.query = $11`
+
 // Settle records outcomes in one statement through db: the pool, or the
 // sink's transaction so the rows change exactly when the loaded data commits.
 // Only rows still running and leased to this worker change; the count of
 // rows changed is returned. A retry becomes pending again, due after a
 // full-jitter backoff, unless the row has had MaxAttempts claims: then it
-// becomes failed. Every outcome releases the lease.
+// becomes failed. See the Status constants for the others. Every outcome
+// releases the lease.
 func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int64, error) {
 	if len(outcomes) == 0 {
 		return 0, nil
@@ -262,52 +408,31 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 	n := len(outcomes)
 	ccIDs, vdns, callIDs := make([]int32, n), make([]int32, n), make([]string, n)
 	statuses, errs, codes := make([]string, n), make([]string, n), make([]string, n)
+	answers, answerAt, started := make([]json.RawMessage, n), make([]*time.Time, n), make([]*time.Time, n)
 	for i, o := range outcomes {
 		switch o.Status {
-		case StatusDone, StatusNoData, StatusFailed, StatusRetry, StatusRelease:
+		case StatusDone, StatusNoData, StatusFailed, StatusRetry, StatusRelease, StatusTrack:
 		default:
 			return 0, fmt.Errorf("settle queue rows: key %v: unknown status %q", o.Key, o.Status)
 		}
 		ccIDs[i], vdns[i], callIDs[i] = int32(o.Key.CCID), int32(o.Key.VDN), o.Key.CallID
 		statuses[i], errs[i], codes[i] = o.Status, o.Error, o.ResultCode
+		if o.Status == StatusTrack {
+			answers[i] = o.Answer
+			at := o.AnswerAt
+			answerAt[i] = &at
+		}
+		if t, ok := extract.CallStartedAt(o.Key.CallID); ok {
+			started[i] = &t
+		}
 	}
 	// A key listed twice would make the UPDATE's effect depend on join
 	// order; the last outcome for a key wins, as it would in sequence. The
 	// rows are locked in key order first (see the package comment).
-	tag, err := db.Exec(ctx, `
-		WITH o AS (
-			SELECT DISTINCT ON (cc_id, vdn, call_id) *
-			FROM unnest($1::integer[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[])
-			     WITH ORDINALITY AS o(cc_id, vdn, call_id, status, error, result_code, ord)
-			ORDER BY cc_id, vdn, call_id, ord DESC
-		), locked AS (
-			SELECT q.cc_id, q.vdn, q.call_id
-			FROM cms.call_queue q
-			JOIN o ON q.cc_id = o.cc_id AND q.vdn = o.vdn AND q.call_id = o.call_id
-			WHERE q.status = 'running' AND q.locked_by = $7
-			ORDER BY q.cc_id, q.vdn, q.call_id
-			FOR UPDATE OF q
-		)
-		UPDATE cms.call_queue q SET
-			status = CASE WHEN o.status = 'release' THEN 'pending'
-			              WHEN o.status <> 'retry' THEN o.status
-			              WHEN q.attempts >= $8 THEN 'failed'
-			              ELSE 'pending' END,
-			available_at = CASE WHEN o.status = 'retry' AND q.attempts < $8
-			                    THEN now() + random() * least($10::float8, $9::float8 * power(2, greatest(q.attempts - 1, 0))) * interval '1 second'
-			                    WHEN o.status = 'release' THEN now()
-			                    ELSE q.available_at END,
-			attempts = CASE WHEN o.status = 'release' THEN greatest(q.attempts - 1, 0) ELSE q.attempts END,
-			last_error = CASE WHEN o.status = 'release' THEN q.last_error ELSE nullif(o.error, '') END,
-			last_result_code = CASE WHEN o.status = 'release' THEN q.last_result_code ELSE nullif(o.result_code, '') END,
-			locked_by = NULL,
-			locked_until = NULL,
-			updated_at = now()
-		FROM o, locked
-		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id
-		  AND o.cc_id = locked.cc_id AND o.vdn = locked.vdn AND o.call_id = locked.call_id`,
-		ccIDs, vdns, callIDs, statuses, errs, codes,
-		q.cfg.Owner, q.cfg.MaxAttempts, q.cfg.BackoffBase.Seconds(), q.cfg.BackoffCap.Seconds())
+	tag, err := db.Exec(ctx, settleSQL,
+		ccIDs, vdns, callIDs, statuses, errs, codes, answers, answerAt, started,
+		q.cfg.Owner, q.cfg.Query, q.cfg.MaxAttempts, q.cfg.BackoffBase.Seconds(), q.cfg.BackoffCap.Seconds(),
+		q.cfg.TrackEvery.Seconds(), q.cfg.TrackMax.Seconds(), max(q.cfg.NoDataRetries, 0), q.cfg.NoDataWindow.Seconds(), q.cfg.NoDataDelay.Seconds())
 	if err != nil {
 		return 0, fmt.Errorf("settle %d queue rows: %w", n, err)
 	}
@@ -342,23 +467,33 @@ func (q *Queue) ReleaseOwned(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// Requeue makes failed rows pending again with a fresh attempt budget: all
-// of them when resultCode is "", else those whose last_result_code matches.
-// It returns the number of rows requeued.
-func (q *Queue) Requeue(ctx context.Context, resultCode string) (int64, error) {
+// Requeue makes rows that ended failed or no_data (statuses, at least one)
+// pending again with a fresh budget of attempts and no-data answers: those
+// of resultCode when it is not "". Rows of every query change. It returns
+// the number of rows requeued.
+func (q *Queue) Requeue(ctx context.Context, statuses []string, resultCode string) (int64, error) {
+	for _, st := range statuses {
+		if st != StatusFailed && st != StatusNoData {
+			return 0, fmt.Errorf("requeue: status %q is not %s or %s", st, StatusFailed, StatusNoData)
+		}
+	}
+	if len(statuses) == 0 {
+		return 0, errors.New("requeue: no status selected")
+	}
 	tag, err := q.cfg.Pool.Exec(ctx, `
 		WITH locked AS (
-			SELECT cc_id, vdn, call_id FROM cms.call_queue
-			WHERE status = 'failed' AND ($1 = '' OR last_result_code = $1)
-			ORDER BY cc_id, vdn, call_id
+			SELECT cc_id, vdn, call_id, query FROM cms.call_queue
+			WHERE status = ANY($2::text[]) AND ($1 = '' OR last_result_code = $1)
+			ORDER BY cc_id, vdn, call_id, query
 			FOR UPDATE
 		)
-		UPDATE cms.call_queue q SET status = 'pending', attempts = 0, available_at = now(),
+		UPDATE cms.call_queue q SET status = 'pending', attempts = 0, no_data_answers = 0, available_at = now(),
 			locked_by = NULL, locked_until = NULL, updated_at = now()
 		FROM locked
-		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`, resultCode)
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id AND q.query = locked.query`,
+		resultCode, statuses)
 	if err != nil {
-		return 0, fmt.Errorf("requeue failed rows: %w", err)
+		return 0, fmt.Errorf("requeue rows: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -366,7 +501,8 @@ func (q *Queue) Requeue(ctx context.Context, resultCode string) (int64, error) {
 // Pending counts the rows claimable now, for progress reporting.
 func (q *Queue) Pending(ctx context.Context) (int64, error) {
 	var n int64
-	if err := q.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM cms.call_queue WHERE `+claimable).Scan(&n); err != nil {
+	if err := q.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM cms.call_queue WHERE `+
+		strings.ReplaceAll(claimable, "$5", "$1"), q.cfg.Query).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count pending queue rows: %w", err)
 	}
 	return n, nil

@@ -58,10 +58,10 @@ func keys(from, n int) []extract.Key {
 	return out
 }
 
-func source(ks []extract.Key) iter.Seq2[extract.Key, error] {
-	return func(yield func(extract.Key, error) bool) {
+func source(ks []extract.Key) iter.Seq2[queue.Entry, error] {
+	return func(yield func(queue.Entry, error) bool) {
 		for _, k := range ks {
-			if !yield(k, nil) {
+			if !yield(queue.Entry{Key: k}, nil) {
 				return
 			}
 		}
@@ -70,7 +70,7 @@ func source(ks []extract.Key) iter.Seq2[extract.Key, error] {
 
 func enqueue(t testing.TB, pool *pgxpool.Pool, ks []extract.Key) {
 	t.Helper()
-	if _, err := queue.Enqueue(t.Context(), pool, source(ks)); err != nil {
+	if _, err := queue.Enqueue(t.Context(), pool, queue.QueryBasic, source(ks)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -163,11 +163,11 @@ func TestEnqueueCountsDuplicates(t *testing.T) {
 	pool := setup(t)
 	a, b, c, d := keys(0, 4)[0], keys(0, 4)[1], keys(0, 4)[2], keys(0, 4)[3]
 
-	rep, err := queue.Enqueue(t.Context(), pool, source([]extract.Key{a, b, a, c}))
+	rep, err := queue.Enqueue(t.Context(), pool, queue.QueryBasic, source([]extract.Key{a, b, a, c}))
 	if want := (queue.EnqueueReport{Read: 4, Inserted: 3, Duplicates: 1}); err != nil || rep != want {
 		t.Fatalf("first Enqueue = %+v, %v; want %+v", rep, err, want)
 	}
-	rep, err = queue.Enqueue(t.Context(), pool, source([]extract.Key{a, d}))
+	rep, err = queue.Enqueue(t.Context(), pool, queue.QueryBasic, source([]extract.Key{a, d}))
 	if want := (queue.EnqueueReport{Read: 2, Inserted: 1, Duplicates: 1}); err != nil || rep != want {
 		t.Fatalf("second Enqueue = %+v, %v; want %+v", rep, err, want)
 	}
@@ -175,7 +175,7 @@ func TestEnqueueCountsDuplicates(t *testing.T) {
 	// More than one batch, with repeats across the batch boundary.
 	many := keys(10, 60_000)
 	many = append(many, many[:30_000]...)
-	rep, err = queue.Enqueue(t.Context(), pool, source(many))
+	rep, err = queue.Enqueue(t.Context(), pool, queue.QueryBasic, source(many))
 	if want := (queue.EnqueueReport{Read: 90_000, Inserted: 60_000, Duplicates: 30_000}); err != nil || rep != want {
 		t.Fatalf("large Enqueue = %+v, %v; want %+v", rep, err, want)
 	}
@@ -192,19 +192,19 @@ func TestEnqueueStops(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
 	bad := extract.Key{CCID: 70000, VDN: 1, CallID: "1-1"}
-	rep, err := queue.Enqueue(t.Context(), pool, source(append(keys(0, 2), bad)))
+	rep, err := queue.Enqueue(t.Context(), pool, queue.QueryBasic, source(append(keys(0, 2), bad)))
 	var fe *extract.FieldError
 	if !errors.As(err, &fe) || fe.Field != "ccId" {
 		t.Fatalf("Enqueue with an invalid key: %+v, %v; want a ccId FieldError", rep, err)
 	}
 
 	errSource := errors.New("csv: bad quote")
-	failing := func(yield func(extract.Key, error) bool) {
-		if yield(keys(5, 1)[0], nil) {
-			yield(extract.Key{}, errSource)
+	failing := func(yield func(queue.Entry, error) bool) {
+		if yield(queue.Entry{Key: keys(5, 1)[0]}, nil) {
+			yield(queue.Entry{}, errSource)
 		}
 	}
-	if _, err := queue.Enqueue(t.Context(), pool, failing); !errors.Is(err, errSource) {
+	if _, err := queue.Enqueue(t.Context(), pool, queue.QueryBasic, failing); !errors.Is(err, errSource) {
 		t.Fatalf("Enqueue with a failing source: %v, want the source's error", err)
 	}
 }
@@ -503,7 +503,7 @@ func TestRequeue(t *testing.T) {
 	if n, err := q.Pending(t.Context()); err != nil || n != 0 {
 		t.Fatalf("Pending = %d, %v; want 0", n, err)
 	}
-	if n, err := q.Requeue(t.Context(), "0100001"); err != nil || n != 1 {
+	if n, err := q.Requeue(t.Context(), []string{queue.StatusFailed}, "0100001"); err != nil || n != 1 {
 		t.Fatalf("Requeue(0100001) = %d, %v; want 1", n, err)
 	}
 	if s := state(t, pool, ks[0]); s.Status != "pending" || s.Attempts != 0 {
@@ -512,7 +512,7 @@ func TestRequeue(t *testing.T) {
 	if s := state(t, pool, ks[1]); s.Status != "failed" {
 		t.Fatalf("row with another code: %+v", s)
 	}
-	if n, err := q.Requeue(t.Context(), ""); err != nil || n != 2 {
+	if n, err := q.Requeue(t.Context(), []string{queue.StatusFailed}, ""); err != nil || n != 2 {
 		t.Fatalf("Requeue(all) = %d, %v; want the 2 still failed", n, err)
 	}
 	if n, err := q.Pending(t.Context()); err != nil || n != 3 {

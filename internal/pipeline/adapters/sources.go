@@ -40,6 +40,9 @@ func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	}
 	// Raw is only for the CSV's failure records: a queue row has none.
 	it := pipeline.Item{Key: c.Key}
+	if c.Inbound != nil {
+		it.Inbound = *c.Inbound
+	}
 	if err := c.Key.Validate(); err != nil {
 		it.Err = err
 	}

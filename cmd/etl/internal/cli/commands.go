@@ -127,7 +127,14 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 		rejected++
 		log.Warn().Str("file", r.Path()).Int64("line", it.Line).Str("reason", it.Err.Error()).Msg("row rejected")
 	})
-	rep, err := queue.Enqueue(ctx, db, keys)
+	entries := func(yield func(queue.Entry, error) bool) {
+		for k, err := range keys {
+			if !yield(queue.Entry{Key: k}, err) {
+				return
+			}
+		}
+	}
+	rep, err := queue.Enqueue(ctx, db, queue.QueryBasic, entries)
 	if err != nil {
 		return failed(fmt.Errorf("enqueue %s: %w", r.Path(), err))
 	}
@@ -144,11 +151,12 @@ var errPartial = errors.New("some rows were rejected")
 
 func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	var c Config
-	var failedRows bool
+	var failedRows, noDataRows bool
 	var code string
-	fs := newFlagSet("requeue", "requeue --failed [--result-code CODE] [--database-url URL]")
+	fs := newFlagSet("requeue", "requeue --failed|--no-data [--result-code CODE] [--database-url URL]")
 	fs.in(groupInput)
-	fs.BoolVar(&failedRows, "failed", false, "put failed rows back to pending (required)")
+	fs.BoolVar(&failedRows, "failed", false, "put rows that ended failed back to pending")
+	fs.BoolVar(&noDataRows, "no-data", false, "put rows that ended no_data back to pending")
 	fs.StringVar(&code, "result-code", "", "only rows whose last result code is this, e.g. 0100001")
 	c.registerDB(fs)
 	c.registerLog(fs)
@@ -158,8 +166,15 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if err := c.applyEnv(fs); err != nil {
 		return err
 	}
-	if !failedRows {
-		return fs.usage(errors.New("--failed is required (only failed rows can be requeued)"))
+	var statuses []string
+	if failedRows {
+		statuses = append(statuses, queue.StatusFailed)
+	}
+	if noDataRows {
+		statuses = append(statuses, queue.StatusNoData)
+	}
+	if len(statuses) == 0 {
+		return fs.usage(errors.New("--failed or --no-data is required (the rows that ended that way are requeued)"))
 	}
 	if err := c.requireDB(""); err != nil {
 		return err
@@ -174,11 +189,11 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	n, err := q.Requeue(ctx, code)
+	n, err := q.Requeue(ctx, statuses, code)
 	if err != nil {
 		return failed(fmt.Errorf("requeue: %w", err))
 	}
-	fmt.Fprintf(env.Stdout, "requeued %d failed rows\n", n)
+	fmt.Fprintf(env.Stdout, "requeued %d %s rows\n", n, strings.Join(statuses, " and "))
 	return nil
 }
 
