@@ -38,4 +38,3 @@ func TestSameFile(t *testing.T) {
 		t.Error("a missing file is reported unchanged")
 	}
 }
-
