@@ -8,7 +8,8 @@
 //
 // Tables (the names are a contract with analysts and producers):
 //
-//	cms.call_info      one row per call, the columns of transform.Columns plus raw and first_fetched_at
+//	cms.call_info      one row per call, the columns of transform.Columns plus raw, first_fetched_at and the live columns
+//	cms.call_snapshot  the path of a call while it was live: one row per change of device or state
 //	cms.media_type, cms.device_type, cms.call_feature, cms.enter_reason   code tables (codes.md)
 //	cms.call_queue     input queue: producers insert (cc_id, vdn, call_id) ON CONFLICT DO NOTHING
 //	cms.call_failure   rows a run failed or rejected

@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var allFiles = []string{"001_call_info.sql", "002_codes.sql", "003_call_queue.sql", "004_runs.sql", "005_finished_calls.sql", "006_run_liveness.sql",
-	"007_rate_group.sql", "008_queue_query_tracking.sql"}
+	"007_rate_group.sql", "008_queue_query_tracking.sql", "009_live_tracking.sql"}
 
 func connect(t *testing.T) *pgx.Conn {
 	t.Helper()
@@ -151,19 +151,48 @@ func TestTablesMatchDeclarations(t *testing.T) {
 		for _, c := range r.Maintained {
 			want = append(want, column{c.Name, c.SQLType, !c.Required})
 		}
-		if !slices.Equal(got, want) {
-			for i := range max(len(got), len(want)) {
-				var g, w column
-				if i < len(got) {
-					g = got[i]
-				}
-				if i < len(want) {
-					w = want[i]
-				}
-				if g != w {
-					t.Errorf("cms.%s column %d: got %+v, want %+v", r.Table, i+1, g, w)
-				}
+		compareColumns(t, r.Table, got, want)
+		if h := r.History; h != nil {
+			byName := map[string]column{}
+			for _, c := range r.Outputs() {
+				byName[c.Name] = column{c.Name, sqlType[c.Type], !c.Required}
 			}
+			want := []column{byName["cc_id"], byName["vdn"], byName["call_id"], {h.At, "timestamp with time zone", false}}
+			for _, c := range h.Columns {
+				want = append(want, byName[c])
+			}
+			rows, err := conn.Query(t.Context(), `
+				SELECT column_name, data_type, is_nullable = 'YES'
+				FROM information_schema.columns
+				WHERE table_schema = 'cms' AND table_name = $1
+				ORDER BY ordinal_position`, h.Table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareColumns(t, h.Table, got, want)
+		}
+	}
+}
+
+func compareColumns[C comparable](t *testing.T, table string, got, want []C) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	for i := range max(len(got), len(want)) {
+		var g, w C
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			t.Errorf("cms.%s column %d: got %+v, want %+v", table, i+1, g, w)
 		}
 	}
 }
@@ -204,7 +233,7 @@ func TestEveryObjectCommented(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	wantTables := []string{"call_detail", "call_failure", "call_feature", "call_info", "call_queue", "call_record", "call_type",
+	wantTables := []string{"call_detail", "call_failure", "call_feature", "call_info", "call_queue", "call_record", "call_snapshot", "call_type",
 		"device_type", "enter_reason", "etl_run", "leave_reason", "media_type", "rate_group", "rate_group_member", "release_cause",
 		"schema_version", "sub_media_type"}
 	if !slices.Equal(tables, wantTables) {

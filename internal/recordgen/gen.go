@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/format"
 	"path"
+	"slices"
 	"strings"
 
 	rs "github.com/cmsetl/cms-etl/internal/recordspec"
@@ -121,6 +122,16 @@ func validate(r rs.Record) error {
 			return fmt.Errorf("column %s/%s declared twice", c.Name, c.Go)
 		}
 		names[c.Name], goNames[c.Go] = true, true
+	}
+	if h := r.History; h != nil {
+		if h.Table == "" || h.At == "" || len(h.Columns) == 0 || len(h.Changes) == 0 {
+			return errors.New("history: Table, At, Columns and Changes are required")
+		}
+		for _, c := range slices.Concat(h.Columns, h.Changes) {
+			if !names[c] {
+				return fmt.Errorf("history: %q is not an output column", c)
+			}
+		}
 	}
 	cols := map[string]rs.Column{}
 	for _, c := range r.Columns {
@@ -695,5 +706,10 @@ func emitPostgres(e *emitter, r rs.Record) {
 	}
 	e.p("\t%s,", fn)
 	e.p("\tfunc(r *transform.%s) extract.Key { return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID} },", n.Row)
+	if h := r.History; h != nil {
+		e.p("\tfunc(r *transform.%s) time.Time { return r.FetchedAt },\n).withHistory(history{table: %q, at: %q, columns: %#v, changes: %#v})\n",
+			n.Row, h.Table, h.At, h.Columns, h.Changes)
+		return
+	}
 	e.p("\tfunc(r *transform.%s) time.Time { return r.FetchedAt },\n)\n", n.Row)
 }

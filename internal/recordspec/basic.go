@@ -73,5 +73,21 @@ var BasicCallInfo = Record{
 	StoresRaw:   true,
 	Maintained: []WarehouseColumn{
 		{Name: "first_fetched_at", SQLType: "timestamp with time zone", Required: true, OnInsert: "fetched_at"},
+		// Every row comes from a live answer (querybasiccallinfo answers only
+		// while the call is in progress): these follow each newer one. A row
+		// written again with the same fetched_at (a commit retried) is the
+		// same answer and counts once.
+		{Name: "first_seen_live_at", SQLType: "timestamp with time zone", Required: true, OnInsert: "fetched_at"},
+		{Name: "last_seen_live_at", SQLType: "timestamp with time zone", Required: true, OnInsert: "fetched_at",
+			OnUpdate: "greatest(t.last_seen_live_at, EXCLUDED.fetched_at)"},
+		{Name: "snapshots", SQLType: "integer", Required: true, OnInsert: "1",
+			OnUpdate: "t.snapshots + CASE WHEN EXCLUDED.fetched_at > t.fetched_at THEN 1 ELSE 0 END"},
+	},
+	// The path of a call while it is tracked (IVR -> queue -> agent).
+	History: &History{
+		Table: "call_snapshot", At: "seen_at",
+		Columns: []string{"device_type", "device_type_label", "device_no", "wait_seconds", "talk_seconds", "logon_seconds",
+			"enter_reason", "enter_reason_label", "run_id"},
+		Changes: []string{"device_type", "device_no", "enter_reason"},
 	},
 }

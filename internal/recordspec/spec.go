@@ -128,6 +128,21 @@ type Record struct {
 	// Maintained lists the warehouse columns, after raw, that the upsert
 	// maintains itself (never part of the row).
 	Maintained []WarehouseColumn
+	// History, when set, keeps in a second warehouse table a row for each
+	// answer that changed the record's state (see History).
+	History *History
+}
+
+// History is a warehouse table the upsert appends to, in its transaction:
+// one row for each incoming row whose Changes columns differ from the
+// stored row's (a new key included), newer than the stored row. Its
+// columns are the key, At (the incoming fetched_at), then Columns, with the
+// types of the record's output columns of those names.
+type History struct {
+	Table   string   // in schema cms
+	At      string   // column holding the answer's fetched_at
+	Columns []string // output columns copied, in table order
+	Changes []string // output columns whose change appends a row
 }
 
 // WarehouseColumn is a Postgres-only column the upsert maintains.

@@ -24,13 +24,16 @@ func appendRowValues(dst []any, r *transform.Row) []any {
 var CallInfo = newTable("call_info", transform.Columns, true,
 	[]maintained{
 		{name: "first_fetched_at", onInsert: "fetched_at", onUpdate: ""},
+		{name: "first_seen_live_at", onInsert: "fetched_at", onUpdate: ""},
+		{name: "last_seen_live_at", onInsert: "fetched_at", onUpdate: "greatest(t.last_seen_live_at, EXCLUDED.fetched_at)"},
+		{name: "snapshots", onInsert: "1", onUpdate: "t.snapshots + CASE WHEN EXCLUDED.fetched_at > t.fetched_at THEN 1 ELSE 0 END"},
 	},
 	appendRowValues,
 	func(r *transform.Row) extract.Key {
 		return extract.Key{CCID: int(r.CCID), VDN: int(r.VDN), CallID: r.CallID}
 	},
 	func(r *transform.Row) time.Time { return r.FetchedAt },
-)
+).withHistory(history{table: "call_snapshot", at: "seen_at", columns: []string{"device_type", "device_type_label", "device_no", "wait_seconds", "talk_seconds", "logon_seconds", "enter_reason", "enter_reason_label", "run_id"}, changes: []string{"device_type", "device_no", "enter_reason"}})
 
 // detailAppendRowValues appends r's values in transform.DetailColumns order, then raw.
 // Nil pointers become NULL.

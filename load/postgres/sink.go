@@ -62,6 +62,9 @@ func NewSink[R any](cfg Config, t *Table[R]) (*Sink[R], error) {
 // stored row came from a later fetch.
 type UpsertStats struct {
 	Inserted, Updated, Unchanged int
+	// Snapshots counts the rows appended to the table's history (a change
+	// of a call's state; see recordspec.History).
+	Snapshots int
 }
 
 // Commit upserts rows into the table and then runs inTx (if not nil) in the
@@ -96,6 +99,6 @@ func (s *Sink[R]) Commit(ctx context.Context, rows []R, inTx func(ctx context.Co
 		return UpsertStats{}, fmt.Errorf("commit %d rows: %w", len(rows), err)
 	}
 	s.log.Debug().Int("rows", len(rows)).Int("inserted", stats.Inserted).Int("updated", stats.Updated).
-		Int("unchanged", stats.Unchanged).Dur("took", time.Since(start)).Str("table", s.table.Name).Msg("committed rows to postgres")
+		Int("unchanged", stats.Unchanged).Int("snapshots", stats.Snapshots).Dur("took", time.Since(start)).Str("table", s.table.Name).Msg("committed rows to postgres")
 	return stats, nil
 }

@@ -158,7 +158,7 @@ func TestCommitRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (postgres.UpsertStats{Inserted: 2}); stats != want {
+	if want := (postgres.UpsertStats{Inserted: 2, Snapshots: 2}); stats != want {
 		t.Fatalf("stats = %+v, want %+v", stats, want)
 	}
 	for _, want := range []transform.Row{full, empty} {
@@ -198,15 +198,19 @@ func TestCommitSequence(t *testing.T) {
 		first time.Time     // its first_fetched_at
 	}{
 		{"insert", []transform.Row{row(0, t0, "run-1"), row(1, t0, "run-1"), row(2, t0, "run-1")},
-			postgres.UpsertStats{Inserted: 3}, row(1, t0, "run-1"), t0},
-		{"same data again is unchanged", []transform.Row{row(0, t1, "run-2"), row(1, t1, "run-2"), row(2, t1, "run-2")},
+			postgres.UpsertStats{Inserted: 3, Snapshots: 3}, row(1, t0, "run-1"), t0},
+		{"the same answer written again is unchanged", []transform.Row{row(0, t0, "run-2"), row(1, t0, "run-2"), row(2, t0, "run-2")},
 			postgres.UpsertStats{Unchanged: 3}, row(1, t0, "run-1"), t0},
+		// A later live answer is news (last_seen_live_at, snapshots) even
+		// when the data is the same.
+		{"the same data answered later updates", []transform.Row{row(0, t1, "run-2"), row(1, t1, "run-2"), row(2, t1, "run-2")},
+			postgres.UpsertStats{Updated: 3}, row(1, t1, "run-2"), t0},
 		{"changed data updates and keeps first_fetched_at", []transform.Row{changed, rawOnly, row(0, t2, "run-3")},
-			postgres.UpsertStats{Updated: 2, Unchanged: 1}, changed, t0},
+			postgres.UpsertStats{Updated: 3}, changed, t0},
 		{"an older fetch does not overwrite a newer one", []transform.Row{olderFetch},
 			postgres.UpsertStats{Unchanged: 1}, changed, t0},
 		{"duplicate key in one batch: latest fetch wins", []transform.Row{dupNew, dupOld},
-			postgres.UpsertStats{Inserted: 1}, dupNew, t3},
+			postgres.UpsertStats{Inserted: 1, Snapshots: 1}, dupNew, t3},
 		{"duplicate key fetched at the same instant: later in the batch wins", []transform.Row{tieFirst, tieLast},
 			postgres.UpsertStats{Updated: 1}, tieLast, t0},
 	}
@@ -304,5 +308,119 @@ func TestExistingKeys(t *testing.T) {
 	want := map[extract.Digest]struct{}{present[0].Digest(): {}, present[1].Digest(): {}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ExistingKeys found %d keys, want %d (%v)", len(got), len(want), present)
+	}
+}
+
+// liveState is what cms.call_info says of a call's live answers.
+type liveState struct {
+	First, Last time.Time
+	Snapshots   int
+}
+
+func live(t *testing.T, db postgres.Querier, k extract.Key) liveState {
+	t.Helper()
+	rows, err := db.Query(t.Context(), `SELECT first_seen_live_at, last_seen_live_at, snapshots FROM cms.call_info
+		WHERE (cc_id, vdn, call_id) = ($1, $2, $3)`, k.CCID, k.VDN, k.CallID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[liveState])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// snapshotRow is one row of cms.call_snapshot.
+type snapshotRow struct {
+	SeenAt      time.Time
+	DeviceType  int32
+	DeviceNo    int64
+	EnterReason int32
+	Talk        int64
+	RunID       string
+}
+
+func snapshots(t *testing.T, db postgres.Querier, k extract.Key) []snapshotRow {
+	t.Helper()
+	rows, err := db.Query(t.Context(), `SELECT seen_at, device_type, device_no, enter_reason, talk_seconds, run_id
+		FROM cms.call_snapshot WHERE (cc_id, vdn, call_id) = ($1, $2, $3) ORDER BY seen_at`, k.CCID, k.VDN, k.CallID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[snapshotRow])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Every live answer counts (first/last seen, snapshots); an answer that moves
+// the call to another device or state, the first included, is appended to
+// cms.call_snapshot in the upsert's transaction; the same answer written
+// twice, or an older one, changes nothing.
+func TestLiveColumnsAndSnapshots(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	sink := newSink(t, pool)
+	at := func(d time.Duration, device, no, reason int, talk int64) transform.Row {
+		r := row(1, t0.Add(d), "run-"+d.String())
+		r.DeviceType, r.DeviceNo, r.EnterReason, r.TalkSeconds = ptr(int32(device)), ptr(int64(no)), ptr(int32(reason)), ptr(talk)
+		return r
+	}
+	ivr, ivrLater := at(0, 3, 77, 0, 0), at(5*time.Second, 3, 77, 0, 0)
+	queued := at(10*time.Second, 1, 5, 28, 0)
+	agent, agentLater := at(15*time.Second, 2, 1001, 0, 3), at(20*time.Second, 2, 1001, 0, 8)
+	older := at(7*time.Second, 3, 77, 0, 0)
+	k := key(ivr)
+	steps := []struct {
+		name      string
+		rows      []transform.Row
+		snapshots int // appended by the step
+		want      liveState
+	}{
+		{"first answer", []transform.Row{ivr}, 1, liveState{t0, t0, 1}},
+		{"same device later", []transform.Row{ivrLater}, 0, liveState{t0, ivrLater.FetchedAt, 2}},
+		{"the same answer again", []transform.Row{ivrLater}, 0, liveState{t0, ivrLater.FetchedAt, 2}},
+		{"queued", []transform.Row{queued}, 1, liveState{t0, queued.FetchedAt, 3}},
+		{"an older answer", []transform.Row{older}, 0, liveState{t0, queued.FetchedAt, 3}},
+		{"at an agent", []transform.Row{agent}, 1, liveState{t0, agent.FetchedAt, 4}},
+		{"talk time grows", []transform.Row{agentLater}, 0, liveState{t0, agentLater.FetchedAt, 5}},
+	}
+	for _, st := range steps {
+		stats, err := sink.Commit(t.Context(), st.rows, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if stats.Snapshots != st.snapshots {
+			t.Errorf("%s: %d snapshots appended, want %d", st.name, stats.Snapshots, st.snapshots)
+		}
+		if got := live(t, pool, k); !got.First.Equal(st.want.First) || !got.Last.Equal(st.want.Last) || got.Snapshots != st.want.Snapshots {
+			t.Errorf("%s: live state %+v, want %+v", st.name, got, st.want)
+		}
+	}
+	path := snapshots(t, pool, k)
+	want := []snapshotRow{
+		{t0, 3, 77, 0, 0, ivr.RunID},
+		{queued.FetchedAt, 1, 5, 28, 0, queued.RunID},
+		{agent.FetchedAt, 2, 1001, 0, 3, agent.RunID},
+	}
+	if len(path) != len(want) {
+		t.Fatalf("path %+v, want %+v", path, want)
+	}
+	for i := range want {
+		if !path[i].SeenAt.Equal(want[i].SeenAt) || path[i].DeviceType != want[i].DeviceType || path[i].DeviceNo != want[i].DeviceNo ||
+			path[i].EnterReason != want[i].EnterReason || path[i].Talk != want[i].Talk || path[i].RunID != want[i].RunID {
+			t.Errorf("snapshot %d = %+v, want %+v", i, path[i], want[i])
+		}
+	}
+	// A rolled-back commit appends nothing.
+	errRollback := errors.New("rollback")
+	back := at(25*time.Second, 1, 6, 28, 0)
+	if _, err := sink.Commit(t.Context(), []transform.Row{back}, func(context.Context, pgx.Tx) error { return errRollback }); !errors.Is(err, errRollback) {
+		t.Fatal(err)
+	}
+	if n := len(snapshots(t, pool, k)); n != 3 {
+		t.Fatalf("%d snapshots after a rolled-back commit, want 3", n)
 	}
 }

@@ -26,6 +26,9 @@ type Table[R any] struct {
 	fetchedAt func(r *R) time.Time
 
 	createStageSQL, upsertSQL string
+	// historySQL appends the incoming rows that changed state to the
+	// history table, before the upsert ("" without one).
+	historySQL string
 }
 
 // maintained is a warehouse column the upsert maintains itself.
@@ -86,6 +89,41 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 	return t
 }
 
+// history is a table the upsert appends the changes of state to (see
+// recordspec.History).
+type history struct {
+	table, at string
+	columns   []string
+	changes   []string
+}
+
+// withHistory makes the upsert append, in its transaction and before it
+// changes the stored rows, one row to h.table for each incoming row that is
+// newer than the stored one and differs from it in h.changes (a new key
+// included). Of several rows of one key in a batch only the latest is
+// staged (see latestPerKey), so its state is compared with the stored one:
+// the queue never puts two answers of one call in a batch. The history's
+// key is (key, at): a batch written again appends nothing twice.
+func (t *Table[R]) withHistory(h history) *Table[R] {
+	cols := append([]string{"cc_id", "vdn", "call_id", h.at}, h.columns...)
+	exprs := []string{"s.cc_id", "s.vdn", "s.call_id", "s.fetched_at"}
+	for _, c := range h.columns {
+		exprs = append(exprs, "s."+c)
+	}
+	var stored, incoming []string
+	for _, c := range h.changes {
+		stored, incoming = append(stored, "t."+c), append(incoming, "s."+c)
+	}
+	t.historySQL = `INSERT INTO cms.` + h.table + ` (` + strings.Join(cols, ", ") + `)
+	SELECT ` + strings.Join(exprs, ", ") + `
+	FROM ` + t.Name + `_stage s
+	LEFT JOIN cms.` + t.Name + ` t ON t.cc_id = s.cc_id AND t.vdn = s.vdn AND t.call_id = s.call_id
+	WHERE t.cc_id IS NULL
+	   OR (t.fetched_at < s.fetched_at AND (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(incoming, ", ") + `))
+	ON CONFLICT DO NOTHING`
+	return t
+}
+
 func (t *Table[R]) upsert(ctx context.Context, tx pgx.Tx, rows []R) (UpsertStats, error) {
 	if _, err := tx.Exec(ctx, t.createStageSQL); err != nil {
 		return UpsertStats{}, fmt.Errorf("create staging table: %w", err)
@@ -95,11 +133,19 @@ func (t *Table[R]) upsert(ctx context.Context, tx pgx.Tx, rows []R) (UpsertStats
 	if err != nil {
 		return UpsertStats{}, fmt.Errorf("copy rows to staging table: %w", err)
 	}
+	var snapshots int64
+	if t.historySQL != "" {
+		tag, err := tx.Exec(ctx, t.historySQL)
+		if err != nil {
+			return UpsertStats{}, fmt.Errorf("append changes of %s to its history: %w", t.Name, err)
+		}
+		snapshots = tag.RowsAffected()
+	}
 	var inserted, updated int
 	if err := tx.QueryRow(ctx, t.upsertSQL).Scan(&inserted, &updated); err != nil {
 		return UpsertStats{}, fmt.Errorf("upsert %s: %w", t.Name, err)
 	}
-	return UpsertStats{Inserted: inserted, Updated: updated, Unchanged: int(staged) - inserted - updated}, nil
+	return UpsertStats{Inserted: inserted, Updated: updated, Unchanged: int(staged) - inserted - updated, Snapshots: int(snapshots)}, nil
 }
 
 // latestPerKey returns nil when every row has its own key, the usual case.
