@@ -13,7 +13,8 @@ import (
 
 // Consumer feeds one run from the queue. Next hands out claimed rows one at a
 // time, claiming Config.ClaimBatch rows whenever it has none left, until
-// nothing is due or MaxItems or MaxDuration is reached. While the consumer
+// nothing is due or MaxItems or MaxDuration is reached; a follower
+// (Config.Follow) waits for work instead of ending when nothing is due. While the consumer
 // holds a row (from its claim until a settlement of it commits), a
 // background loop renews its lease every third of Lease. Close hands back
 // every row still held, so a run that stops early, for whatever reason,
@@ -42,6 +43,10 @@ type Consumer struct {
 
 	stopExtending context.CancelFunc
 	extending     chan struct{} // closed when the extender returned
+
+	listen     *listener          // a follower's; nil otherwise
+	stopListen context.CancelFunc // ends the listener
+	dbFailing  time.Time          // when a follower's claims started failing (Next only)
 }
 
 type holdState uint8
@@ -66,11 +71,30 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 	extCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stopExtending = stop
 	go c.extendLeases(extCtx)
+	if q.cfg.Follow {
+		lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		c.stopListen = stop
+		c.listen = startListener(lctx, q.cfg.Pool.Config().ConnConfig.Copy(), q.log)
+	}
 	return c, nil
 }
 
+// Queue is the consumer's queue, for what a run asks of it besides rows
+// (Depth, Tracking).
+func (c *Consumer) Queue() *Queue { return c.q }
+
+// Buffered reports whether Next has a claimed row at hand: when it has not,
+// a follower's Next may wait for work, so the caller hands on what it read.
+func (c *Consumer) Buffered() bool { return len(c.buf) > 0 }
+
+// Listening reports whether a follower's notification listener is
+// connected (false: it only polls).
+func (c *Consumer) Listening() bool { return c.listen != nil && c.listen.connected.Load() }
+
 // Next returns the next claimed row, or io.EOF when the queue has nothing
 // more due now or a bound is reached (rows backing off are for a later run).
+// A follower's Next waits for work instead, until ctx ends (then it returns
+// ctx's error) or its claims have failed for MaxDatabaseOutage.
 func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 	for len(c.buf) == 0 {
 		if c.drained || (!c.deadline.IsZero() && time.Now().After(c.deadline)) {
@@ -84,19 +108,32 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 			}
 			n = int(min(int64(n), left))
 		}
+		if c.listen != nil {
+			c.listen.drain()
+		}
 		got, err := c.q.Claim(ctx, n)
 		if err != nil {
-			return Claimed{}, err
+			if err := c.claimFailed(ctx, err); err != nil {
+				return Claimed{}, err
+			}
+			continue
 		}
+		c.dbFailing = time.Time{}
 		if len(got) == 0 {
-			c.drained = true
+			if !c.q.cfg.Follow {
+				c.drained = true
+				continue
+			}
+			if err := c.waitForWork(ctx); err != nil {
+				return Claimed{}, err
+			}
 			continue
 		}
 		c.mu.Lock()
 		if c.done {
 			c.mu.Unlock()
 			// Close ran while this claim was under way: hand these back too.
-			return Claimed{}, errors.Join(errors.New("queue consumer is closed"), c.release(ctx, claimedKeys(got)))
+			return Claimed{}, errors.Join(errClosed, c.release(ctx, claimedKeys(got)))
 		}
 		for _, r := range got {
 			c.held[r.Key] = leased
@@ -109,6 +146,53 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 	c.buf = c.buf[1:]
 	return r, nil
 }
+
+// claimFailed decides what a failed claim means: for a run that drains the
+// queue, the end (the error); for a follower, a wait and another try, until
+// the database has failed for MaxDatabaseOutage.
+func (c *Consumer) claimFailed(ctx context.Context, err error) error {
+	if !c.q.cfg.Follow || ctx.Err() != nil {
+		return err
+	}
+	now := time.Now()
+	if c.dbFailing.IsZero() {
+		c.dbFailing = now
+	}
+	if down := now.Sub(c.dbFailing); down >= c.q.cfg.MaxDatabaseOutage {
+		return fmt.Errorf("the database failed every claim for %s: %w", down.Round(time.Second), err)
+	}
+	c.q.log.Warn().Err(err).Time("failing_since", c.dbFailing).Msg("claim failed; trying again")
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(c.q.cfg.PollInterval):
+		return nil
+	}
+}
+
+// waitForWork waits until a follower should claim again: a notification,
+// the next row falling due, or the poll interval, whichever comes first.
+func (c *Consumer) waitForWork(ctx context.Context) error {
+	wait := c.q.cfg.PollInterval
+	if d, ok, err := c.q.nextDue(ctx); err == nil && ok {
+		// A due row another worker's claim holds locked right now is
+		// skipped: wait a little rather than spin.
+		wait = min(wait, max(d, minFollowWait))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.listen.wake:
+		return nil
+	case <-t.C:
+		return nil
+	}
+}
+
+// minFollowWait is the shortest wait between a follower's idle claims.
+const minFollowWait = 10 * time.Millisecond
 
 // Settle records outcomes through db: the warehouse's transaction, or the
 // pool when db is nil (a statement of its own). From this call the rows'
@@ -164,6 +248,10 @@ func (c *Consumer) Held() int {
 func (c *Consumer) Close(ctx context.Context) (int64, error) {
 	c.stopExtending()
 	<-c.extending
+	if c.listen != nil {
+		c.stopListen()
+		<-c.listen.done
+	}
 	c.mu.Lock()
 	if c.done {
 		c.mu.Unlock()

@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,11 +42,26 @@ type Entry struct {
 // before stay written, and the report counts them. Running Enqueue again on
 // the same source is safe.
 func Enqueue(ctx context.Context, pool *pgxpool.Pool, query string, entries iter.Seq2[Entry, error]) (EnqueueReport, error) {
+	return EnqueueStream(ctx, pool, query, entries, 0, nil)
+}
+
+// EnqueueStream is Enqueue for a source that produces keys as calls start (a
+// pipe from an event source): a batch is also committed flushAfter after its
+// first key arrived, so each key is queued within about flushAfter of its
+// arrival, however slowly the source writes. A fast source (a file) still
+// fills batches of 50,000 keys. flushAfter 0 flushes on size and at the end
+// only. onFlush (may be nil) hears the report after each committed batch.
+//
+// The source is read in a goroutine of its own, so a batch can be flushed
+// while the source blocks; after an error Enqueue returns without waiting
+// for the source's next key (the caller closes the source).
+func EnqueueStream(ctx context.Context, pool *pgxpool.Pool, query string, entries iter.Seq2[Entry, error],
+	flushAfter time.Duration, onFlush func(EnqueueReport)) (EnqueueReport, error) {
 	var rep EnqueueReport
 	if query != QueryBasic && query != QueryCDR {
 		return rep, fmt.Errorf("enqueue: query %q is not %s or %s", query, QueryBasic, QueryCDR)
 	}
-	batch := make([]Entry, 0, enqueueBatch)
+	batch := make([]Entry, 0, min(enqueueBatch, 1024))
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -53,28 +70,78 @@ func Enqueue(ctx context.Context, pool *pgxpool.Pool, query string, entries iter
 		if err != nil {
 			return fmt.Errorf("enqueue batch of %d keys: %w", len(batch), err)
 		}
+		rep.Read += int64(len(batch))
 		rep.Inserted += inserted
 		rep.Duplicates += int64(len(batch)) - inserted
 		batch = batch[:0]
+		if onFlush != nil {
+			onFlush(rep)
+		}
 		return nil
 	}
-	for e, err := range entries {
-		if err != nil {
-			return rep, fmt.Errorf("enqueue: read keys: %w", err)
-		}
-		if err := e.Key.Validate(); err != nil {
-			return rep, fmt.Errorf("enqueue: key %d: %w", rep.Read+int64(len(batch))+1, err)
-		}
-		batch = append(batch, e)
-		if len(batch) == enqueueBatch {
-			rep.Read += int64(len(batch))
-			if err := flush(); err != nil {
-				return rep, err
+
+	type next struct {
+		e   Entry
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in := make(chan next, 256)
+	go func() {
+		defer close(in)
+		for e, err := range entries {
+			select {
+			case in <- next{e, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
 			}
 		}
+	}()
+	var (
+		timer *time.Timer
+		due   <-chan time.Time // nil while the batch is empty or without flushAfter
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case n, ok := <-in:
+			if !ok {
+				return rep, flush()
+			}
+			if n.err != nil {
+				return rep, errors.Join(fmt.Errorf("enqueue: read keys: %w", n.err), flush())
+			}
+			if err := n.e.Key.Validate(); err != nil {
+				return rep, errors.Join(fmt.Errorf("enqueue: key %d: %w", rep.Read+int64(len(batch))+1, err), flush())
+			}
+			batch = append(batch, n.e)
+			if len(batch) == 1 && flushAfter > 0 {
+				if timer == nil {
+					timer = time.NewTimer(flushAfter)
+				} else {
+					timer.Reset(flushAfter)
+				}
+				due = timer.C
+			}
+			if len(batch) < enqueueBatch {
+				continue
+			}
+		case <-due:
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
+		due = nil
+		if err := flush(); err != nil {
+			return rep, err
+		}
 	}
-	rep.Read += int64(len(batch))
-	return rep, flush()
 }
 
 func insertBatch(ctx context.Context, pool *pgxpool.Pool, query string, batch []Entry) (int64, error) {

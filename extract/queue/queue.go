@@ -86,6 +86,22 @@ type Config struct {
 	// MaxDuration stops a Consumer claiming this long after it started; 0:
 	// no bound.
 	MaxDuration time.Duration
+
+	// Follow makes a Consumer wait for work instead of ending when nothing
+	// is due (a long-running follower): a dedicated connection LISTENs on
+	// NotifyChannel, which a trigger notifies on every insert, and the
+	// Consumer claims again when woken, when PollInterval has passed, or
+	// when the next row it knows of falls due (a tracked call's next poll,
+	// a retry), whichever comes first. The poll keeps it correct while the
+	// listener is disconnected (notifications are lost then).
+	Follow bool
+	// PollInterval is the longest a follower waits between claims. Default
+	// 1s.
+	PollInterval time.Duration
+	// MaxDatabaseOutage is how long a follower keeps trying to claim while
+	// the database fails, before its Next returns the error (the run
+	// aborts). Default 1m.
+	MaxDatabaseOutage time.Duration
 }
 
 // Validate reports the first invalid field.
@@ -115,6 +131,8 @@ func (c Config) Validate() error {
 		return errors.New("queue config: TrackEvery and TrackMax must not be negative")
 	case c.NoDataWindow < 0 || c.NoDataDelay < 0:
 		return errors.New("queue config: NoDataWindow and NoDataDelay must not be negative")
+	case c.PollInterval < 0 || c.MaxDatabaseOutage < 0:
+		return errors.New("queue config: PollInterval and MaxDatabaseOutage must not be negative")
 	}
 	c = c.withDefaults()
 	if c.BackoffCap < c.BackoffBase {
@@ -154,6 +172,12 @@ func (c Config) withDefaults() Config {
 	if c.NoDataDelay == 0 {
 		c.NoDataDelay = DefaultNoDataDelay
 	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.MaxDatabaseOutage == 0 {
+		c.MaxDatabaseOutage = DefaultMaxDatabaseOutage
+	}
 	return c
 }
 
@@ -169,7 +193,14 @@ const (
 	DefaultNoDataRetries = 2
 	DefaultNoDataWindow  = 5 * time.Minute
 	DefaultNoDataDelay   = 10 * time.Second
+	// DefaultPollInterval: a follower claims at least this often.
+	DefaultPollInterval      = time.Second
+	DefaultMaxDatabaseOutage = time.Minute
 )
+
+// NotifyChannel is the channel the queue's insert trigger notifies
+// (migration 008): followers LISTEN on it.
+const NotifyChannel = "cms_call_queue"
 
 // Queue is one worker's handle on cms.call_queue. It is safe for concurrent
 // use.
@@ -192,6 +223,11 @@ type Claimed struct {
 	Key      extract.Key
 	Inbound  *bool // the call's direction when known (cdr rows)
 	Attempts int   // claims so far, this one included
+	// EnqueuedAt is when the producer inserted the row.
+	EnqueuedAt time.Time
+	// NoDataAnswers counts the "no data" answers so far (the call was
+	// asked early; see Config.NoDataRetries).
+	NoDataAnswers int
 	// LiveSince is when a tracked call first answered live (zero when the
 	// call is not tracked); LastAnswer is its last live answer, from which
 	// its final row is made when tracking ends.
@@ -231,9 +267,11 @@ WITH picked AS (
 		updated_at   = now()
 	FROM picked
 	WHERE q.cc_id = picked.cc_id AND q.vdn = picked.vdn AND q.call_id = picked.call_id AND q.query = picked.query
-	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status, q.is_call_in, q.live_since, q.last_answer, q.last_answer_at
+	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status, q.is_call_in, q.live_since, q.last_answer, q.last_answer_at,
+		q.enqueued_at, q.no_data_answers
 )
-SELECT cc_id, vdn, call_id, attempts, is_call_in, live_since, last_answer, last_answer_at FROM claimed WHERE status = 'running'`
+SELECT cc_id, vdn, call_id, attempts, is_call_in, live_since, last_answer, last_answer_at, enqueued_at, no_data_answers
+FROM claimed WHERE status = 'running'`
 
 // Claim leases up to n claimable rows of this worker's query, new calls
 // before tracked ones' next polls, oldest due first. It may return fewer than
@@ -248,15 +286,17 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
 	}
 	out := make([]Claimed, 0, n)
 	var (
-		key                     extract.Key
-		ccID, vdn, attempts     int32
-		inbound                 *bool
-		liveSince, lastAnswerAt *time.Time
-		lastAnswer              []byte
+		key                         extract.Key
+		ccID, vdn, attempts, noData int32
+		inbound                     *bool
+		liveSince, lastAnswerAt     *time.Time
+		lastAnswer                  []byte
+		enqueuedAt                  time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &key.CallID, &attempts, &inbound, &liveSince, &lastAnswer, &lastAnswerAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &key.CallID, &attempts, &inbound, &liveSince, &lastAnswer, &lastAnswerAt,
+		&enqueuedAt, &noData}, func() error {
 		key.CCID, key.VDN = int(ccID), int(vdn)
-		c := Claimed{Key: key, Inbound: inbound, Attempts: int(attempts)}
+		c := Claimed{Key: key, Inbound: inbound, Attempts: int(attempts), EnqueuedAt: enqueuedAt, NoDataAnswers: int(noData)}
 		if liveSince != nil {
 			c.LiveSince = *liveSince
 		}
@@ -317,8 +357,10 @@ const (
 	StatusFailed = "failed" // permanent failure: not retried
 	StatusRetry  = "retry"  // transient failure: pending again after a backoff
 	// StatusTrack: the call answered live and is tracked (Config.TrackEvery):
-	// pending again TrackEvery later, with its answer kept, until TrackMax
-	// has passed since its first live answer (then done).
+	// pending again TrackEvery after the answer, with the answer kept, until
+	// TrackMax has passed since its first live answer (then done; see
+	// TrackEnds). Both are measured on the answers' times (Outcome.AnswerAt),
+	// not on when the settlement commits, so polls keep their pace.
 	StatusTrack = "track"
 	// StatusRelease hands a claimed row back untouched (the run stopped before
 	// querying it): pending and due at once, and the claim is not counted.
@@ -362,7 +404,7 @@ WITH o AS (
 	SELECT o.*, CASE
 		WHEN o.status = 'release' THEN 'release'
 		WHEN o.status = 'retry' AND q.attempts >= $12 THEN 'failed'
-		WHEN o.status = 'track' AND q.live_since IS NOT NULL AND now() - q.live_since >= $16::float8 * interval '1 second' THEN 'done'
+		WHEN o.status = 'track' AND q.live_since IS NOT NULL AND o.answer_at - q.live_since >= $16::float8 * interval '1 second' THEN 'done'
 		WHEN o.status = 'no_data' AND q.live_since IS NOT NULL THEN 'done'
 		WHEN o.status = 'no_data' AND q.no_data_answers < $17 AND o.started > now() - $18::float8 * interval '1 second' THEN 'no_data_retry'
 		ELSE o.status END AS effect
@@ -374,7 +416,7 @@ UPDATE cms.call_queue q SET
 	available_at = CASE s.effect
 		WHEN 'retry' THEN now() + random() * least($14::float8, $13::float8 * power(2, greatest(q.attempts - 1, 0))) * interval '1 second'
 		WHEN 'release' THEN now()
-		WHEN 'track' THEN now() + $15::float8 * interval '1 second'
+		WHEN 'track' THEN coalesce(s.answer_at, now()) + $15::float8 * interval '1 second'
 		WHEN 'no_data_retry' THEN now() + $19::float8 * interval '1 second'
 		ELSE q.available_at END,
 	-- A claim that got a live answer, or was handed back, spends nothing
@@ -496,6 +538,54 @@ func (q *Queue) Requeue(ctx context.Context, statuses []string, resultCode strin
 		return 0, fmt.Errorf("requeue rows: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// Tracking reports whether a live answer about c, arrived at answerAt,
+// keeps the call tracked (settle it StatusTrack): tracking is on and
+// TrackMax has not passed since its first live answer. When it returns
+// false the answer is the call's last: settle it done. Settle applies the
+// same rule, so a caller writing the final row when this says so agrees
+// with the queue.
+func (q *Queue) Tracking(c Claimed, answerAt time.Time) bool {
+	if q.cfg.TrackEvery <= 0 {
+		return false
+	}
+	return c.LiveSince.IsZero() || answerAt.Sub(c.LiveSince) < q.cfg.TrackMax
+}
+
+// Depth is what a follower's gauges show of its query's queue.
+type Depth struct {
+	Due     int64 // claimable now
+	Tracked int64 // calls being tracked (answered live, asked again until they end)
+}
+
+// Depth counts the rows claimable now and the calls being tracked.
+func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+	var d Depth
+	err := q.cfg.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE `+strings.ReplaceAll(claimable, "$5", "$1")+`),
+		count(*) FILTER (WHERE live_since IS NOT NULL)
+		FROM cms.call_queue WHERE query = $1 AND status IN ('pending', 'running')`, q.cfg.Query).Scan(&d.Due, &d.Tracked)
+	if err != nil {
+		return Depth{}, fmt.Errorf("count queue rows: %w", err)
+	}
+	return d, nil
+}
+
+// nextDue is how long until the earliest row of this query that is not
+// claimable now becomes claimable (a retry, a tracked call's next poll, a
+// lease running out), by the database's clock; ok is false when no row is
+// waiting.
+func (q *Queue) nextDue(ctx context.Context) (d time.Duration, ok bool, err error) {
+	var secs *float64
+	err = q.cfg.Pool.QueryRow(ctx, `SELECT extract(epoch FROM min(available_at) - now())::float8
+		FROM cms.call_queue WHERE query = $1 AND status IN ('pending', 'running')`, q.cfg.Query).Scan(&secs)
+	if err != nil {
+		return 0, false, fmt.Errorf("look up the next due queue row: %w", err)
+	}
+	if secs == nil {
+		return 0, false, nil
+	}
+	return time.Duration(*secs * float64(time.Second)), true, nil
 }
 
 // Pending counts the rows claimable now, for progress reporting.
