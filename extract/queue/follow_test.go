@@ -140,7 +140,7 @@ func TestFollowerClaimsTrackedPollsOnTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Queue().Tracking(r, time.Now()) {
+	if !c.Queue().Tracking(r.LiveSince, time.Now()) {
 		t.Fatal("Tracking = false for a first live answer with TrackEvery set")
 	}
 	answered := time.Now()
@@ -177,11 +177,11 @@ func TestTrackingEndsAtTrackMax(t *testing.T) {
 		{queue.Claimed{LiveSince: start}, start.Add(2 * time.Minute), false}, // past it
 	}
 	for _, tt := range tests {
-		if got := q.Tracking(tt.c, tt.at); got != tt.want {
+		if got := q.Tracking(tt.c.LiveSince, tt.at); got != tt.want {
 			t.Errorf("Tracking(since %v, at %v) = %v, want %v", tt.c.LiveSince, tt.at.Sub(start), got, tt.want)
 		}
 	}
-	if newQueue(t, pool, "w", nil).Tracking(queue.Claimed{}, start) {
+	if newQueue(t, pool, "w", nil).Tracking(time.Time{}, start) {
 		t.Error("Tracking = true without TrackEvery")
 	}
 }

@@ -540,17 +540,17 @@ func (q *Queue) Requeue(ctx context.Context, statuses []string, resultCode strin
 	return tag.RowsAffected(), nil
 }
 
-// Tracking reports whether a live answer about c, arrived at answerAt,
-// keeps the call tracked (settle it StatusTrack): tracking is on and
-// TrackMax has not passed since its first live answer. When it returns
-// false the answer is the call's last: settle it done. Settle applies the
-// same rule, so a caller writing the final row when this says so agrees
-// with the queue.
-func (q *Queue) Tracking(c Claimed, answerAt time.Time) bool {
+// Tracking reports whether a live answer arrived at answerAt keeps its call
+// tracked (settle it StatusTrack): tracking is on and TrackMax has not
+// passed since the call's first live answer (liveSince, Claimed.LiveSince;
+// zero for the first). When it returns false the answer is the call's last:
+// settle it done. Settle applies the same rule, so a caller writing the
+// final row when this says so agrees with the queue.
+func (q *Queue) Tracking(liveSince, answerAt time.Time) bool {
 	if q.cfg.TrackEvery <= 0 {
 		return false
 	}
-	return c.LiveSince.IsZero() || answerAt.Sub(c.LiveSince) < q.cfg.TrackMax
+	return liveSince.IsZero() || answerAt.Sub(liveSince) < q.cfg.TrackMax
 }
 
 // Depth is what a follower's gauges show of its query's queue.

@@ -15,10 +15,16 @@ const (
 	Duplicate     Outcome = "duplicate"      // the same key earlier in this run
 	AlreadyLoaded Outcome = "already_loaded" // every output already holds the row (resume, rerun)
 	Unprocessed   Outcome = "unprocessed"    // read, but the run stopped before it was done; the next run takes it
+	// Tracked: the call answered live and is asked again until it ends
+	// (queue tracking): its latest state is committed to the outputs that
+	// keep every state (the warehouse) and kept in the queue for the
+	// outputs that take one row per call (Parquet), which get it when the
+	// call ends.
+	Tracked Outcome = "tracked"
 )
 
 // All lists the outcomes in report order.
-var All = []Outcome{Loaded, NoData, Failed, Rejected, Duplicate, AlreadyLoaded, Unprocessed}
+var All = []Outcome{Loaded, NoData, Failed, Rejected, Duplicate, AlreadyLoaded, Unprocessed, Tracked}
 
 // Counts by outcome.
 type Counts map[Outcome]int64

@@ -8,11 +8,11 @@ import (
 	"github.com/cmsetl/cms-etl/internal/outcome"
 )
 
-// collected is what the collector and the committer counted.
+// collected is what the committer counted.
 type collected struct {
 	counts   outcome.Counts
 	files    int
-	problems int64
+	failures failureCodes
 }
 
 // collect turns answers into rows and settlements and hands them to the
@@ -24,7 +24,6 @@ func (p *Pipeline[R]) collect(ctx context.Context, results <-chan pool.Done[Item
 	p.comm.Store(c)
 	var (
 		cur         = c.newBatch()
-		problems    int64
 		unprocessed int64 // rows that arrived after a failed commit
 		lastCommit  = time.Now()
 	)
@@ -53,10 +52,10 @@ func (p *Pipeline[R]) collect(ctx context.Context, results <-chan pool.Done[Item
 				results = nil
 				continue
 			}
-			s := p.settle(d, &problems)
-			if s.Outcome == outcome.Loaded && !c.failed.Load() {
+			s := p.settle(d)
+			if (s.Outcome == outcome.Loaded || s.Outcome == outcome.Tracked) && !c.failed.Load() {
 				for i := range cur.rows {
-					if d.Item.need.has(i) {
+					if d.Item.need.has(i) && p.takes(i, &d.Answer) {
 						cur.rows[i] = append(cur.rows[i], d.Answer.Row)
 					}
 				}
@@ -81,29 +80,42 @@ func (p *Pipeline[R]) collect(ctx context.Context, results <-chan pool.Done[Item
 	submit()
 	out, err := c.close()
 	out.counts[outcome.Unprocessed] += unprocessed
-	out.problems = problems
 	return out, err
+}
+
+// takes reports whether output i takes the row of a: outputs that take one
+// row per call skip a tracked call's interim states and take the row made
+// when it ends, which the others have had already.
+func (p *Pipeline[R]) takes(i int, a *Answer[R]) bool {
+	_, final := p.cfg.Outputs[i].(FinalRowsOnly)
+	switch {
+	case a.Outcome == outcome.Tracked:
+		return !final
+	case a.Closing:
+		return final
+	}
+	return true
 }
 
 // settle maps a pool result to its settlement, counting what the answer
 // reports about unknown codes and uninterpretable values.
-func (p *Pipeline[R]) settle(d pool.Done[Item, Answer[R]], problems *int64) Settlement {
+func (p *Pipeline[R]) settle(d pool.Done[Item, Answer[R]]) Settlement {
 	a := &d.Answer
 	s := Settlement{Item: d.Item, Outcome: a.Outcome, Retry: a.Retry, ResultCode: a.ResultCode,
-		HTTPStatus: a.HTTPStatus, Attempts: a.Attempts, Reason: a.Reason}
+		HTTPStatus: a.HTTPStatus, Attempts: a.Attempts, Reason: a.Reason, Kept: a.Kept}
 	if !d.Processed || a.Outcome == "" {
 		s.Outcome = outcome.Unprocessed
 		return s
 	}
 	for _, u := range a.Unknown {
 		if u.Problem() {
-			*problems++
+			p.problems.Add(1)
 			continue
 		}
 		p.unknown.add(u.Field, u.Code)
 	}
 	if len(a.Problems) > 0 {
-		*problems += int64(len(a.Problems))
+		p.problems.Add(int64(len(a.Problems)))
 		p.cfg.Logger.Warn().Str("call", d.Item.Key.String()).Strs("problems", a.Problems).Msg("fields could not be interpreted; written as NULL")
 	}
 	return s

@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -101,6 +103,9 @@ func (c *committer[R]) commit(b *batch[R]) {
 	c.out.files += files
 	c.mu.Unlock()
 	c.count(b.settled, err != nil)
+	if err == nil && c.p.cfg.OnCommit != nil {
+		c.p.cfg.OnCommit()
+	}
 }
 
 // count settles a batch's rows: by outcome when committed, else as
@@ -111,8 +116,11 @@ func (c *committer[R]) count(settled []Settlement, unprocessed bool) {
 	for _, s := range settled {
 		if unprocessed {
 			c.out.counts[outcome.Unprocessed]++
-		} else {
-			c.out.counts[s.Outcome]++
+			continue
+		}
+		c.out.counts[s.Outcome]++
+		if s.Outcome == outcome.Failed || s.Outcome == outcome.Rejected {
+			c.out.failures.add(s.Outcome, s.Code())
 		}
 	}
 }
@@ -129,10 +137,33 @@ func (c *committer[R]) submit(b *batch[R]) *batch[R] {
 }
 
 // snapshot copies the counts so far.
-func (c *committer[R]) snapshot() outcome.Counts {
+func (c *committer[R]) snapshot() (outcome.Counts, []FailureCode) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.counts.Clone()
+	return c.out.counts.Clone(), c.out.failures.list()
+}
+
+// failureCodes counts failures by outcome and code; the committer's mutex
+// guards it.
+type failureCodes map[FailureCode]int64 // keys have Count 0
+
+func (f *failureCodes) add(o outcome.Outcome, code string) {
+	if *f == nil {
+		*f = failureCodes{}
+	}
+	(*f)[FailureCode{Outcome: o, Code: code}]++
+}
+
+func (f failureCodes) list() []FailureCode {
+	out := make([]FailureCode, 0, len(f))
+	for k, n := range f {
+		k.Count = n
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b FailureCode) int {
+		return cmp.Or(cmp.Compare(a.Outcome, b.Outcome), cmp.Compare(a.Code, b.Code))
+	})
+	return out
 }
 
 // close waits for the last commit and returns the totals.

@@ -86,7 +86,14 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		batch = batch[:0]
 		return nil
 	}
+	waiter, _ := p.cfg.Source.(Waiter)
 	for ctx.Err() == nil {
+		if waiter != nil && len(batch) > 0 && !waiter.Buffered() {
+			// The next read may wait for new work: hand on what was read.
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		it, err := p.cfg.Source.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			p.inputDone.Store(true)

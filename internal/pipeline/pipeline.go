@@ -19,6 +19,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -40,7 +41,25 @@ type Item struct {
 	Raw     [3]string   // ccId, vdn, callId as read, for failure records
 	Err     error       // input rejected: the reason names the field
 
+	// Live is what the source kept of a call it follows while it is in
+	// progress (queue tracking); nil for a call not answered live yet.
+	Live *Live
+	// EnqueuedAt is when the call was queued (zero for files); Answered
+	// says the API answered about it before (a no-data retry, a tracked
+	// call's poll), so an answer now is not its first.
+	EnqueuedAt time.Time
+	Answered   bool
+
 	need outputSet // outputs that do not hold the key yet
+}
+
+// Live is a tracked call's state kept between polls: when it first answered
+// live and its last live answer, from which its final row is made when it
+// ends.
+type Live struct {
+	Since  time.Time
+	Last   json.RawMessage
+	LastAt time.Time
 }
 
 // Source yields input rows; Next returns io.EOF at the end.
@@ -48,12 +67,28 @@ type Source interface {
 	Next(ctx context.Context) (Item, error)
 }
 
+// Waiter is a Source whose Next may wait for new input (a follower's
+// queue): Buffered reports whether the next row is at hand. The feed hands
+// on the rows it read before a Next that may wait, instead of holding them
+// for a full lookahead batch.
+type Waiter interface {
+	Buffered() bool
+}
+
 // Answer is what a Query made of one item: its outcome and, when loaded, the
 // row; the rest describes the call for the ledgers and the summary.
 type Answer[R any] struct {
-	// Outcome is Loaded (Row set), NoData, Failed or Rejected; Unprocessed
-	// when the call was cut off by the run's stop.
+	// Outcome is Loaded (Row set), Tracked (Row set: an interim state, see
+	// outcome.Tracked), NoData, Failed or Rejected; Unprocessed when the
+	// call was cut off by the run's stop.
 	Outcome outcome.Outcome
+	// Closing marks a Loaded row made from a tracked call's last live
+	// answer when the call ended: only the outputs that take one row per
+	// call (FinalRowsOnly) take it; the others have had it as it came.
+	Closing bool
+	// Kept is a Tracked answer's state for the source to keep until the
+	// next poll.
+	Kept *Live
 	// Retry marks a Failed answer that was transient (after the call's
 	// retries): the queue tries the row again later.
 	Retry    bool
@@ -91,6 +126,13 @@ type TxOutput[R any] interface {
 	CommitWith(ctx context.Context, rows []R, also func(ctx context.Context, tx any) error) error
 }
 
+// FinalRowsOnly is an output that takes one row per call (append-only
+// files): it skips a tracked call's interim states and takes the row made
+// when the call ends.
+type FinalRowsOnly interface {
+	FinalRowsOnly()
+}
+
 // Holder is an output that can say which keys it already holds, so a rerun
 // does not ask for them again. Lookups are batched (a database answers per
 // round trip).
@@ -108,6 +150,21 @@ type Settlement struct {
 	HTTPStatus int
 	Attempts   int
 	Reason     string
+	// Kept is a Tracked call's state to keep until its next poll.
+	Kept *Live
+}
+
+// Code is what a failure record and the summary name the row's failure by:
+// the business result code, else the HTTP status ("HTTP 503"); "" when
+// neither says anything.
+func (s Settlement) Code() string {
+	switch {
+	case s.ResultCode != "":
+		return s.ResultCode
+	case s.HTTPStatus != 0 && s.HTTPStatus != 200:
+		return fmt.Sprintf("HTTP %d", s.HTTPStatus)
+	}
+	return ""
 }
 
 // Ledger records how rows ended: the queue's acknowledgement, the failure
@@ -165,6 +222,13 @@ type Config[R any] struct {
 	// stopping run alive past a service manager's stop timeout. Default
 	// DefaultCommitAllowance.
 	CommitAllowance time.Duration
+	// Follow: the source waits for work instead of ending (a long-running
+	// follower), so an interrupt is the run's normal end: Result.Err stays
+	// nil when everything done was committed.
+	Follow bool
+	// OnCommit, when set, is called after each batch committed, from the
+	// committer; it must not block (e.g. it signals a rolling run record).
+	OnCommit func()
 }
 
 // Defaults of Config, declared once.
@@ -246,6 +310,16 @@ type Result struct {
 	Err         error // why the run aborted (nil when it finished)
 	Files       int   // files the outputs made visible
 	Problems    int64 // fields that could not be interpreted (NULL written)
+	// Failures counts the committed failed and rejected rows by outcome and
+	// code (Settlement.Code).
+	Failures []FailureCode
+}
+
+// FailureCode is the number of rows that ended with one outcome and code.
+type FailureCode struct {
+	Outcome outcome.Outcome `json:"outcome"`
+	Code    string          `json:"code"` // "" when neither a result code nor an HTTP status said why
+	Count   int64           `json:"count"`
 }
 
 // Progress is a snapshot for progress displays.
@@ -256,6 +330,9 @@ type Progress struct {
 	Done      int64          // rows committed (Counts.Total())
 	Counts    outcome.Counts // committed rows by outcome
 	Requests  int64          // HTTP attempts, retries included
+	Problems  int64          // fields that could not be interpreted, so far
+	Unknown   []UnknownCode  // codes missing from the code tables, so far
+	Failures  []FailureCode  // committed failures by outcome and code
 }
 
 // Pipeline is one run in progress; Progress may be read while Run runs.
@@ -266,6 +343,7 @@ type Pipeline[R any] struct {
 
 	read      atomic.Int64
 	settled   atomic.Int64
+	problems  atomic.Int64
 	inputDone atomic.Bool
 	comm      atomic.Pointer[committer[R]]
 	unknown   unknownCodes
@@ -288,9 +366,10 @@ func New[R any](cfg Config[R]) (*Pipeline[R], error) {
 // Progress is a snapshot of the run so far; safe to call from any
 // goroutine while Run runs. At the end of a run Settled equals Read.
 func (p *Pipeline[R]) Progress() Progress {
-	pr := Progress{Read: p.read.Load(), InputDone: p.inputDone.Load(), Settled: p.settled.Load(), Counts: outcome.Counts{}}
+	pr := Progress{Read: p.read.Load(), InputDone: p.inputDone.Load(), Settled: p.settled.Load(), Counts: outcome.Counts{},
+		Problems: p.problems.Load(), Unknown: p.unknown.list()}
 	if c := p.comm.Load(); c != nil {
-		pr.Counts = c.snapshot()
+		pr.Counts, pr.Failures = c.snapshot()
 		pr.Done = pr.Counts.Total()
 	}
 	if p.cfg.Requests != nil {
@@ -399,7 +478,8 @@ func (p *Pipeline[R]) Run(ctx context.Context) Result {
 	res.Read = p.read.Load()
 	res.Counts = coll.counts
 	res.Files = coll.files
-	res.Problems = coll.problems
+	res.Problems = p.problems.Load()
+	res.Failures = coll.failures.list()
 	res.Unknown = p.unknown.list()
 	res.Interrupted = ctx.Err() != nil
 	switch {
@@ -411,7 +491,7 @@ func (p *Pipeline[R]) Run(ctx context.Context) Result {
 		res.Err = poolErr
 	case srcErr != nil:
 		res.Err = srcErr
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && !cfg.Follow:
 		res.Err = fmt.Errorf("%w: stopped reading; %d rows left for the next run", errInterrupted, res.Counts[outcome.Unprocessed])
 	}
 	return res

@@ -341,6 +341,7 @@ type recordingLedger struct {
 	txs      []any
 	failed   int
 	confirms []bool
+	settled  []Settlement
 }
 
 func (l *recordingLedger) InTx() bool { return l.inTx }
@@ -350,6 +351,7 @@ func (l *recordingLedger) Record(_ context.Context, tx any, settled []Settlement
 	defer l.mu.Unlock()
 	l.records++
 	l.txs = append(l.txs, tx)
+	l.settled = append(l.settled, settled...)
 	for _, s := range settled {
 		if s.Outcome == outcome.Failed || s.Outcome == outcome.Rejected {
 			l.failed++

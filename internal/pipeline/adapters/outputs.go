@@ -21,6 +21,10 @@ type Parquet[R any] struct{ Sink *parquet.Sink[R] }
 
 func (Parquet[R]) Name() string { return "parquet" }
 
+// FinalRowsOnly: the files are append-only, one row per call; a tracked
+// call's row is written once, when it ends (pipeline.FinalRowsOnly).
+func (Parquet[R]) FinalRowsOnly() {}
+
 // Commit writes rows and makes every file holding them visible, durably.
 func (p Parquet[R]) Commit(ctx context.Context, rows []R) (int, error) {
 	if len(rows) > 0 {

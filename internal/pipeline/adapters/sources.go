@@ -3,7 +3,6 @@ package adapters
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -39,15 +38,22 @@ func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 		return pipeline.Item{}, err
 	}
 	// Raw is only for the CSV's failure records: a queue row has none.
-	it := pipeline.Item{Key: c.Key}
+	it := pipeline.Item{Key: c.Key, EnqueuedAt: c.EnqueuedAt, Answered: c.NoDataAnswers > 0 || !c.LiveSince.IsZero()}
 	if c.Inbound != nil {
 		it.Inbound = *c.Inbound
+	}
+	if !c.LiveSince.IsZero() {
+		it.Live = &pipeline.Live{Since: c.LiveSince, Last: c.LastAnswer, LastAt: c.LastAnswerAt}
 	}
 	if err := c.Key.Validate(); err != nil {
 		it.Err = err
 	}
 	return it, nil
 }
+
+// Buffered reports whether the next row is claimed already (see
+// pipeline.Waiter): a follower's Next may wait for new work.
+func (s Queue) Buffered() bool { return s.C.Buffered() }
 
 // InTx: the queue lives in the warehouse's database (DATABASE_URL).
 func (Queue) InTx() bool { return true }
@@ -58,10 +64,11 @@ func (s Queue) Record(ctx context.Context, tx any, settled []pipeline.Settlement
 	outs := make([]queue.Outcome, 0, len(settled))
 	for _, st := range settled {
 		// Reasons and codes come from the API: stored like failure records.
-		o := queue.Outcome{Key: st.Item.Key, Status: queueStatus(st), Error: load.CleanText(st.Reason), ResultCode: load.CleanText(st.ResultCode)}
-		if o.ResultCode == "" && st.HTTPStatus != 0 && st.HTTPStatus != 200 {
-			// So `etl requeue --result-code "HTTP 503"` can target transport-level failures.
-			o.ResultCode = fmt.Sprintf("HTTP %d", st.HTTPStatus)
+		// The code names transport-level failures too ("HTTP 503"), so
+		// `etl requeue --result-code "HTTP 503"` can target them.
+		o := queue.Outcome{Key: st.Item.Key, Status: queueStatus(st), Error: load.CleanText(st.Reason), ResultCode: load.CleanText(st.Code())}
+		if o.Status == queue.StatusTrack && st.Kept != nil {
+			o.Answer, o.AnswerAt = st.Kept.Last, st.Kept.LastAt
 		}
 		outs = append(outs, o)
 	}
@@ -82,6 +89,8 @@ func queueStatus(st pipeline.Settlement) string {
 	switch st.Outcome {
 	case outcome.Loaded, outcome.AlreadyLoaded, outcome.Duplicate:
 		return queue.StatusDone
+	case outcome.Tracked:
+		return queue.StatusTrack
 	case outcome.NoData:
 		return queue.StatusNoData
 	case outcome.Failed:
