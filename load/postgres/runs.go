@@ -114,8 +114,30 @@ func StartRun(ctx context.Context, db Querier, r RunRecord) error {
 	if err != nil {
 		return fmt.Errorf("start run %s: %w", r.ID, err)
 	}
-	if _, err := db.Exec(ctx, `INSERT INTO cms.etl_run (`+runColumns+`) VALUES (`+runParams+`)`, args...); err != nil {
+	if _, err := db.Exec(ctx, `INSERT INTO cms.etl_run (`+runColumns+`, updated_at) VALUES (`+runParams+`, now())`, args...); err != nil {
 		return fmt.Errorf("start run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// UpdateRun writes a running run's counts so far (a follower's rolling
+// row: counts, rates, summary, updated_at); the row must still be running,
+// so a late update never overwrites a final or abandoned row.
+func UpdateRun(ctx context.Context, db Querier, r RunRecord) error {
+	var summary any
+	if r.Summary != nil {
+		b, err := json.Marshal(r.Summary)
+		if err != nil {
+			return fmt.Errorf("update run %s: encode summary: %w", r.ID, err)
+		}
+		summary = b
+	}
+	_, err := db.Exec(ctx, `UPDATE cms.etl_run SET rows_read = $2, loaded = $3, no_data = $4, failed = $5,
+			rejected = $6, duplicate = $7, achieved_rate = $8, summary = $9, updated_at = now()
+		WHERE id = $1 AND status = 'running'`,
+		r.ID, r.RowsRead, r.Loaded, r.NoData, r.Failed, r.Rejected, r.Duplicate, r.AchievedRate, summary)
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -175,8 +197,8 @@ func mayPass(err error) bool {
 }
 
 func finishRun(ctx context.Context, db Querier, args []any) error {
-	_, err := db.Exec(ctx, `INSERT INTO cms.etl_run (`+runColumns+`) VALUES (`+runParams+`)
-		ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, version = EXCLUDED.version,
+	_, err := db.Exec(ctx, `INSERT INTO cms.etl_run (`+runColumns+`, updated_at) VALUES (`+runParams+`, now())
+		ON CONFLICT (id) DO UPDATE SET updated_at = now(), host = EXCLUDED.host, version = EXCLUDED.version,
 			input = EXCLUDED.input, outputs = EXCLUDED.outputs, started_at = EXCLUDED.started_at,
 			finished_at = EXCLUDED.finished_at, status = EXCLUDED.status, rows_read = EXCLUDED.rows_read,
 			loaded = EXCLUDED.loaded, no_data = EXCLUDED.no_data, failed = EXCLUDED.failed,

@@ -3,10 +3,12 @@ package adapters
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
@@ -66,6 +68,12 @@ func NewParquet[R any](sink *parquet.Sink[R], committed *extract.DigestSet) pipe
 type Warehouse[R any] struct {
 	Sink upserter[R] // *postgres.Sink
 	Log  zerolog.Logger
+	// RetryUnreachable, when positive, makes a commit that could not reach
+	// the database (nothing of it was sent) try again with backoff for up
+	// to this long, instead of ending the run at once: a follower outlives
+	// a database restart. Its transaction (upsert, snapshots, queue
+	// settlement) is idempotent.
+	RetryUnreachable time.Duration
 }
 
 // upserter commits rows and, in the same transaction, inTx.
@@ -91,18 +99,41 @@ func (w Warehouse[R]) CommitWith(ctx context.Context, rows []R, also func(ctx co
 	if also != nil {
 		inTx = func(ctx context.Context, tx pgx.Tx) error { return also(ctx, tx) }
 	}
+	var unreachableSince time.Time
 	for attempt := 1; ; attempt++ {
 		_, err := w.Sink.Commit(ctx, rows, inTx)
-		if err == nil || attempt == commitAttempts || !isConflict(err) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		w.Log.Warn().Err(err).Int("attempt", attempt).Msg("commit conflicted with another transaction; retrying it")
+		wait := time.Duration(1+rand.N(2<<min(attempt, 6))) * 25 * time.Millisecond
+		switch {
+		case isConflict(err) && attempt < commitAttempts:
+			w.Log.Warn().Err(err).Int("attempt", attempt).Msg("commit conflicted with another transaction; retrying it")
+		case w.RetryUnreachable > 0 && isUnreachable(err):
+			if unreachableSince.IsZero() {
+				unreachableSince = time.Now()
+			}
+			if time.Since(unreachableSince) >= w.RetryUnreachable {
+				return fmt.Errorf("the database was unreachable for %s: %w", w.RetryUnreachable, err)
+			}
+			wait = min(time.Second<<min(attempt-1, 3), 5*time.Second)
+			w.Log.Warn().Err(err).Time("unreachable_since", unreachableSince).Dur("retry_in", wait).Msg("commit could not reach the database; retrying it")
+		default:
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Duration(1+rand.N(2<<attempt)) * 25 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// isUnreachable reports an error that happened before anything of the
+// transaction reached the server (a refused or failed connection).
+func isUnreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
 // isConflict reports a deadlock or serialization failure (SQLSTATE 40P01,
@@ -139,9 +170,9 @@ func (w warehouseResume[R]) Holds(ctx context.Context, keys []extract.Key) ([]bo
 
 // NewWarehouse is the warehouse output over sink; with resume it skips the
 // keys table already holds (off for the queue, whose rows are asked again on
-// purpose, and with --refresh).
-func NewWarehouse[R any](sink *postgres.Sink[R], table *postgres.Table[R], db *pgxpool.Pool, resume bool, log zerolog.Logger) pipeline.Output[R] {
-	w := Warehouse[R]{Sink: sink, Log: log}
+// purpose, and with --refresh). retryUnreachable is Warehouse.RetryUnreachable.
+func NewWarehouse[R any](sink *postgres.Sink[R], table *postgres.Table[R], db *pgxpool.Pool, resume bool, retryUnreachable time.Duration, log zerolog.Logger) pipeline.Output[R] {
+	w := Warehouse[R]{Sink: sink, Log: log, RetryUnreachable: retryUnreachable}
 	if !resume {
 		return w
 	}

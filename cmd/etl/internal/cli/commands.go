@@ -96,6 +96,7 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&c.Input, "input", "", "CSV file to load into cms.call_queue: csv:FILE")
 	fs.IntVar(&c.DefaultCCID, "cc-id", 0, "ccId for rows without one")
 	fs.IntVar(&c.DefaultVDN, "vdn", 0, "vdn for rows without one")
+	flushEvery := registerEnqueueFlush(fs)
 	c.registerDB(fs)
 	c.registerLog(fs)
 	if err := parse(fs, args, env); err != nil {
@@ -106,6 +107,9 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	}
 	if c.CSVPath() == "" {
 		return fs.usage(errors.New("--input csv:FILE is required"))
+	}
+	if *flushEvery <= 0 {
+		return fs.usage(fmt.Errorf("--flush-interval %s: must be positive", *flushEvery))
 	}
 	if err := c.requireDB(""); err != nil {
 		return err
@@ -134,7 +138,7 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 			}
 		}
 	}
-	rep, err := queue.Enqueue(ctx, db, queue.QueryBasic, entries)
+	rep, err := queue.EnqueueStream(ctx, db, queue.QueryBasic, entries, *flushEvery, enqueueProgress(log))
 	if err != nil {
 		return failed(fmt.Errorf("enqueue %s: %w", r.Path(), err))
 	}

@@ -60,6 +60,7 @@ type Config struct {
 	MaxDuration     time.Duration
 	RunID           string
 	QueueMaxAttempt int
+	followConfig    // --follow, --track-every, --listen...: follow.go
 
 	set      map[string]bool
 	warnings []string // about how secrets were given; logged once a logger exists
@@ -153,6 +154,7 @@ func (c *Config) registerRun(fs *flagSet) {
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
+	c.registerFollow(fs)
 	fs.in(groupRun)
 	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+pipeline.DefaultCommitAllowance.String()+" more")
 	fs.StringVar(&c.RunID, "run-id", "", "run identifier (default: UTC time and a random suffix)")
@@ -449,6 +451,9 @@ func (c *Config) validateRun() error {
 		return usagef("--queue-max-attempts %d: must be >= 1", c.QueueMaxAttempt)
 	}
 	if err := validateReport(c); err != nil {
+		return err
+	}
+	if err := c.validateFollow(); err != nil {
 		return err
 	}
 	if c.RunID != "" && load.ValidateRunID(c.RunID) != nil {

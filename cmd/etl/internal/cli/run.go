@@ -70,24 +70,34 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 		}
 	}
 
+	obs := newObserver()
 	notStarted := func(err error) (int, *Summary) {
 		code := rep.exit(err)
 		if c.MetricsFile != "" {
 			// Keep node_exporter from exporting last night's success.
-			sum := Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: outcome.Counts{}}
-			if err := writeMetrics(c.MetricsFile, sum); err != nil {
+			obs.finish(Summary{RunID: c.RunID, Status: "aborted", ExitCode: code, Error: err.Error(), Configured: c.Rate, Started: time.Now(), Counts: outcome.Counts{}})
+			if err := obs.writeTextfile(c.MetricsFile); err != nil {
 				log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 			}
 		}
 		return code, nil
 	}
-	w, err := wire(ctx, c, log)
+	if c.Listen != "" {
+		stopServing, err := obs.serve(c.Listen, log)
+		if err != nil {
+			return notStarted(err)
+		}
+		defer stopServing(ctx)
+	}
+	w, err := wire(ctx, c, log, obs)
 	if err != nil {
 		return notStarted(err)
 	}
 	defer w.close(ctx, log)
 
 	started := time.Now()
+	obs.setSummary(func() Summary { return liveSummary(c, w, started) }, w.queue)
+	var recorder *runRecorder
 	if w.db != nil {
 		lock, err := startRunRecord(ctx, c, w, started, log)
 		if err != nil {
@@ -98,6 +108,13 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 				log.Warn().Err(err).Msg("release the run's lock")
 			}
 		}()
+		recorder = startRunRecorder(ctx, w.db, func() postgres.RunRecord {
+			sum := liveSummary(c, w, started)
+			rec := w.runRecord(c, started, time.Time{}, "running", pipeline.Result{Counts: sum.Counts}, sum.AchievedRate)
+			rec.Summary = sum.JSON()
+			return rec
+		}, log)
+		obs.onCommit(recorder.committed)
 	}
 	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
@@ -107,17 +124,22 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 		estimate = estimateRows(c.CSVPath(), w.csv.Size())
 	}
 	prog := startProgress(c, env, log, w.run, estimate)
+	obs.state.Store(int32(healthWorking))
 	res := w.run.Run(ctx)
 	prog.finish()
 	w.closeQueue(ctx, log)
 
 	sum := summarize(c, w, res)
 	code := sum.ExitCode
+	obs.finish(sum)
 	reportSummary(c, env, log, sum)
 	if c.MetricsFile != "" {
-		if err := writeMetrics(c.MetricsFile, sum); err != nil {
+		if err := obs.writeTextfile(c.MetricsFile); err != nil {
 			log.Error().Err(err).Str("file", c.MetricsFile).Msg("write metrics file")
 		}
+	}
+	if recorder != nil {
+		recorder.stop()
 	}
 	if w.db != nil {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
@@ -191,6 +213,7 @@ func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time
 // wiring holds what a run opened, to close it at the end, and the run's
 // pipeline (built for the rows of its query).
 type wiring struct {
+	obs      *observer // metrics, health, outages
 	rate     *ratecontrol.Controller
 	group    *rategroup.Group
 	groupDB  *pgxpool.Pool // the group's own connection: heartbeats never wait behind a commit
@@ -273,8 +296,8 @@ func (w *wiring) runRecord(c *Config, started, finished time.Time, status string
 	}
 }
 
-func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err error) {
-	w = &wiring{}
+func wire(ctx context.Context, c *Config, log zerolog.Logger, obs *observer) (w *wiring, err error) {
+	w = &wiring{obs: obs}
 	defer func() {
 		if err != nil {
 			w.close(ctx, log)
@@ -348,6 +371,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			Pool: w.db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
 			MaxAttempts: c.QueueMaxAttempt, Logger: log,
 			ClaimBatch: max(4*c.Concurrency, 64), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
+			Follow: c.Follow, PollInterval: c.PollInterval, TrackEvery: c.TrackEvery, TrackMax: c.TrackMax,
 		})
 		if err != nil {
 			return w, &UsageError{Err: err}
@@ -357,7 +381,12 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 		w.ledgers = append(w.ledgers, adapters.Queue{C: qc})
 	}
 
-	w.run, err = build(ctx, c, w, log, adapters.BasicQuery(client, c.RunID), parquet.CallInfo, postgres.CallInfo)
+	query := adapters.BasicQuery(client, c.RunID)
+	if w.queue != nil {
+		query = adapters.QueueBasicQuery(client, c.RunID, adapters.Tracking{Track: w.queue.Queue().Tracking,
+			FirstAnswer: func(d time.Duration) { obs.firstAnswer.Observe(d.Seconds()) }})
+	}
+	w.run, err = build(ctx, c, w, log, countInFlight(obs, query), parquet.CallInfo, postgres.CallInfo)
 	return w, err
 }
 
@@ -389,14 +418,24 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 		if err != nil {
 			return nil, err
 		}
-		outputs = append(outputs, adapters.NewWarehouse(sink, pgTable, w.db, c.Input != "queue" && !c.Refresh, log))
+		var retry time.Duration
+		if c.Follow {
+			retry = queue.DefaultMaxDatabaseOutage // a database restart does not end a follower
+		}
+		outputs = append(outputs, adapters.NewWarehouse(sink, pgTable, w.db, c.Input != "queue" && !c.Refresh, retry, log))
+	}
+	pc := pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient}
+	if c.Follow {
+		// A follower has no next run: it waits out an API outage.
+		pc.Probe, pc.OnOutage = adapters.Probe(w.client), w.obs.onOutage(log)
 	}
 	return pipeline.New(pipeline.Config[R]{
 		RunID: c.RunID, Logger: log, Source: w.source, Query: query, Outputs: outputs, Ledgers: w.ledgers,
 		Requests: w.counters.Attempts.Load,
 		// One flag bounds both streaks: the API down, or the wrong URL.
-		Pool:  pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient},
+		Pool:  pc,
 		Dedup: w.csv != nil, CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
+		Follow: c.Follow, OnCommit: w.obs.committed,
 	})
 }
 
@@ -521,7 +560,7 @@ func newClient(c *Config, log zerolog.Logger, rc rateController, onAttempt func(
 		TLSServerName:      c.TLSServerName,
 		InsecureSkipVerify: c.InsecureSkip,
 		MaxConns:           max(c.Concurrency, 1),
-		DiscardRaw:         !c.Postgres(), // only the warehouse stores the raw object
+		DiscardRaw:         !c.Postgres() && c.TrackEvery == 0, // only the warehouse stores it; tracking keeps it for the final row
 		Limiter:            rc,
 		RetryBudget:        rc,
 		OnAttempt:          onAttempt,

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,15 +51,21 @@ type Summary struct {
 	LatencyP95      time.Duration
 	Unknown         []pipeline.UnknownCode
 	Problems        int64
-	Files           int
-	Duration        time.Duration
-	Started         time.Time
+	// Failures are the failed and rejected rows by outcome and code.
+	Failures []pipeline.FailureCode
+	// Outages counts the API outages a follower rode out (paused, probed,
+	// resumed); Paused is how long it was paused.
+	Outages  int64
+	Paused   time.Duration
+	Files    int
+	Duration time.Duration
+	Started  time.Time
 }
 
 func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
 	s := Summary{
 		RunID: c.RunID, Read: res.Read, Counts: res.Counts, Configured: c.Rate,
-		Unknown: res.Unknown, Problems: res.Problems, Files: res.Files,
+		Unknown: res.Unknown, Problems: res.Problems, Failures: res.Failures, Files: res.Files,
 		Duration: res.Finished.Sub(res.Started), Started: res.Started, Interrupted: res.Interrupted,
 	}
 	if k := w.counters; k != nil {
@@ -80,6 +83,9 @@ func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
 		st := w.group.Stats()
 		s.RateGroup, s.GroupMembers, s.GroupRate, s.GroupShare = st.Name, st.Members, st.GroupRate, st.Share
 	}
+	if w.obs != nil {
+		s.Outages, s.Paused = w.obs.outageStats()
+	}
 	if secs := s.Duration.Seconds(); secs > 0 {
 		s.AchievedRate = float64(s.Requests) / secs
 	}
@@ -94,6 +100,11 @@ func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
 		s.Status, s.ExitCode = "partial", ExitPartial
 	default:
 		s.Status, s.ExitCode = "succeeded", ExitOK
+	}
+	if c.Follow && s.ExitCode == ExitPartial {
+		// A follower's failed rows are data in the queue (etl requeue):
+		// its normal end, a signal, exits 0.
+		s.ExitCode = ExitOK
 	}
 	return s
 }
@@ -113,7 +124,25 @@ func (s Summary) JSON() map[string]any {
 		"rate_final": round1(s.FinalRate), "throttle_events": s.ThrottleEvents, "rate_pauses": s.RatePauses,
 		"retries_transient": s.TransientRetries, "retry_budget_exhausted": s.BudgetExhausted,
 		"rate_group": s.RateGroup, "rate_group_members": s.GroupMembers,
+		"failure_codes": failureCodes(s.Failures), "api_outages": s.Outages, "api_paused_s": round1(s.Paused.Seconds()),
 	}
+}
+
+// failureCodes is the JSON form of the failures by outcome and code:
+// {"failed": {"0100002": 3, "HTTP 503": 1}, "rejected": {"none": 2}}.
+func failureCodes(fs []pipeline.FailureCode) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for _, f := range fs {
+		code := f.Code
+		if code == "" {
+			code = "none"
+		}
+		if out[string(f.Outcome)] == nil {
+			out[string(f.Outcome)] = map[string]int64{}
+		}
+		out[string(f.Outcome)][code] += f.Count
+	}
+	return out
 }
 
 func printSummary(w io.Writer, s Summary) {
@@ -162,6 +191,20 @@ func printSummary(w io.Writer, s Summary) {
 	if s.Problems > 0 {
 		fmt.Fprintf(&b, "  uninterpretable fields written as NULL: %d\n", s.Problems)
 	}
+	if len(s.Failures) > 0 {
+		parts := make([]string, len(s.Failures))
+		for i, f := range s.Failures {
+			code := f.Code
+			if code == "" {
+				code = "none"
+			}
+			parts[i] = fmt.Sprintf("%s %s x%d", f.Outcome, code, f.Count)
+		}
+		fmt.Fprintf(&b, "  failure codes: %s\n", strings.Join(parts, ", "))
+	}
+	if s.Outages > 0 {
+		fmt.Fprintf(&b, "  API outages: %d ridden out, paused %s in all\n", s.Outages, s.Paused.Round(time.Second))
+	}
 	fmt.Fprint(w, b.String())
 }
 
@@ -176,81 +219,3 @@ func logSummary(log zerolog.Logger, s Summary) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func round1(f float64) float64   { return float64(int64(f*10+0.5)) / 10 }
-
-// writeMetrics writes node_exporter textfile-collector metrics atomically:
-// a temporary file in the same directory, then rename.
-func writeMetrics(path string, s Summary) error {
-	var b strings.Builder
-	metric := func(name, help, typ string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
-	metric("cms_etl_rows", "Input rows of the last run by outcome.", "gauge")
-	for _, o := range outcome.All {
-		fmt.Fprintf(&b, "cms_etl_rows{outcome=%q} %d\n", o, s.Counts[o])
-	}
-	metric("cms_etl_rows_read", "Input rows read by the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rows_read %d\n", s.Read)
-	metric("cms_etl_requests", "HTTP attempts made by the last run, retries included.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_requests %d\n", s.Requests)
-	metric("cms_etl_retries", "Retried attempts in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_retries %d\n", s.Retries)
-	metric("cms_etl_http_throttled", "HTTP 429 answers in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_http_throttled %d\n", s.Throttled)
-	metric("cms_etl_rate_configured", "Configured requests per second (0 = unlimited).", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rate_configured %g\n", s.Configured)
-	metric("cms_etl_rate_achieved", "Achieved requests per second over the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rate_achieved %g\n", round1(s.AchievedRate))
-	metric("cms_etl_rate_final", "Requests per second in force at the end of the last run (0 = unlimited).", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rate_final %g\n", round1(s.FinalRate))
-	metric("cms_etl_throttle_events", "Throttling the last run acted on (429 or 503 with Retry-After, one per cooldown; sustained transient trouble).", "gauge")
-	fmt.Fprintf(&b, "cms_etl_throttle_events %d\n", s.ThrottleEvents)
-	metric("cms_etl_rate_cuts", "Multiplicative rate cuts in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rate_cuts %d\n", s.RateCuts)
-	metric("cms_etl_rate_pauses", "Pool-wide pauses for a Retry-After in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_rate_pauses %d\n", s.RatePauses)
-	metric("cms_etl_retries_transient", "Retries after transient faults (not throttling) in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_retries_transient %d\n", s.TransientRetries)
-	metric("cms_etl_retry_budget_exhausted", "Calls the retry budget left failed in the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_retry_budget_exhausted %d\n", s.BudgetExhausted)
-	if s.RateGroup != "" {
-		metric("cms_etl_rate_group_members", "Live members of the rate group at the end of the last run.", "gauge")
-		fmt.Fprintf(&b, "cms_etl_rate_group_members{group=%q} %d\n", s.RateGroup, s.GroupMembers)
-	}
-	metric("cms_etl_latency_seconds", "Request latency quantiles of the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.5\"} %g\n", s.LatencyP50.Seconds())
-	fmt.Fprintf(&b, "cms_etl_latency_seconds{quantile=\"0.95\"} %g\n", s.LatencyP95.Seconds())
-	metric("cms_etl_unknown_codes", "Codes missing from the code tables in the last run.", "gauge")
-	unknown := append([]pipeline.UnknownCode(nil), s.Unknown...)
-	sort.Slice(unknown, func(i, j int) bool { return unknown[i].String() < unknown[j].String() })
-	for _, u := range unknown {
-		fmt.Fprintf(&b, "cms_etl_unknown_codes{field=%q,code=\"%d\"} %d\n", u.Field, u.Code, u.Count)
-	}
-	metric("cms_etl_duration_seconds", "Duration of the last run.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_duration_seconds %g\n", s.Duration.Seconds())
-	metric("cms_etl_exit_code", "Exit code of the last run (0 ok, 1 aborted, 2 usage error, 3 partial).", "gauge")
-	fmt.Fprintf(&b, "cms_etl_exit_code %d\n", s.ExitCode)
-	metric("cms_etl_last_run_timestamp_seconds", "When the last run started.", "gauge")
-	fmt.Fprintf(&b, "cms_etl_last_run_timestamp_seconds %d\n", s.Started.Unix())
-
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(b.String()); err != nil {
-		f.Close()
-		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	return nil
-}
