@@ -164,8 +164,15 @@ func (r *Reader) start() error {
 		// would fail with a puzzling "no callId column".
 		return fmt.Errorf("%s: file is UTF-16; save it as UTF-8 CSV", r.name)
 	}
-	// Classic Mac line ends: the whole file would be one line.
-	head, err = r.br.Peek(MaxRowBytes)
+	// Classic Mac line ends: the whole file would be one line. Look only as
+	// far as the first line end: from a pipe, the next lines may come much
+	// later (a producer writing calls as they start).
+	for n := max(r.br.Buffered(), 1); ; n = min(max(r.br.Buffered(), n)+1, MaxRowBytes) {
+		head, err = r.br.Peek(n)
+		if bytes.IndexByte(head, '\n') >= 0 || err != nil || n >= MaxRowBytes {
+			break
+		}
+	}
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		return fmt.Errorf("%s: read: %w", r.name, err)
 	}
