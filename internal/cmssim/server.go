@@ -55,6 +55,7 @@ const (
 	OutcomePing           = "ping"            // answered ping
 	OutcomeNotFound       = "not_found"       // unknown path (404) or wrong method (405)
 	OutcomeCanceled       = "canceled"        // client gone before the answer (during latency or body read)
+	OutcomeDown           = "down"            // HTTP 502 while the server is down (SetDown)
 )
 
 type outcome int
@@ -76,12 +77,13 @@ const (
 	outPing
 	outNotFound
 	outCanceled
+	outDown
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{OutcomeOK, OutcomeNoData, OutcomePermanent, OutcomeBadRequest,
 	OutcomeUnauthorized, OutcomeThrottled, OutcomeServerError, OutcomeUnavailable, OutcomeHang, OutcomeDrop, OutcomeTruncated,
-	OutcomeGenericFailure, OutcomeUnknownError, OutcomePing, OutcomeNotFound, OutcomeCanceled}
+	OutcomeGenericFailure, OutcomeUnknownError, OutcomePing, OutcomeNotFound, OutcomeCanceled, OutcomeDown}
 
 // Stats are the simulator's counters since start.
 type Stats struct {
@@ -128,6 +130,7 @@ type Server struct {
 	stopAfter func() bool
 
 	counts   [numOutcomes]atomic.Int64
+	down     atomic.Bool // SetDown
 	inflight atomic.Int64
 	peakConc atomic.Int64
 	window   atomic.Uint64 // unix second << 32 | requests started in it
@@ -237,6 +240,14 @@ type debugWriter struct{ l zerolog.Logger }
 func (d debugWriter) Write(p []byte) (int, error) {
 	d.l.Debug().Msg(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// SetDown takes the whole API down (true) or brings it back (false): while
+// down, every API request, ping included, gets HTTP 502 from the "load
+// balancer", as when CC-CMS has no backend up. For outage tests and demos.
+func (s *Server) SetDown(down bool) {
+	s.down.Store(down)
+	s.log.Info().Bool("down", down).Msg("cmssim: API availability changed")
 }
 
 // URL is the base URL, e.g. "https://127.0.0.1:28443".
@@ -411,6 +422,12 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, ep endpoint) {
 		w.Header().Set("Allow", http.MethodPost)
 		s.counts[outNotFound].Add(1)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if s.down.Load() {
+		// The load balancer in front of a CC-CMS with no backend up.
+		s.counts[outDown].Add(1)
+		http.Error(w, "502 Bad Gateway: no backend available", http.StatusBadGateway)
 		return
 	}
 	throttled := s.limiter != nil && !s.limiter.Allow()

@@ -321,6 +321,30 @@ func TestPing(t *testing.T) {
 	}
 }
 
+// SetDown answers every API request, ping included, with 502 until the API
+// is brought back.
+func TestSetDown(t *testing.T) {
+	t.Parallel()
+	s := start(t, Config{}, false)
+	c := newClient(t, s)
+	k := extract.Key{CCID: 1, VDN: 1, CallID: "1700000000-1"}
+	s.SetDown(true)
+	for _, path := range []string{PathQuery, PathPing} {
+		r, err := c.post(t.Context(), path, keyBody(k))
+		must(t, err)
+		if r.status != http.StatusBadGateway {
+			t.Errorf("%s while down: HTTP %d, want 502", path, r.status)
+		}
+	}
+	s.SetDown(false)
+	if r := c.query(t, k); r.status != 200 {
+		t.Errorf("query after the API came back: HTTP %d", r.status)
+	}
+	if n := s.Stats().ByOutcome[OutcomeDown]; n != 2 {
+		t.Errorf("%d requests counted down, want 2", n)
+	}
+}
+
 func TestDeterministicOverHTTP(t *testing.T) {
 	t.Parallel()
 	s := start(t, Config{Seed: 11, NoDataShare: 0.3, PermanentShare: 0.2}, true)
