@@ -6,7 +6,7 @@ BENCHTIME ?= 1x
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -X github.com/cmsetl/cms-etl/cmd/etl/internal/cli.version=$(VERSION)
 
-.PHONY: help build install demo test fmt-check vet fuzz bench bench-client bench-job bench-pg clean
+.PHONY: help build install demo demo-follow test fmt-check vet fuzz bench bench-client bench-job bench-pg bench-follow clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ install: ## go install etl (version from git describe) into $GOBIN, default ~/go
 
 demo: ## run the job against the built-in simulator: testdata/calls.csv -> demo-out/ (exit 0 when it worked)
 	$(GO) run ./cmd/etl demo
+
+demo-follow: ## the live demo: throwaway PostgreSQL (needs initdb/pg_ctl), simulator generating calls into the queue, a tracking follower (Ctrl-C stops)
+	$(GO) run ./cmd/etl demo --follow
 
 test: fmt-check vet ## everything CI runs: gofmt check, go vet, go test -race (starts its own PostgreSQL)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
@@ -48,6 +51,9 @@ bench-job: ## rate accuracy, throughput vs a bare HTTP loop, memory
 
 bench-pg: ## warehouse load vs plain COPY, queue claim-and-complete
 	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./load/postgres/ ./extract/queue/
+
+bench-follow: ## a follower against 20 new calls/s for 2 minutes, without and with tracking (about 10 minutes)
+	$(GO) test -run=^$$ -bench=BenchmarkFollow -benchtime=1x -timeout 60m ./cmd/etl/internal/cli/
 
 clean: ## remove build and demo output
 	rm -rf bin demo-out

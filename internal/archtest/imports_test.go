@@ -30,7 +30,8 @@ var rules = []struct {
 	{pkg: "internal/pipeline", allowed: []string{"extract", "transform", "internal/outcome"},
 		forbidden: []string{"github.com/jackc/pgx"}},
 	{pkg: "internal/cmssim", allowed: []string{"extract"}},
-	{pkg: "internal/pgtest", allowed: []string{"migrations"}},
+	{pkg: "internal/pgtest/cluster", allowed: nil},
+	{pkg: "internal/pgtest", allowed: []string{"migrations", "internal/pgtest/cluster"}},
 }
 
 // TestImportRules reads every non-test Go file's imports and checks them

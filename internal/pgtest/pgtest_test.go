@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cmsetl/cms-etl/internal/pgtest/cluster"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -34,7 +36,7 @@ func TestConnStringGivesFreshDroppedDatabases(t *testing.T) {
 	if srvErr != nil {
 		t.Skip("no server")
 	}
-	conn, err := pgx.Connect(t.Context(), srv.admin)
+	conn, err := pgx.Connect(t.Context(), srv.AdminURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +61,12 @@ func TestWithDatabase(t *testing.T) {
 		{"host=/tmp/s port=5432 dbname=postgres", "host=/tmp/s port=5432 dbname=postgres dbname=test_x"},
 	}
 	for _, tt := range tests {
-		got, err := withDatabase(tt.in, "test_x")
+		got, err := cluster.WithDatabase(tt.in, "test_x")
 		if err != nil {
 			t.Fatalf("%q: %v", tt.in, err)
 		}
 		if got != tt.want {
-			t.Errorf("withDatabase(%q) = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("WithDatabase(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 		cfg, err := pgx.ParseConfig(got)
 		if err != nil {

@@ -209,13 +209,14 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 func cmdDemo(ctx context.Context, args []string, env Env, rep reporter) int {
 	var c Config
 	var out string
-	fs := newFlagSet("demo", "demo [--input FILE] [--out DIR] [flags]")
+	fs := newFlagSet("demo", "demo [--input FILE] [--out DIR] [flags] | demo --follow [--for D] [flags]")
 	fs.in(groupInput)
 	fs.StringVar(&c.Input, "input", "testdata/calls.csv", "CSV of call IDs")
 	fs.in(groupOutput)
 	fs.StringVar(&out, "out", "demo-out", "Parquet output directory")
 	fs.in(groupRate)
 	fs.Float64Var(&c.Rate, "rate", 50, "requests per second")
+	live := registerDemoFollow(fs)
 	c.registerReport(fs)
 	c.registerLog(fs)
 	// The demo is watched: its summary goes to stdout unless asked otherwise.
@@ -231,6 +232,9 @@ func cmdDemo(ctx context.Context, args []string, env Env, rep reporter) int {
 	}
 	if err := validateReport(&c); err != nil {
 		return rep.exit(err)
+	}
+	if live.follow {
+		return runDemoFollow(ctx, env, rep, c, live, NewLogger(&c, env))
 	}
 	if _, err := os.Stat(c.Input); err != nil {
 		return rep.exit(&UsageError{Err: fmt.Errorf("--input: %w", err), Hint: "run the demo from the repository root, or pass --input FILE"})
