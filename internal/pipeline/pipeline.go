@@ -441,6 +441,12 @@ func (p *Pipeline[R]) Run(ctx context.Context) Result {
 
 	conc := cfg.Pool.Concurrency
 	work := make(chan Item, 2*conc)
+	if cfg.Follow {
+		// A follower's source orders its rows (new calls before tracked
+		// calls' polls): rows buffered ahead of the workers would wait behind
+		// the rate limit and undo that order when the rate is short.
+		work = make(chan Item)
+	}
 	direct := make(chan Settlement, 2*conc)
 	results := make(chan pool.Done[Item, Answer[R]], 2*conc)
 

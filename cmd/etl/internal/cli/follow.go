@@ -60,3 +60,15 @@ func (c *Config) validateFollow() error {
 	}
 	return nil
 }
+
+// claimBatch is how many queue rows a run claims at once. A run that drains
+// the queue claims well ahead of its workers; a follower claims about what
+// its workers can start, so a new call inserted meanwhile is claimed next
+// instead of waiting behind claimed polls of tracked calls while the rate
+// is short.
+func claimBatch(c *Config) int {
+	if c.Follow {
+		return max(c.Concurrency/2, 4)
+	}
+	return max(4*c.Concurrency, 64)
+}

@@ -370,7 +370,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger, obs *observer) (w 
 		qc, err := queue.NewConsumer(ctx, queue.Config{
 			Pool: w.db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
 			MaxAttempts: c.QueueMaxAttempt, Logger: log,
-			ClaimBatch: max(4*c.Concurrency, 64), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
+			ClaimBatch: claimBatch(c), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
 			Follow: c.Follow, PollInterval: c.PollInterval, TrackEvery: c.TrackEvery, TrackMax: c.TrackMax,
 		})
 		if err != nil {
