@@ -2,7 +2,10 @@
 //
 // The first non-blank row is a header naming the columns (case-insensitively,
 // surrounding spaces ignored): callId or call_id is required; ccId/cc_id and
-// vdn may be left out when Config gives a default. Other columns are ignored.
+// vdn may be left out when Config gives a default. The optional isCallIn
+// (is_call_in) column gives a call's direction, for the interfaces that ask
+// it (the CDR): true/false or 1/0, empty for unknown. Other columns are
+// ignored.
 // The file may be UTF-8 with or without a byte order mark, with LF or CRLF
 // line ends, quoted fields and blank lines. UTF-16 and CR-only line ends are
 // refused by name.
@@ -73,6 +76,9 @@ type Item struct {
 	// before defaults), for reject records. Empty for a missing column, for
 	// rows that failed CSV parsing and for lines over MaxRowBytes.
 	Raw [3]string
+	// Inbound is the row's isCallIn cell: the call's direction, nil when the
+	// header has no such column or the cell is empty.
+	Inbound *bool
 	// Err is non-nil when the row is rejected; its text names the field
 	// (an *extract.FieldError for bad values).
 	Err error
@@ -99,6 +105,7 @@ type Reader struct {
 	size  int64
 	info  os.FileInfo // at Open; nil unless a regular file
 	col   [3]int      // column index of ccId, vdn, callId; -1 when absent
+	dir   int         // column index of isCallIn; -1 when absent
 	ncols int         // fields per row, from the header
 	line  int64       // physical lines read so far
 	err   error       // sticky: io.EOF, a fatal error, or closed
@@ -197,7 +204,7 @@ func (r *Reader) start() error {
 		return fmt.Errorf("%s: header on line %d: %w", r.name, line, reject)
 	}
 
-	r.col = [3]int{-1, -1, -1}
+	r.col, r.dir = [3]int{-1, -1, -1}, -1
 	names := [3]string{"ccId", "vdn", "callId"}
 	for i, h := range rec {
 		c := -1
@@ -208,6 +215,11 @@ func (r *Reader) start() error {
 			c = colVDN
 		case "callid", "call_id":
 			c = colCallID
+		case "iscallin", "is_call_in":
+			if r.dir >= 0 {
+				return fmt.Errorf("%s: header on line %d has two isCallIn columns (%d and %d)", r.name, line, r.dir+1, i+1)
+			}
+			r.dir = i
 		}
 		if c < 0 {
 			continue
@@ -449,6 +461,12 @@ func (r *Reader) item(line int64, rec []string) Item {
 		it.Err = err
 		return it
 	}
+	if r.dir >= 0 {
+		if it.Inbound, err = direction(strings.TrimSpace(rec[r.dir])); err != nil {
+			it.Err = err
+			return it
+		}
+	}
 	// The cell is a slice of the whole row's string; a copy keeps keys that
 	// outlive the row (queues, retries) from pinning wide rows.
 	key.CallID = strings.Clone(key.CallID)
@@ -474,6 +492,22 @@ func number(cell, field string, def int, flag string, max int) (int, error) {
 		return 0, &extract.FieldError{Field: field, Value: cell, Reason: reason}
 	}
 	return n, nil
+}
+
+// direction parses an isCallIn cell: true/false or 1/0 (any case); empty is
+// unknown (nil).
+func direction(cell string) (*bool, error) {
+	var in bool
+	switch strings.ToLower(cell) {
+	case "":
+		return nil, nil
+	case "true", "1":
+		in = true
+	case "false", "0":
+	default:
+		return nil, &extract.FieldError{Field: "isCallIn", Value: cell, Reason: "want true, false, 1 or 0"}
+	}
+	return &in, nil
 }
 
 // Close closes the file (standard input is left open). Next fails afterwards.
@@ -526,19 +560,32 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // error if any; rejected rows go to onReject (may be nil).
 func (r *Reader) Keys(onReject func(Item)) iter.Seq2[extract.Key, error] {
 	return func(yield func(extract.Key, error) bool) {
+		for it, err := range r.Valid(onReject) {
+			if !yield(it.Key, err) {
+				return
+			}
+		}
+	}
+}
+
+// Valid yields the rows still to read that are not rejected (their key and
+// direction), then a fatal read error if any; rejected rows go to onReject
+// (may be nil).
+func (r *Reader) Valid(onReject func(Item)) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
 		for {
 			it, err := r.Next()
 			switch {
 			case errors.Is(err, io.EOF):
 				return
 			case err != nil:
-				yield(extract.Key{}, err)
+				yield(Item{}, err)
 				return
 			case it.Err != nil:
 				if onReject != nil {
 					onReject(it)
 				}
-			case !yield(it.Key, nil):
+			case !yield(it, nil):
 				return
 			}
 		}

@@ -682,3 +682,58 @@ func benchRead(b *testing.B, path string) {
 	r.Close()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// The optional isCallIn column gives each row's direction: true/false or
+// 1/0 in any case, empty for unknown; any other value rejects the row,
+// naming the field, and the reader goes on.
+func TestDirectionColumn(t *testing.T) {
+	t.Parallel()
+	r, err := Open(Config{Path: "testdata/direction.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	eachItem(t, r, func(it Item) {
+		switch {
+		case it.Err != nil:
+			var fe *extract.FieldError
+			if !errors.As(it.Err, &fe) || fe.Field != "isCallIn" {
+				t.Errorf("line %d: Err = %v, want an *extract.FieldError for isCallIn", it.Line, it.Err)
+			}
+			got = append(got, fmt.Sprintf("%d reject: %v", it.Line, it.Err))
+		case it.Inbound == nil:
+			got = append(got, fmt.Sprintf("%d %s unknown", it.Line, it.Key))
+		default:
+			got = append(got, fmt.Sprintf("%d %s inbound=%v", it.Line, it.Key, *it.Inbound))
+		}
+	})
+	want := []string{
+		"2 1/25/1762523104-25001 inbound=true",
+		"3 1/25/1762523105-25002 inbound=false",
+		"4 1/25/1762523106-25003 inbound=true",
+		"5 1/25/1762523107-25004 inbound=false",
+		"6 1/25/1762523108-25005 unknown",
+		"7 1/25/1762523109-25006 inbound=true",
+		`8 reject: isCallIn "yes": want true, false, 1 or 0`,
+		"9 1/25/1762523111-25008 inbound=false",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Without the column every row's direction is unknown.
+	r2, err := Open(Config{Path: "testdata/basic.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	eachItem(t, r2, func(it Item) {
+		if it.Inbound != nil {
+			t.Errorf("line %d: direction %v from a file without isCallIn", it.Line, *it.Inbound)
+		}
+	})
+	if _, err := Open(Config{Path: "testdata/dup_direction.csv", DefaultCCID: 1, DefaultVDN: 1}); err == nil || !strings.Contains(err.Error(), "two isCallIn columns") {
+		t.Errorf("two direction columns: %v", err)
+	}
+}
