@@ -39,6 +39,9 @@ type Item struct {
 	Inbound bool        // the call's direction, for interfaces that ask it (the CDR)
 	Raw     [3]string   // ccId, vdn, callId as read, for failure records
 	Err     error       // input rejected: the reason names the field
+	// Payload is what the source already knows of the call, for a Query
+	// that needs no request (a listed call of etl discover); nil otherwise.
+	Payload any
 
 	need outputSet // outputs that do not hold the key yet
 }

@@ -14,7 +14,10 @@ import (
 )
 
 // CSV is a CSV file as the pipeline's source.
-type CSV struct{ R *csvsource.Reader }
+type CSV struct {
+	R   *csvsource.Reader
+	Dir Direction // from the isCallIn column
+}
 
 func (s CSV) Next(ctx context.Context) (pipeline.Item, error) {
 	if err := ctx.Err(); err != nil {
@@ -24,14 +27,19 @@ func (s CSV) Next(ctx context.Context) (pipeline.Item, error) {
 	if err != nil {
 		return pipeline.Item{}, err
 	}
-	return pipeline.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}, nil
+	item := pipeline.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}
+	s.Dir.resolve(&item, it.Inbound)
+	return item, nil
 }
 
 // Queue is the queue as the pipeline's source and its acknowledgement: a
 // Ledger that settles each row's queue status inside the warehouse's
 // transaction when there is one, and a Confirmer that tells the consumer
 // whether that transaction committed.
-type Queue struct{ C *queue.Consumer }
+type Queue struct {
+	C   *queue.Consumer
+	Dir Direction // from the row's is_call_in
+}
 
 func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	c, err := s.C.Next(ctx)
@@ -40,12 +48,10 @@ func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	}
 	// Raw is only for the CSV's failure records: a queue row has none.
 	it := pipeline.Item{Key: c.Key}
-	if c.Inbound != nil {
-		it.Inbound = *c.Inbound
-	}
 	if err := c.Key.Validate(); err != nil {
 		it.Err = err
 	}
+	s.Dir.resolve(&it, c.Inbound)
 	return it, nil
 }
 
