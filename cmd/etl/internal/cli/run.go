@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
@@ -57,18 +58,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	log := NewLogger(c, env).With().Str("run", c.RunID).Logger()
 	rep.log, rep.json = log, jsonLogs(c.LogFormat, env)
 	c.logWarnings(log)
-	if c.CommitRows == 0 {
-		c.CommitRows = 10000
-		if c.Postgres() {
-			c.CommitRows = 5000
-		}
-	}
-	if c.CommitInterval == 0 {
-		c.CommitInterval = 10 * time.Second
-		if c.Postgres() {
-			c.CommitInterval = 2 * time.Second
-		}
-	}
+	c.commitDefaults()
 
 	notStarted := func(err error) (int, *Summary) {
 		code := rep.exit(err)
@@ -99,7 +89,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 			}
 		}()
 	}
-	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
+	log.Info().Str("input", c.Input).Str("query", describeQuery(c.Query)).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
 
 	var estimate int64
@@ -205,6 +195,9 @@ type wiring struct {
 	source  pipeline.Source
 	ledgers []pipeline.Ledger
 	run     runner
+	// committedKeys reads the keys a Parquet output holds; nil: those of the
+	// CSV input (adapters.CommittedKeys).
+	committedKeys func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error)
 }
 
 // runner is a built pipeline, whatever its row type.
@@ -280,41 +273,9 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			w.close(ctx, log)
 		}
 	}()
-	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
-	if c.RateGroup != "" {
-		// The group uses the database only for its members table, whatever
-		// the input and outputs; an unmigrated one is told to run etl migrate.
-		gdb, err := openWarehouse(ctx, c.DatabaseURL, 1)
-		if err != nil {
-			return w, err
-		}
-		w.groupDB = gdb
-		g, err := rategroup.New(rategroup.Config{Name: c.RateGroup, Pool: gdb, Rate: c.Rate, RunID: c.RunID, Logger: log})
-		if err != nil {
-			return w, &UsageError{Err: err}
-		}
-		w.group = g
-		rcfg.OnThrottle = g.Throttled
-	}
-	rc, err := ratecontrol.New(rcfg)
-	if err != nil {
-		return w, &UsageError{Err: err}
-	}
-	w.rate = rc
-	if w.group != nil {
-		if err := w.group.Join(ctx, rc); err != nil {
-			return w, err
-		}
-		st := w.group.Stats()
-		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
-			Float64("share", st.Share).Msg("joined the rate group")
-	}
-	w.counters = adapters.NewCounters(rc)
-	client, err := newClient(c, log, rc, w.counters.Observe)
-	if err != nil {
+	if err := w.connectAPI(ctx, c, log); err != nil {
 		return w, err
 	}
-	w.client = client
 
 	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
 		db, err := openWarehouse(ctx, c.DatabaseURL, 4)
@@ -330,7 +291,7 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
 		}
 		w.csv = r
-		w.source = adapters.CSV{R: r}
+		w.source = adapters.CSV{R: r, Dir: c.directionRule()}
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
@@ -348,17 +309,67 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			Pool: w.db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
 			MaxAttempts: c.QueueMaxAttempt, Logger: log,
 			ClaimBatch: max(4*c.Concurrency, 64), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
+			Query: c.queueQuery(),
 		})
 		if err != nil {
 			return w, &UsageError{Err: err}
 		}
 		w.queue = qc
-		w.source = adapters.Queue{C: qc}
+		w.source = adapters.Queue{C: qc, Dir: c.directionRule()}
 		w.ledgers = append(w.ledgers, adapters.Queue{C: qc})
 	}
 
-	w.run, err = build(ctx, c, w, log, adapters.BasicQuery(client, c.RunID), parquet.CallInfo, postgres.CallInfo)
+	if c.Query == queue.QueryCDR {
+		zone, err := loadZone(c.TZ)
+		if err != nil {
+			return w, err
+		}
+		w.run, err = build(ctx, c, w, log, adapters.DetailQuery(w.client, c.RunID, zone), parquet.CallDetail, postgres.CallDetail)
+		return w, err
+	}
+	w.run, err = build(ctx, c, w, log, adapters.BasicQuery(w.client, c.RunID), parquet.CallInfo, postgres.CallInfo)
 	return w, err
+}
+
+// connectAPI sets up what talks to CC-CMS: the rate controller (in its
+// group with --rate-group), the counters and the client.
+func (w *wiring) connectAPI(ctx context.Context, c *Config, log zerolog.Logger) error {
+	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
+	if c.RateGroup != "" {
+		// The group uses the database only for its members table, whatever
+		// the input and outputs; an unmigrated one is told to run etl migrate.
+		gdb, err := openWarehouse(ctx, c.DatabaseURL, 1)
+		if err != nil {
+			return err
+		}
+		w.groupDB = gdb
+		g, err := rategroup.New(rategroup.Config{Name: c.RateGroup, Pool: gdb, Rate: c.Rate, RunID: c.RunID, Logger: log})
+		if err != nil {
+			return &UsageError{Err: err}
+		}
+		w.group = g
+		rcfg.OnThrottle = g.Throttled
+	}
+	rc, err := ratecontrol.New(rcfg)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	w.rate = rc
+	if w.group != nil {
+		if err := w.group.Join(ctx, rc); err != nil {
+			return err
+		}
+		st := w.group.Stats()
+		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
+			Float64("share", st.Share).Msg("joined the rate group")
+	}
+	w.counters = adapters.NewCounters(rc)
+	client, err := newClient(c, log, rc, w.counters.Observe)
+	if err != nil {
+		return err
+	}
+	w.client = client
+	return nil
 }
 
 // build opens the outputs of the rows of one query and makes the run's
@@ -372,7 +383,13 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 			return nil, fmt.Errorf("open parquet output: %w", err)
 		}
 		w.closers = append(w.closers, sink.Close)
-		committed, st, err := adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
+		readCommitted := w.committedKeys
+		if readCommitted == nil {
+			readCommitted = func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error) {
+				return adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
+			}
+		}
+		committed, st, err := readCommitted(ctx, dir)
 		if err != nil {
 			return nil, err
 		}

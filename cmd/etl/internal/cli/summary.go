@@ -57,6 +57,8 @@ type Summary struct {
 	Files           int
 	Duration        time.Duration
 	Started         time.Time
+	// Discovery is etl discover's reconciliation; nil for etl run.
+	Discovery *discoverySummary
 }
 
 func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
@@ -104,7 +106,7 @@ func (s Summary) JSON() map[string]any {
 	for _, o := range outcome.All {
 		counts[string(o)] = s.Counts[o]
 	}
-	return map[string]any{
+	m := map[string]any{
 		"status": s.Status, "exit_code": s.ExitCode, "error": s.Error, "rows_read": s.Read, "outcomes": counts,
 		"requests": s.Requests, "retries": s.Retries, "http_429": s.Throttled, "http_503": s.Unavailable,
 		"rate_configured": s.Configured, "rate_achieved": round1(s.AchievedRate), "rate_cuts": s.RateCuts,
@@ -114,6 +116,10 @@ func (s Summary) JSON() map[string]any {
 		"retries_transient": s.TransientRetries, "retry_budget_exhausted": s.BudgetExhausted,
 		"rate_group": s.RateGroup, "rate_group_members": s.GroupMembers,
 	}
+	if s.Discovery != nil {
+		m["discovery"] = s.Discovery.JSON()
+	}
+	return m
 }
 
 func printSummary(w io.Writer, s Summary) {
@@ -161,6 +167,9 @@ func printSummary(w io.Writer, s Summary) {
 	}
 	if s.Problems > 0 {
 		fmt.Fprintf(&b, "  uninterpretable fields written as NULL: %d\n", s.Problems)
+	}
+	if s.Discovery != nil {
+		s.Discovery.print(&b)
 	}
 	fmt.Fprint(w, b.String())
 }
