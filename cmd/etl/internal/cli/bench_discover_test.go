@@ -103,7 +103,7 @@ func BenchmarkDiscoveryPages(b *testing.B) {
 // BenchmarkCDREnrichment queues the CDRs of a simulated day (yesterday, two
 // VDNs at 3 calls a minute each: about 8,600 calls) with etl discover
 // --enqueue cdr, then fetches them with etl run --input queue --query cdr
-// --rate 300 (burst 1, concurrency 16) into PostgreSQL, against a TLS
+// --rate 300 (burst 1, the default concurrency 8) into PostgreSQL, against a TLS
 // simulator answering after 5 ms. Targets: the simulator sees at least 95%
 // of 300 requests a second, no wall-clock second more than 300 + burst,
 // and every call's CDR is loaded.
@@ -143,7 +143,7 @@ func BenchmarkCDREnrichment(b *testing.B) {
 		var stderr bytes.Buffer
 		code := Main(b.Context(), []string{"run", "--input", "queue", "--query", "cdr", "--output", "postgres", "--database-url", url,
 			"--api-url", sim.URL(), "--ak", testCreds.AK, "--sk-file", sk, "--ca-file", sim.CAFile(), "--progress", "none", "--log-format", "json",
-			"--rate", fmt.Sprint(rate), "--burst", strconv.Itoa(burst), "--concurrency", "16"}, Env{Stdout: io.Discard, Stderr: &stderr})
+			"--rate", fmt.Sprint(rate), "--burst", strconv.Itoa(burst)}, Env{Stdout: io.Discard, Stderr: &stderr})
 		s.stop()
 		o = summaryOf(b, code, stderr.String())
 		requireAllLoaded(b, o, int(queued))

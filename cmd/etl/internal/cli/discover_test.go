@@ -400,6 +400,45 @@ func TestDiscoverADayThenItsCDRs(t *testing.T) {
 	}
 	checkRecords(t, db, records, want)
 	checkDetails(t, h, db, details, want)
+	checkREADMESQL(t, db, day)
+}
+
+// checkREADMESQL runs each statement of README.md's ```sql blocks on the
+// finished calls of day (the examples' dates moved to it): each must run
+// and return rows.
+func checkREADMESQL(t *testing.T, db *pgxpool.Pool, day time.Time) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stmts []string
+	for _, block := range strings.Split(string(b), "```sql\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		for _, stmt := range strings.Split(block, ";\n") {
+			if strings.TrimSpace(stmt) != "" {
+				stmts = append(stmts, stmt)
+			}
+		}
+	}
+	if len(stmts) < 3 {
+		t.Fatalf("README.md has %d SQL statements in ```sql blocks, want the finished-call examples", len(stmts))
+	}
+	r := strings.NewReplacer("2026-12-01", day.Format(time.DateOnly), "2026-12-02", day.AddDate(0, 0, 1).Format(time.DateOnly))
+	for _, stmt := range stmts {
+		rows, err := db.Query(t.Context(), r.Replace(stmt))
+		if err != nil {
+			t.Errorf("README SQL fails: %v\n%s", err, stmt)
+			continue
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil || n == 0 {
+			t.Errorf("README SQL returned %d rows (%v):\n%s", n, err, stmt)
+		}
+	}
 }
 
 // Usage errors of etl discover name the flag; a window the API does not
