@@ -205,6 +205,76 @@ func TestDiscoverExitCodes(t *testing.T) {
 	}
 }
 
+// Pages that fail after their retries fail their slices: the discovery
+// lists the rest, names the failed slices and exits 3; the same command
+// again lists what was missing.
+func TestDiscoverFailedSlicesThenRerun(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	h := scheduleHarness(t, 2, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) {
+		cfg.TransientShare, cfg.TransientAttempts, cfg.TransientKinds = 0.2, 1, []string{cmssim.FaultGenericFailure}
+	})
+	day := yesterday()
+	want := listed(h, day, day.Add(24*time.Hour))
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--rate", "0", "--max-attempts", "1")
+	o := h.run(args...)
+	checkAccounting(t, o)
+	d := discoveryOf(t, o)
+	total := d["total"].(map[string]any)
+	failures := d["failures"].([]any)
+	if o.code != ExitPartial || total["slices_failed"].(float64) == 0 || len(failures) != int(total["slices_failed"].(float64)) ||
+		o.outcome("loaded") >= int64(len(want)) {
+		t.Fatalf("exit %d, loaded %d of %d, discovery %v", o.code, o.outcome("loaded"), len(want), total)
+	}
+	if f := failures[0].(string); !strings.Contains(f, "vdn 2") || !strings.Contains(f, "0100001") {
+		t.Errorf("a failure does not name its slice and cause: %q", f)
+	}
+	o = h.run(args...)
+	if o.code != ExitOK || o.outcome("loaded")+o.outcome("already_loaded") != int64(len(want)) {
+		t.Fatalf("rerun: exit %d, outcomes %v, want all %d calls", o.code, o.summary["outcomes"], len(want))
+	}
+	if keys, rows := committed(t, out); rows != len(want) || len(keys) != rows {
+		t.Errorf("the dataset holds %d rows (%d distinct), want %d", rows, len(keys), len(want))
+	}
+}
+
+// SIGINT stops a discovery: what is listed and collected commits, the
+// summary says interrupted (exit 1) and counts what committed; the same
+// command again lists the rest.
+func TestDiscoverInterruptedThenRerun(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	h := scheduleHarness(t, 5, nil)
+	day := yesterday()
+	from, to := day, day.Add(6*time.Hour)
+	want := listed(h, from, to)
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
+		"--rate", "4", "--concurrency", "1", "--commit-interval", "200ms", "--grace", "5s")
+	cmd, stderr := h.subprocess(args...)
+	waitFor(t, func() bool { return h.sim.Stats().ByEndpoint[cmssim.EndpointQueryCalls] >= 8 })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	o := parseRun(t, cmd.ProcessState.ExitCode(), stderr.String())
+	checkAccounting(t, o)
+	if o.code != ExitAborted || !strings.Contains(fmt.Sprint(o.summary["error"]), "interrupted") {
+		t.Fatalf("interrupted discovery: exit %d, error %v", o.code, o.summary["error"])
+	}
+	if _, rows := committed(t, out); int64(rows) != o.outcome("loaded") || rows == 0 || rows >= len(want) {
+		t.Fatalf("interrupted discovery reported %d loaded, committed %d of %d", o.outcome("loaded"), rows, len(want))
+	}
+	o = h.run(args...)
+	if o.code != ExitOK {
+		t.Fatalf("rerun exit %d:\n%s", o.code, tail(o.stderr, 3000))
+	}
+	if keys, rows := committed(t, out); rows != len(want) || len(keys) != rows {
+		t.Errorf("the dataset holds %d rows (%d distinct), want %d", rows, len(keys), len(want))
+	}
+}
+
 // streakLister stops a discovery after --max-transient-streak failed pages
 // in a row; a page that answers resets the streak.
 func TestStreakListerStopsWhenTheAPIIsDown(t *testing.T) {
