@@ -101,7 +101,11 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		}
 		p.read.Add(1)
 		if it.Err != nil {
-			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: it.Err.Error()}
+			// The reason keeps the error's text; the error itself would only
+			// hold memory until the commit.
+			reason := it.Err.Error()
+			it.Err = nil
+			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: reason}
 			continue
 		}
 		if seen != nil {
