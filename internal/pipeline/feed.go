@@ -86,7 +86,13 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		batch = batch[:0]
 		return nil
 	}
+	buffered, _ := p.cfg.Source.(Buffered)
 	for ctx.Err() == nil {
+		if buffered != nil && len(batch) > 0 && buffered.Buffered() == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		it, err := p.cfg.Source.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			p.inputDone.Store(true)
