@@ -33,7 +33,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/cmsetl/cms-etl/extract"
 )
@@ -92,23 +91,23 @@ const (
 )
 
 // Reader streams Items from one CSV file. It is not safe for concurrent use,
-// except that BytesRead and Size may be called from any goroutine.
+// except that Size may be called from any goroutine.
 type Reader struct {
 	cfg   Config
-	name  string   // file name for messages ("stdin" for "-")
-	file  *os.File // nil for stdin, which we never close
-	count *countingReader
+	name  string        // file name for messages ("stdin" for "-")
+	file  *os.File      // nil for stdin, which we never close
 	br    *bufio.Reader // MaxRowBytes: a line that does not fit is too long
 	cr    *csv.Reader   // parses rows holding a quote, fed by feed
 	feed  lineFeed
 	rec   []string // cells of a row without quotes, reused
 	size  int64
-	info  os.FileInfo // at Open; nil unless a regular file
-	col   [3]int      // column index of ccId, vdn, callId; -1 when absent
-	dir   int         // column index of isCallIn; -1 when absent
-	ncols int         // fields per row, from the header
-	line  int64       // physical lines read so far
-	err   error       // sticky: io.EOF, a fatal error, or closed
+	info  os.FileInfo          // at Open; nil unless a regular file
+	col   [3]int               // column index of ccId, vdn, callId; -1 when absent
+	dir   int                  // column index of isCallIn; -1 when absent
+	seen  [2]map[string]string // ccId and vdn cells met so far, copied (see intern)
+	ncols int                  // fields per row, from the header
+	line  int64                // physical lines read so far
+	err   error                // sticky: io.EOF, a fatal error, or closed
 }
 
 // MaxRowBytes bounds one line of the input, line end included, and one row
@@ -147,8 +146,7 @@ func Open(cfg Config) (*Reader, error) {
 		r.file = f
 		in = f
 	}
-	r.count = &countingReader{r: in}
-	r.br = bufio.NewReaderSize(r.count, MaxRowBytes)
+	r.br = bufio.NewReaderSize(in, MaxRowBytes)
 	if err := r.start(); err != nil {
 		r.Close()
 		return nil, err
@@ -171,12 +169,13 @@ func (r *Reader) start() error {
 		// would fail with a puzzling "no callId column".
 		return fmt.Errorf("%s: file is UTF-16; save it as UTF-8 CSV", r.name)
 	}
-	// Classic Mac line ends: the whole file would be one line.
-	head, err = r.br.Peek(MaxRowBytes)
-	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
-		return fmt.Errorf("%s: read: %w", r.name, err)
-	}
-	if bytes.IndexByte(head, '\n') < 0 && bytes.IndexByte(head, '\r') >= 0 {
+	// Classic Mac line ends: the whole file would be one line. Judged on
+	// what the first read brought (up to the buffer's 64 KiB of a file; what
+	// a pipe had ready), never waiting for more: a producer that trickles
+	// rows into stdin must not hold the run up. A CR at the very end of it
+	// may be the first half of a CRLF.
+	head, _ = r.br.Peek(r.br.Buffered())
+	if cr := bytes.IndexByte(head, '\r'); bytes.IndexByte(head, '\n') < 0 && cr >= 0 && cr < len(head)-1 {
 		return fmt.Errorf("%s: line endings are CR only (old Mac format); convert with: tr '\\r' '\\n' < %s > fixed.csv", r.name, r.name)
 	}
 
@@ -433,14 +432,21 @@ func (f *lineFeed) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// item converts one record. Rejects allocate; a good row allocates only the
-// callId copy.
+// item converts one record. Its cells are copied out of the row (a cell is
+// a slice of the whole line, and an item may outlive it until its commit):
+// the callId always; ccId and vdn take few values, kept once (interned).
 func (r *Reader) item(line int64, rec []string) Item {
 	it := Item{Line: line}
 	for k, i := range r.col {
-		if i >= 0 && i < len(rec) {
-			it.Raw[k] = strings.TrimSpace(rec[i])
+		if i < 0 || i >= len(rec) {
+			continue
 		}
+		cell := strings.TrimSpace(rec[i])
+		if k == colCallID {
+			it.Raw[k] = strings.Clone(cell)
+			continue
+		}
+		it.Raw[k] = r.intern(k, cell)
 	}
 	if len(rec) != r.ncols {
 		it.Err = fmt.Errorf("expected %d fields, got %d", r.ncols, len(rec))
@@ -467,11 +473,28 @@ func (r *Reader) item(line int64, rec []string) Item {
 			return it
 		}
 	}
-	// The cell is a slice of the whole row's string; a copy keeps keys that
-	// outlive the row (queues, retries) from pinning wide rows.
-	key.CallID = strings.Clone(key.CallID)
 	it.Key = key
 	return it
+}
+
+// maxInterned bounds the cells kept per column: past it, cells are copied
+// each time (a file of that many call centers or VDNs is not the usual case).
+const maxInterned = 1024
+
+// intern returns a copy of a ccId or vdn cell, the same copy for the same
+// text.
+func (r *Reader) intern(col int, cell string) string {
+	if v, ok := r.seen[col][cell]; ok {
+		return v
+	}
+	v := strings.Clone(cell)
+	if r.seen[col] == nil {
+		r.seen[col] = make(map[string]string)
+	}
+	if len(r.seen[col]) < maxInterned {
+		r.seen[col][v] = v
+	}
+	return v
 }
 
 // number parses a ccId or vdn cell; an empty cell takes the default. The
@@ -529,11 +552,6 @@ func (r *Reader) Close() error {
 // Path returns Config.Path as given ("-" for standard input).
 func (r *Reader) Path() string { return r.cfg.Path }
 
-// BytesRead returns how many bytes have been read from the input so far. It
-// runs ahead of the rows returned by up to the 64 KiB read buffer, which is
-// close enough for a progress display. Safe for concurrent use.
-func (r *Reader) BytesRead() int64 { return r.count.n.Load() }
-
 // Size returns the file size in bytes, or -1 for standard input and other
 // non-regular files.
 func (r *Reader) Size() int64 { return r.size }
@@ -542,19 +560,6 @@ func (r *Reader) Size() int64 { return r.size }
 // a regular file, which can be read again; nil for standard input, pipes and
 // other inputs that can be read only once.
 func (r *Reader) RegularFile() os.FileInfo { return r.info }
-
-// countingReader counts bytes for BytesRead; atomic because a progress
-// display polls it from another goroutine.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
 
 // Keys yields the valid keys of the rows still to read, then a fatal read
 // error if any; rejected rows go to onReject (may be nil).

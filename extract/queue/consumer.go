@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -84,19 +83,23 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 			}
 			n = int(min(int64(n), left))
 		}
-		got, err := c.q.Claim(ctx, n)
+		got, picked, err := c.q.Claim(ctx, n)
 		if err != nil {
 			return Claimed{}, err
 		}
-		if len(got) == 0 {
+		if picked == 0 {
 			c.drained = true
 			continue
+		}
+		if len(got) == 0 {
+			continue // every row picked turned failed: claim again
 		}
 		c.mu.Lock()
 		if c.done {
 			c.mu.Unlock()
 			// Close ran while this claim was under way: hand these back too.
-			return Claimed{}, errors.Join(errors.New("queue consumer is closed"), c.release(ctx, claimedKeys(got)))
+			_, err := c.q.ReleaseOwned(context.WithoutCancel(ctx))
+			return Claimed{}, errors.Join(errors.New("queue consumer is closed"), err)
 		}
 		for _, r := range got {
 			c.held[r.Key] = leased
@@ -109,6 +112,10 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 	c.buf = c.buf[1:]
 	return r, nil
 }
+
+// Buffered is how many claimed rows Next returns before it claims again.
+// Only for the goroutine that calls Next.
+func (c *Consumer) Buffered() int { return len(c.buf) }
 
 // Settle records outcomes through db: the warehouse's transaction, or the
 // pool when db is nil (a statement of its own). From this call the rows'
@@ -173,29 +180,6 @@ func (c *Consumer) Close(ctx context.Context) (int64, error) {
 	clear(c.held)
 	c.mu.Unlock()
 	return c.q.ReleaseOwned(ctx)
-}
-
-func (c *Consumer) release(ctx context.Context, keys []extract.Key) error {
-	if _, err := c.q.Settle(context.WithoutCancel(ctx), c.q.cfg.Pool, releases(keys)); err != nil {
-		return fmt.Errorf("hand back %d claimed queue rows: %w", len(keys), err)
-	}
-	return nil
-}
-
-func releases(keys []extract.Key) []Outcome {
-	out := make([]Outcome, len(keys))
-	for i, k := range keys {
-		out[i] = Outcome{Key: k, Status: StatusRelease}
-	}
-	return out
-}
-
-func claimedKeys(cs []Claimed) []extract.Key {
-	out := make([]extract.Key, len(cs))
-	for i, c := range cs {
-		out[i] = c.Key
-	}
-	return out
 }
 
 // extendLeases renews the leases of the rows held and not being settled,

@@ -86,7 +86,13 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		batch = batch[:0]
 		return nil
 	}
+	buffered, _ := p.cfg.Source.(Buffered)
 	for ctx.Err() == nil {
+		if buffered != nil && len(batch) > 0 && buffered.Buffered() == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		it, err := p.cfg.Source.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			p.inputDone.Store(true)
@@ -101,7 +107,11 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		}
 		p.read.Add(1)
 		if it.Err != nil {
-			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: it.Err.Error()}
+			// The reason keeps the error's text; the error itself would only
+			// hold memory until the commit.
+			reason := it.Err.Error()
+			it.Err = nil
+			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: reason}
 			continue
 		}
 		if seen != nil {

@@ -51,6 +51,14 @@ type Source interface {
 	Next(ctx context.Context) (Item, error)
 }
 
+// Buffered is a Source that can tell how many items Next returns without
+// waiting. The feed batches items for the Holders' lookups; before a Next
+// that may wait (a pipe, a queue with nothing due) it hands over what it
+// holds, so a trickle of rows is not held back until a batch fills.
+type Buffered interface {
+	Buffered() int
+}
+
 // Answer is what a Query made of one item: its outcome and, when loaded, the
 // row; the rest describes the call for the ledgers and the summary.
 type Answer[R any] struct {

@@ -36,6 +36,7 @@ type Discovery struct {
 
 	covered atomic.Int64 // nanoseconds of VDN and direction windows accepted
 	calls   atomic.Int64 // calls handed to the pipeline
+	unsent  atomic.Int64 // calls of the slice being emitted not yet in items
 }
 
 // NewDiscovery prepares the discovery of cfg's calls through l; nothing is
@@ -59,10 +60,13 @@ func (d *Discovery) Start(ctx context.Context) {
 // emit hands a slice's calls over, one at a time: the pipeline's reading
 // paces the discovery.
 func (d *Discovery) emit(ctx context.Context, s discover.Slice) error {
+	d.unsent.Store(int64(len(s.Calls)))
+	defer d.unsent.Store(0)
 	for _, c := range s.Calls {
 		select {
 		case d.items <- pipeline.Item{Key: c.Key, Inbound: c.Inbound, Payload: c}:
 			d.calls.Add(1)
+			d.unsent.Add(-1)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -87,6 +91,11 @@ func (d *Discovery) Next(ctx context.Context) (pipeline.Item, error) {
 		return pipeline.Item{}, ctx.Err()
 	}
 }
+
+// Buffered is how many calls Next returns without waiting for another
+// slice: the rest of the slice being handed over. The pipeline commits what
+// it holds when the discovery is between slices.
+func (d *Discovery) Buffered() int { return int(d.unsent.Load()) + len(d.items) }
 
 // Covered is how much of the windows (one per VDN and direction) accepted
 // slices cover so far, and how many calls they held: for progress.

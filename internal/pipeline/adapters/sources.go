@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -13,23 +14,101 @@ import (
 	"github.com/cmsetl/cms-etl/load"
 )
 
-// CSV is a CSV file as the pipeline's source.
+// CSV is a CSV file as the pipeline's source. Its rows are read ahead by a
+// goroutine, in small batches, so that a read blocked on a stalled pipe
+// (csv:- fed by a producer that went quiet) never holds up an interrupt:
+// Next returns as soon as ctx ends.
 type CSV struct {
-	R   *csvsource.Reader
-	Dir Direction // from the isCallIn column
+	// Dir resolves each row's direction from its isCallIn cell; set it
+	// before the first Next.
+	Dir Direction
+
+	r     *csvsource.Reader
+	once  sync.Once
+	rows  chan csvBatch
+	stop  chan struct{}
+	ended chan struct{} // closed when the reading goroutine returned
+	cur   []csvsource.Item
+	err   error // sticky: io.EOF or the reader's error
 }
 
-func (s CSV) Next(ctx context.Context) (pipeline.Item, error) {
-	if err := ctx.Err(); err != nil {
-		return pipeline.Item{}, err
+type csvBatch struct {
+	items []csvsource.Item
+	err   error
+}
+
+// csvBatchRows is how many rows travel together from the reading goroutine.
+const csvBatchRows = 64
+
+// NewCSV reads r; Close it (not r) at the end.
+func NewCSV(r *csvsource.Reader) *CSV {
+	return &CSV{r: r, rows: make(chan csvBatch, 4), stop: make(chan struct{}), ended: make(chan struct{})}
+}
+
+func (s *CSV) read() {
+	defer close(s.ended)
+	for {
+		b := csvBatch{items: make([]csvsource.Item, 0, csvBatchRows)}
+		for len(b.items) < csvBatchRows {
+			it, err := s.r.Next()
+			if err != nil {
+				b.err = err
+				break
+			}
+			b.items = append(b.items, it)
+			if s.r.RegularFile() == nil {
+				break // a pipe: hand each row over rather than wait for more
+			}
+		}
+		select {
+		case s.rows <- b:
+		case <-s.stop:
+			return
+		}
+		if b.err != nil {
+			return
+		}
 	}
-	it, err := s.R.Next()
-	if err != nil {
-		return pipeline.Item{}, err
+}
+
+func (s *CSV) Next(ctx context.Context) (pipeline.Item, error) {
+	s.once.Do(func() { go s.read() })
+	for len(s.cur) == 0 {
+		if s.err != nil {
+			return pipeline.Item{}, s.err
+		}
+		select {
+		case <-ctx.Done():
+			return pipeline.Item{}, ctx.Err()
+		case b := <-s.rows:
+			s.cur, s.err = b.items, b.err
+		}
 	}
+	it := s.cur[0]
+	s.cur = s.cur[1:]
 	item := pipeline.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}
 	s.Dir.resolve(&item, it.Inbound)
 	return item, nil
+}
+
+// Buffered is about how many rows Next returns without waiting; 0 when
+// it would wait for the reader.
+func (s *CSV) Buffered() int { return len(s.cur) + len(s.rows)*csvBatchRows }
+
+// Close stops the reading and closes the file. A read blocked on standard
+// input cannot be interrupted: its goroutine is left to the process's end.
+func (s *CSV) Close() error {
+	close(s.stop)
+	if s.r.RegularFile() == nil {
+		select {
+		case <-s.ended:
+		default:
+			return nil // maybe blocked in a read of a pipe; stdin stays open anyway
+		}
+	}
+	s.once.Do(func() { close(s.ended) }) // never started
+	<-s.ended
+	return s.r.Close()
 }
 
 // Queue is the queue as the pipeline's source and its acknowledgement: a
@@ -54,6 +133,9 @@ func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	s.Dir.resolve(&it, c.Inbound)
 	return it, nil
 }
+
+// Buffered is how many claimed rows Next returns without claiming again.
+func (s Queue) Buffered() int { return s.C.Buffered() }
 
 // InTx: the queue lives in the warehouse's database (DATABASE_URL).
 func (Queue) InTx() bool { return true }

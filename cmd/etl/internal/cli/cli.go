@@ -50,7 +50,7 @@ Usage:
   etl ping [flags]                 check address, TLS and signature
   etl migrate [--database-url URL] apply the Postgres schema (idempotent)
   etl enqueue --input csv:FILE [--query basic|cdr]  load a CSV into cms.call_queue
-  etl requeue --failed [--result-code CODE]  put failed queue rows back to pending
+  etl requeue --failed|--no-data [--result-code CODE]  put failed or no_data queue rows back to pending
   etl version
 
 Run 'etl COMMAND --help' for the flags of a command.

@@ -244,9 +244,6 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 			log.Error().Err(err).Msg("close output")
 		}
 	}
-	if w.csv != nil {
-		_ = w.csv.Close()
-	}
 	if w.client != nil {
 		w.client.Close()
 	}
@@ -291,7 +288,10 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger) (w *wiring, err er
 			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
 		}
 		w.csv = r
-		w.source = adapters.CSV{R: r, Dir: c.directionRule()}
+		src := adapters.NewCSV(r)
+		src.Dir = c.directionRule()
+		w.closers = append(w.closers, func(context.Context) error { return src.Close() })
+		w.source = src
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
