@@ -241,16 +241,19 @@ func TestDiscoverFailedSlicesThenRerun(t *testing.T) {
 
 // SIGINT stops a discovery: what is listed and collected commits, the
 // summary says interrupted (exit 1) and counts what committed; the same
-// command again lists the rest.
+// command again lists the rest. With Parquet alone, --enqueue queues the
+// calls right after their files commit.
 func TestDiscoverInterruptedThenRerun(t *testing.T) {
 	t.Parallel()
 	awayFromMidnight(t)
+	url, db := migratedDB(t)
 	h := scheduleHarness(t, 5, nil)
 	day := yesterday()
 	from, to := day, day.Add(6*time.Hour)
 	want := listed(h, from, to)
 	out := filepath.Join(h.dir, "records")
-	args := discoverArgs(h, "--output", "parquet:"+out, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
+	args := discoverArgs(h, "--output", "parquet:"+out, "--enqueue", "cdr", "--database-url", url,
+		"--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339),
 		"--rate", "4", "--concurrency", "1", "--commit-interval", "200ms", "--grace", "5s")
 	cmd, stderr := h.subprocess(args...)
 	waitFor(t, func() bool { return h.sim.Stats().ByEndpoint[cmssim.EndpointQueryCalls] >= 8 })
@@ -263,8 +266,10 @@ func TestDiscoverInterruptedThenRerun(t *testing.T) {
 	if o.code != ExitAborted || !strings.Contains(fmt.Sprint(o.summary["error"]), "interrupted") {
 		t.Fatalf("interrupted discovery: exit %d, error %v", o.code, o.summary["error"])
 	}
-	if _, rows := committed(t, out); int64(rows) != o.outcome("loaded") || rows == 0 || rows >= len(want) {
-		t.Fatalf("interrupted discovery reported %d loaded, committed %d of %d", o.outcome("loaded"), rows, len(want))
+	if _, rows := committed(t, out); int64(rows) != o.outcome("loaded") || rows == 0 || rows >= len(want) ||
+		count(t, db, "SELECT count(*) FROM cms.call_queue") != int64(rows) {
+		t.Fatalf("interrupted discovery reported %d loaded, committed %d of %d, queued %d", o.outcome("loaded"), rows, len(want),
+			count(t, db, "SELECT count(*) FROM cms.call_queue"))
 	}
 	o = h.run(args...)
 	if o.code != ExitOK {
@@ -272,6 +277,9 @@ func TestDiscoverInterruptedThenRerun(t *testing.T) {
 	}
 	if keys, rows := committed(t, out); rows != len(want) || len(keys) != rows {
 		t.Errorf("the dataset holds %d rows (%d distinct), want %d", rows, len(keys), len(want))
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE query = 'cdr' AND is_call_in IS NOT NULL"); n != int64(len(want)) {
+		t.Errorf("%d calls queued, want %d", n, len(want))
 	}
 }
 
