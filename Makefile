@@ -6,7 +6,7 @@ BENCHTIME ?= 1x
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -X github.com/cmsetl/cms-etl/cmd/etl/internal/cli.version=$(VERSION)
 
-.PHONY: help build install demo demo-follow test fmt-check vet fuzz bench bench-client bench-job bench-pg bench-follow clean
+.PHONY: help build install demo demo-follow test fmt-check vet fuzz bench bench-client bench-job bench-discover bench-pg bench-follow clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,8 +46,11 @@ bench: bench-client bench-job bench-pg ## all benchmarks (figures go in README.m
 bench-client: ## client-side cost of one request
 	$(GO) test -run=^$$ -bench=. -benchmem ./extract/cms/ ./extract/cms/authv2/
 
-bench-job: ## rate accuracy, throughput vs a bare HTTP loop, memory
+bench-job: ## rate accuracy, throughput vs a bare HTTP loop, memory, and bench-discover's
 	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./cmd/etl/...
+
+bench-discover: ## discovery requests vs the minimum, CDR enrichment at --rate 300 (also part of bench-job)
+	$(GO) test -run=^$$ -bench='DiscoveryPages|CDREnrichment' -benchtime=$(BENCHTIME) -timeout 30m ./cmd/etl/internal/cli/
 
 bench-pg: ## warehouse load vs plain COPY, queue claim-and-complete
 	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./load/postgres/ ./extract/queue/

@@ -15,10 +15,11 @@ ALTER TABLE cms.call_queue
 ALTER TABLE cms.call_queue DROP CONSTRAINT call_queue_pkey;
 ALTER TABLE cms.call_queue ADD CONSTRAINT call_queue_pkey PRIMARY KEY (cc_id, vdn, call_id, query);
 
--- Claims read one query's live rows in due order; a stopping worker hands
+-- Claims read one query's live rows, new calls before tracked calls' next
+-- polls, each in due order (the claim's ORDER BY); a stopping worker hands
 -- back its running rows by owner.
 DROP INDEX cms.call_queue_claimable_idx;
-CREATE INDEX call_queue_claimable_idx ON cms.call_queue (query, available_at)
+CREATE INDEX call_queue_claimable_idx ON cms.call_queue (query, (live_since IS NOT NULL), available_at)
     WHERE status IN ('pending', 'running');
 CREATE INDEX call_queue_owner_idx ON cms.call_queue (locked_by)
     WHERE status = 'running';

@@ -32,7 +32,7 @@ type callMeta struct {
 // interpreter reads one answer: ex describes the exchange, body is the
 // response body, valid only during the call (it goes back to a pool). It
 // keeps what it decoded itself, overwriting the previous attempt's.
-type interpreter func(ex *exchanged, body []byte) verdict
+type interpreter func(ex exchanged, body []byte) verdict
 
 // roundTrips posts body to u, every attempt through the limiter and signed
 // afresh, until one is final: not transient, the last allowed, refused by
@@ -83,7 +83,7 @@ func (c *Client) attempt(ctx context.Context, key extract.Key, u *url.URL, body 
 	if ex.status != 0 {
 		m.fetchedAt = ex.at
 	}
-	m.verdict = read(&ex, *bp)
+	m.verdict = read(ex, *bp)
 	return Attempt{
 		Key: key, Number: m.attempts, HTTPStatus: ex.status, Class: m.class,
 		Latency: ex.latency, RetryAfter: ex.retryAfter, Sent: ex.sent,
@@ -130,25 +130,43 @@ func (c *Client) stopped(ctx context.Context, m callMeta, cause error) callMeta 
 	return m
 }
 
+// decodeBody decodes a 2xx body (an error there, or an empty 2xx body, is
+// the attempt's error); on other statuses the body only adds detail to the
+// message, so its decoding error is ignored. It returns the attempt's error.
+func decodeBody(ex exchanged, body []byte, decode func([]byte) error) error {
+	ok := ex.status >= 200 && ex.status <= 299
+	switch {
+	case ex.err != nil:
+		return ex.err
+	case len(body) == 0 && ok:
+		return malformed("empty body")
+	case len(body) > 0:
+		if err := decode(body); err != nil && ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// failed completes the verdict of a failed attempt: its one-line message
+// and its error.
+func failed(v verdict, ex exchanged, resp Response, u *url.URL, err error) verdict {
+	v.message = failureMessage(ex.status, resp, err)
+	v.err = failureErr(v.class, ex.status, u, v.message, err)
+	return v
+}
+
 // readEnvelope reads an answer of the querybasiccallinfo family: HTTP status,
 // then the envelope (resultCode/result, resultDesc/resultDatas), then the
 // result object through object (called for a success with an object; it
 // returns a decoding error). Without keepRaw the object aliases the body and
 // must be decoded, not kept. It returns the verdict and the object.
-func readEnvelope(ex *exchanged, body []byte, u *url.URL, keepRaw bool, object func(obj []byte) error) (verdict, []byte) {
+func readEnvelope(ex exchanged, body []byte, u *url.URL, keepRaw bool, object func(obj []byte) error) (verdict, []byte) {
 	var resp Response
-	err := ex.err
-	if err == nil && len(body) > 0 {
-		var derr error
-		resp, derr = decodeResponse(body, keepRaw)
-		// Only a 2xx body must decode; on error statuses it merely adds
-		// detail to the message.
-		if derr != nil && ex.status >= 200 && ex.status <= 299 {
-			err = derr
-		}
-	} else if err == nil && ex.status >= 200 && ex.status <= 299 {
-		err = malformed("empty body")
-	}
+	err := decodeBody(ex, body, func(b []byte) (derr error) {
+		resp, derr = decodeResponse(b, keepRaw)
+		return derr
+	})
 	if err == nil && resp.Object != nil && Classify(ex.status, resp, nil) == ClassOK {
 		if derr := object(resp.Object); derr != nil {
 			err = malformed("result object: " + derr.Error())
@@ -160,9 +178,7 @@ func readEnvelope(ex *exchanged, body []byte, u *url.URL, keepRaw bool, object f
 		v.message = resp.Message
 		return v, resp.Object
 	}
-	v.message = failureMessage(ex.status, resp, err)
-	v.err = failureErr(v.class, ex.status, u, v.message, err)
-	return v, nil
+	return failed(v, ex, resp, u, err), nil
 }
 
 // failureErr is the Err of a failed call: the underlying error of a

@@ -99,7 +99,7 @@ func Fetch[Rec any](ctx context.Context, c *Client, ep *Endpoint[Rec], req Reque
 	u := c.urls[ep.Path]
 	var rec *Rec
 	var raw json.RawMessage
-	read := func(ex *exchanged, body []byte) verdict {
+	read := func(ex exchanged, body []byte) verdict {
 		rec, raw = nil, nil
 		v, obj := readEnvelope(ex, body, u, !c.cfg.DiscardRaw, func(obj []byte) error {
 			r, err := ep.decode(obj)
@@ -120,7 +120,7 @@ func Fetch[Rec any](ctx context.Context, c *Client, ep *Endpoint[Rec], req Reque
 	if !ep.Wrapped {
 		m = send(false)
 	} else {
-		m = c.sendShaped(ep.shape, send)
+		m = c.sendShaped(ep.shape, ep.Name, send)
 	}
 	res.Class, res.ResultCode, res.Message, res.Err = m.class, m.code, m.message, m.err
 	res.HTTPStatus, res.Attempts, res.FetchedAt, res.Latency = m.httpStatus, m.attempts, m.fetchedAt, m.latency
@@ -131,32 +131,49 @@ func Fetch[Rec any](ctx context.Context, c *Client, ep *Endpoint[Rec], req Reque
 }
 
 // sendShaped sends with the body shape known to work, or flat first and,
-// on 0100002, once in the other shape; the shape that got an answer other
-// than "invalid parameter" is kept.
-func (c *Client) sendShaped(i int, send func(alt bool) callMeta) callMeta {
+// on 0100002, once in the other shape. A shape is kept only on an answer
+// about the request (ok, no data, or a business code other than "invalid
+// parameter"): an HTTP error or a transport failure says nothing about it.
+func (c *Client) sendShaped(i int, name string, send func(alt bool) callMeta) callMeta {
 	known := c.shapes[i].Load()
 	m := send(known == shapeWrapped)
 	if known != shapeUnknown {
 		return m
 	}
-	invalid := m.class == ClassPermanent && m.code == CodeInvalidParam
-	if !invalid {
-		if m.class == ClassOK || m.class == ClassNoData || m.class == ClassPermanent {
+	if !invalidParam(m) {
+		if understood(m) {
 			c.shapes[i].CompareAndSwap(shapeUnknown, shapeFlat)
 		}
 		return m
 	}
 	alt := send(true)
-	if alt.class == ClassPermanent && alt.code == CodeInvalidParam {
-		return m // neither shape is accepted: the request itself is invalid
-	}
-	if alt.class == ClassOK || alt.class == ClassNoData || alt.class == ClassPermanent {
-		if c.shapes[i].CompareAndSwap(shapeUnknown, shapeWrapped) {
-			c.log.Info().Int("shape", i).Msg("the server wants the other request body shape; keeping it for this run")
-		}
-	}
 	alt.attempts += m.attempts
+	if invalidParam(alt) {
+		// Neither shape is accepted: the request itself is invalid.
+		m.attempts = alt.attempts
+		return m
+	}
+	if understood(alt) && c.shapes[i].CompareAndSwap(shapeUnknown, shapeWrapped) {
+		c.log.Info().Str("interface", name).Msg("the server wants the other request body shape (wrapped, or dates as text); keeping it for this run")
+	}
 	return alt
+}
+
+// invalidParam: the server understood the envelope and refused the body.
+func invalidParam(m callMeta) bool {
+	return m.class == ClassPermanent && m.code == CodeInvalidParam && m.httpStatus >= 200 && m.httpStatus <= 299
+}
+
+// understood: the server answered about the request, so its body shape
+// works.
+func understood(m callMeta) bool {
+	switch m.class {
+	case ClassOK, ClassNoData:
+		return true
+	case ClassPermanent:
+		return m.httpStatus >= 200 && m.httpStatus <= 299
+	}
+	return false
 }
 
 // Query fetches the basic information of one call in progress: Fetch of

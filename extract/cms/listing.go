@@ -149,29 +149,21 @@ func (c *Client) List(ctx context.Context, req ListRequest) ListResult {
 	u := c.urls[ListCallsPath]
 	key := extract.Key{CCID: req.CCID, VDN: req.VDN}
 	var page Listing
-	read := func(ex *exchanged, body []byte) verdict {
+	read := func(ex exchanged, body []byte) verdict {
 		page = Listing{}
-		err := ex.err
-		if err == nil && len(body) > 0 {
-			l, derr := DecodeListing(body)
-			if derr != nil && ex.status >= 200 && ex.status <= 299 {
-				err = derr
-			}
-			page = l
-		} else if err == nil && ex.status >= 200 && ex.status <= 299 {
-			err = malformed("empty body")
-		}
+		err := decodeBody(ex, body, func(b []byte) (derr error) {
+			page, derr = DecodeListing(b)
+			return derr
+		})
 		resp := Response{Code: page.Code, Message: page.Message, Object: listed}
 		v := verdict{class: Classify(ex.status, resp, err), code: page.Code}
 		if v.class == ClassOK {
 			return v
 		}
 		resp.Object = nil
-		v.message = failureMessage(ex.status, resp, err)
-		v.err = failureErr(v.class, ex.status, u, v.message, err)
-		return v
+		return failed(v, ex, resp, u, err)
 	}
-	m := c.sendShaped(shapeListDates, func(asText bool) callMeta {
+	m := c.sendShaped(shapeListDates, "querycalls", func(asText bool) callMeta {
 		return c.roundTrips(ctx, key, u, appendListBody(make([]byte, 0, 160), req, asText), read)
 	})
 	res := ListResult{Class: m.class, ResultCode: m.code, Message: m.message, HTTPStatus: m.httpStatus,

@@ -165,7 +165,7 @@ func nonEmptyObject(raw []byte) json.RawMessage {
 //
 //   - 401, 403 and failed TLS verification are fatal: retrying bad
 //     credentials can get the caller's IP locked.
-//   - Other transport and body errors, 429 and 5xx are transient.
+//   - Other transport and body errors, 408, 429 and 5xx are transient.
 //   - Other statuses outside 2xx are permanent.
 //   - On 2xx the business code decides: success (0100000, legacy "0") is ok,
 //     or no_data without an object; 0100001 and 0100999 are transient; every
@@ -179,7 +179,8 @@ func Classify(status int, resp Response, err error) Class {
 		return ClassFatal
 	case err != nil:
 		return ClassTransient
-	case status == http.StatusTooManyRequests || status >= 500:
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
+		// 408: load balancers close idle connections with it.
 		return ClassTransient
 	case status < 200 || status > 299:
 		return ClassPermanent

@@ -335,6 +335,7 @@ func TestClassify(t *testing.T) {
 		{"400", 400, Response{}, nil, ClassPermanent},
 		{"404", 404, Response{}, nil, ClassPermanent},
 		{"405", 405, Response{}, nil, ClassPermanent},
+		{"408 (a load balancer closing an idle connection)", 408, Response{}, nil, ClassTransient},
 		{"413", 413, Response{}, nil, ClassPermanent},
 		{"429", 429, Response{}, nil, ClassTransient},
 		{"500", 500, Response{}, nil, ClassTransient},

@@ -2,7 +2,10 @@
 //
 // The first non-blank row is a header naming the columns (case-insensitively,
 // surrounding spaces ignored): callId or call_id is required; ccId/cc_id and
-// vdn may be left out when Config gives a default. Other columns are ignored.
+// vdn may be left out when Config gives a default. The optional isCallIn
+// (is_call_in) column gives a call's direction, for the interfaces that ask
+// it (the CDR): true/false or 1/0, empty for unknown. Other columns are
+// ignored.
 // The file may be UTF-8 with or without a byte order mark, with LF or CRLF
 // line ends, quoted fields and blank lines. UTF-16 and CR-only line ends are
 // refused by name.
@@ -30,7 +33,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/cmsetl/cms-etl/extract"
 )
@@ -73,6 +75,9 @@ type Item struct {
 	// before defaults), for reject records. Empty for a missing column, for
 	// rows that failed CSV parsing and for lines over MaxRowBytes.
 	Raw [3]string
+	// Inbound is the row's isCallIn cell: the call's direction, nil when the
+	// header has no such column or the cell is empty.
+	Inbound *bool
 	// Err is non-nil when the row is rejected; its text names the field
 	// (an *extract.FieldError for bad values).
 	Err error
@@ -86,22 +91,23 @@ const (
 )
 
 // Reader streams Items from one CSV file. It is not safe for concurrent use,
-// except that BytesRead and Size may be called from any goroutine.
+// except that Size may be called from any goroutine.
 type Reader struct {
 	cfg   Config
-	name  string   // file name for messages ("stdin" for "-")
-	file  *os.File // nil for stdin, which we never close
-	count *countingReader
+	name  string        // file name for messages ("stdin" for "-")
+	file  *os.File      // nil for stdin, which we never close
 	br    *bufio.Reader // MaxRowBytes: a line that does not fit is too long
 	cr    *csv.Reader   // parses rows holding a quote, fed by feed
 	feed  lineFeed
 	rec   []string // cells of a row without quotes, reused
 	size  int64
-	info  os.FileInfo // at Open; nil unless a regular file
-	col   [3]int      // column index of ccId, vdn, callId; -1 when absent
-	ncols int         // fields per row, from the header
-	line  int64       // physical lines read so far
-	err   error       // sticky: io.EOF, a fatal error, or closed
+	info  os.FileInfo          // at Open; nil unless a regular file
+	col   [3]int               // column index of ccId, vdn, callId; -1 when absent
+	dir   int                  // column index of isCallIn; -1 when absent
+	seen  [2]map[string]string // ccId and vdn cells met so far, copied (see intern)
+	ncols int                  // fields per row, from the header
+	line  int64                // physical lines read so far
+	err   error                // sticky: io.EOF, a fatal error, or closed
 }
 
 // MaxRowBytes bounds one line of the input, line end included, and one row
@@ -140,8 +146,7 @@ func Open(cfg Config) (*Reader, error) {
 		r.file = f
 		in = f
 	}
-	r.count = &countingReader{r: in}
-	r.br = bufio.NewReaderSize(r.count, MaxRowBytes)
+	r.br = bufio.NewReaderSize(in, MaxRowBytes)
 	if err := r.start(); err != nil {
 		r.Close()
 		return nil, err
@@ -164,19 +169,13 @@ func (r *Reader) start() error {
 		// would fail with a puzzling "no callId column".
 		return fmt.Errorf("%s: file is UTF-16; save it as UTF-8 CSV", r.name)
 	}
-	// Classic Mac line ends: the whole file would be one line. Look only as
-	// far as the first line end: from a pipe, the next lines may come much
-	// later (a producer writing calls as they start).
-	for n := max(r.br.Buffered(), 1); ; n = min(max(r.br.Buffered(), n)+1, MaxRowBytes) {
-		head, err = r.br.Peek(n)
-		if bytes.IndexByte(head, '\n') >= 0 || err != nil || n >= MaxRowBytes {
-			break
-		}
-	}
-	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
-		return fmt.Errorf("%s: read: %w", r.name, err)
-	}
-	if bytes.IndexByte(head, '\n') < 0 && bytes.IndexByte(head, '\r') >= 0 {
+	// Classic Mac line ends: the whole file would be one line. Judged on
+	// what the first read brought (up to the buffer's 64 KiB of a file; what
+	// a pipe had ready), never waiting for more: a producer that trickles
+	// rows into stdin must not hold the run up. A CR at the very end of it
+	// may be the first half of a CRLF.
+	head, _ = r.br.Peek(r.br.Buffered())
+	if cr := bytes.IndexByte(head, '\r'); bytes.IndexByte(head, '\n') < 0 && cr >= 0 && cr < len(head)-1 {
 		return fmt.Errorf("%s: line endings are CR only (old Mac format); convert with: tr '\\r' '\\n' < %s > fixed.csv", r.name, r.name)
 	}
 
@@ -204,7 +203,7 @@ func (r *Reader) start() error {
 		return fmt.Errorf("%s: header on line %d: %w", r.name, line, reject)
 	}
 
-	r.col = [3]int{-1, -1, -1}
+	r.col, r.dir = [3]int{-1, -1, -1}, -1
 	names := [3]string{"ccId", "vdn", "callId"}
 	for i, h := range rec {
 		c := -1
@@ -215,6 +214,11 @@ func (r *Reader) start() error {
 			c = colVDN
 		case "callid", "call_id":
 			c = colCallID
+		case "iscallin", "is_call_in":
+			if r.dir >= 0 {
+				return fmt.Errorf("%s: header on line %d has two isCallIn columns (%d and %d)", r.name, line, r.dir+1, i+1)
+			}
+			r.dir = i
 		}
 		if c < 0 {
 			continue
@@ -428,14 +432,21 @@ func (f *lineFeed) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// item converts one record. Rejects allocate; a good row allocates only the
-// callId copy.
+// item converts one record. Its cells are copied out of the row (a cell is
+// a slice of the whole line, and an item may outlive it until its commit):
+// the callId always; ccId and vdn take few values, kept once (interned).
 func (r *Reader) item(line int64, rec []string) Item {
 	it := Item{Line: line}
 	for k, i := range r.col {
-		if i >= 0 && i < len(rec) {
-			it.Raw[k] = strings.TrimSpace(rec[i])
+		if i < 0 || i >= len(rec) {
+			continue
 		}
+		cell := strings.TrimSpace(rec[i])
+		if k == colCallID {
+			it.Raw[k] = strings.Clone(cell)
+			continue
+		}
+		it.Raw[k] = r.intern(k, cell)
 	}
 	if len(rec) != r.ncols {
 		it.Err = fmt.Errorf("expected %d fields, got %d", r.ncols, len(rec))
@@ -456,11 +467,34 @@ func (r *Reader) item(line int64, rec []string) Item {
 		it.Err = err
 		return it
 	}
-	// The cell is a slice of the whole row's string; a copy keeps keys that
-	// outlive the row (queues, retries) from pinning wide rows.
-	key.CallID = strings.Clone(key.CallID)
+	if r.dir >= 0 {
+		if it.Inbound, err = direction(strings.TrimSpace(rec[r.dir])); err != nil {
+			it.Err = err
+			return it
+		}
+	}
 	it.Key = key
 	return it
+}
+
+// maxInterned bounds the cells kept per column: past it, cells are copied
+// each time (a file of that many call centers or VDNs is not the usual case).
+const maxInterned = 1024
+
+// intern returns a copy of a ccId or vdn cell, the same copy for the same
+// text.
+func (r *Reader) intern(col int, cell string) string {
+	if v, ok := r.seen[col][cell]; ok {
+		return v
+	}
+	v := strings.Clone(cell)
+	if r.seen[col] == nil {
+		r.seen[col] = make(map[string]string)
+	}
+	if len(r.seen[col]) < maxInterned {
+		r.seen[col][v] = v
+	}
+	return v
 }
 
 // number parses a ccId or vdn cell; an empty cell takes the default. The
@@ -483,6 +517,22 @@ func number(cell, field string, def int, flag string, max int) (int, error) {
 	return n, nil
 }
 
+// direction parses an isCallIn cell: true/false or 1/0 (any case); empty is
+// unknown (nil).
+func direction(cell string) (*bool, error) {
+	var in bool
+	switch strings.ToLower(cell) {
+	case "":
+		return nil, nil
+	case "true", "1":
+		in = true
+	case "false", "0":
+	default:
+		return nil, &extract.FieldError{Field: "isCallIn", Value: cell, Reason: "want true, false, 1 or 0"}
+	}
+	return &in, nil
+}
+
 // Close closes the file (standard input is left open). Next fails afterwards.
 func (r *Reader) Close() error {
 	if r.err == nil || r.err == io.EOF {
@@ -502,11 +552,6 @@ func (r *Reader) Close() error {
 // Path returns Config.Path as given ("-" for standard input).
 func (r *Reader) Path() string { return r.cfg.Path }
 
-// BytesRead returns how many bytes have been read from the input so far. It
-// runs ahead of the rows returned by up to the 64 KiB read buffer, which is
-// close enough for a progress display. Safe for concurrent use.
-func (r *Reader) BytesRead() int64 { return r.count.n.Load() }
-
 // Size returns the file size in bytes, or -1 for standard input and other
 // non-regular files.
 func (r *Reader) Size() int64 { return r.size }
@@ -516,36 +561,36 @@ func (r *Reader) Size() int64 { return r.size }
 // other inputs that can be read only once.
 func (r *Reader) RegularFile() os.FileInfo { return r.info }
 
-// countingReader counts bytes for BytesRead; atomic because a progress
-// display polls it from another goroutine.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // Keys yields the valid keys of the rows still to read, then a fatal read
 // error if any; rejected rows go to onReject (may be nil).
 func (r *Reader) Keys(onReject func(Item)) iter.Seq2[extract.Key, error] {
 	return func(yield func(extract.Key, error) bool) {
+		for it, err := range r.Valid(onReject) {
+			if !yield(it.Key, err) {
+				return
+			}
+		}
+	}
+}
+
+// Valid yields the rows still to read that are not rejected (their key and
+// direction), then a fatal read error if any; rejected rows go to onReject
+// (may be nil).
+func (r *Reader) Valid(onReject func(Item)) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
 		for {
 			it, err := r.Next()
 			switch {
 			case errors.Is(err, io.EOF):
 				return
 			case err != nil:
-				yield(extract.Key{}, err)
+				yield(Item{}, err)
 				return
 			case it.Err != nil:
 				if onReject != nil {
 					onReject(it)
 				}
-			case !yield(it.Key, nil):
+			case !yield(it, nil):
 				return
 			}
 		}

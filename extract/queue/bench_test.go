@@ -88,7 +88,7 @@ func runBenchWorker(url, name string) error {
 	}
 	settled := 0
 	for {
-		got, err := q.Claim(ctx, 100)
+		got, _, err := q.Claim(ctx, 100)
 		if err != nil {
 			return err
 		}

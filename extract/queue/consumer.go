@@ -83,10 +83,6 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 // (Depth, Tracking).
 func (c *Consumer) Queue() *Queue { return c.q }
 
-// Buffered reports whether Next has a claimed row at hand: when it has not,
-// a follower's Next may wait for work, so the caller hands on what it read.
-func (c *Consumer) Buffered() bool { return len(c.buf) > 0 }
-
 // Listening reports whether a follower's notification listener is
 // connected (false: it only polls).
 func (c *Consumer) Listening() bool { return c.listen != nil && c.listen.connected.Load() }
@@ -111,7 +107,7 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 		if c.listen != nil {
 			c.listen.drain()
 		}
-		got, err := c.q.Claim(ctx, n)
+		got, picked, err := c.q.Claim(ctx, n)
 		if err != nil {
 			if err := c.claimFailed(ctx, err); err != nil {
 				return Claimed{}, err
@@ -119,7 +115,7 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 			continue
 		}
 		c.dbFailing = time.Time{}
-		if len(got) == 0 {
+		if picked == 0 {
 			if !c.q.cfg.Follow {
 				c.drained = true
 				continue
@@ -129,11 +125,15 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 			}
 			continue
 		}
+		if len(got) == 0 {
+			continue // every row picked turned failed: claim again
+		}
 		c.mu.Lock()
 		if c.done {
 			c.mu.Unlock()
 			// Close ran while this claim was under way: hand these back too.
-			return Claimed{}, errors.Join(errClosed, c.release(ctx, claimedKeys(got)))
+			_, err := c.q.ReleaseOwned(context.WithoutCancel(ctx))
+			return Claimed{}, errors.Join(errClosed, err)
 		}
 		for _, r := range got {
 			c.held[r.Key] = leased
@@ -193,6 +193,10 @@ func (c *Consumer) waitForWork(ctx context.Context) error {
 
 // minFollowWait is the shortest wait between a follower's idle claims.
 const minFollowWait = 10 * time.Millisecond
+
+// Buffered is how many claimed rows Next returns before it claims again.
+// Only for the goroutine that calls Next.
+func (c *Consumer) Buffered() int { return len(c.buf) }
 
 // Settle records outcomes through db: the warehouse's transaction, or the
 // pool when db is nil (a statement of its own). From this call the rows'
@@ -261,29 +265,6 @@ func (c *Consumer) Close(ctx context.Context) (int64, error) {
 	clear(c.held)
 	c.mu.Unlock()
 	return c.q.ReleaseOwned(ctx)
-}
-
-func (c *Consumer) release(ctx context.Context, keys []extract.Key) error {
-	if _, err := c.q.Settle(context.WithoutCancel(ctx), c.q.cfg.Pool, releases(keys)); err != nil {
-		return fmt.Errorf("hand back %d claimed queue rows: %w", len(keys), err)
-	}
-	return nil
-}
-
-func releases(keys []extract.Key) []Outcome {
-	out := make([]Outcome, len(keys))
-	for i, k := range keys {
-		out[i] = Outcome{Key: k, Status: StatusRelease}
-	}
-	return out
-}
-
-func claimedKeys(cs []Claimed) []extract.Key {
-	out := make([]extract.Key, len(cs))
-	for i, c := range cs {
-		out[i] = c.Key
-	}
-	return out
 }
 
 // extendLeases renews the leases of the rows held and not being settled,

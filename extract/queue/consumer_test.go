@@ -162,14 +162,14 @@ func TestConsumerCloseHandsBackAClaimItNeverSaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := lost.Claim(t.Context(), 6); err != nil || len(got) != 6 {
+	if got, _, err := lost.Claim(t.Context(), 6); err != nil || len(got) != 6 {
 		t.Fatalf("claim = %d rows, %v", len(got), err)
 	}
 	other, err := queue.New(queue.Config{Pool: pool, Owner: "someone-else"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := other.Claim(t.Context(), 4); err != nil || len(got) != 4 {
+	if got, _, err := other.Claim(t.Context(), 4); err != nil || len(got) != 4 {
 		t.Fatalf("other claim = %d rows, %v", len(got), err)
 	}
 	if n, err := c.Close(t.Context()); err != nil || n != 6 {
@@ -225,7 +225,7 @@ func TestSettleAndExtendNeverDeadlock(t *testing.T) {
 	all := keys(0, n)
 	enqueue(t, pool, all)
 	q := newQueue(t, pool, "w", nil)
-	claimed, err := q.Claim(t.Context(), n)
+	claimed, _, err := q.Claim(t.Context(), n)
 	if err != nil || len(claimed) != n {
 		t.Fatalf("claim: %d, %v", len(claimed), err)
 	}
@@ -269,5 +269,35 @@ func TestSettleAndExtendNeverDeadlock(t *testing.T) {
 	}
 	if d := count(t, pool, "SELECT count(*) FROM cms.call_queue WHERE status = 'done'"); d != n {
 		t.Fatalf("%d rows done, want %d", d, n)
+	}
+}
+
+// A claim whose picked rows all turn failed (leases that expired on their
+// last attempt: a crashed run's batch) returns no row; the consumer must not
+// take the queue for drained while due rows are left.
+func TestConsumerGoesOnAfterABatchThatAllTurnedFailed(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	enqueue(t, pool, keys(0, 10))
+	// Rows 0..3: a crashed run held them on their fifth claim, lease expired.
+	if _, err := pool.Exec(t.Context(), `UPDATE cms.call_queue SET status = 'running', attempts = 5, locked_by = 'dead',
+		locked_until = now() - interval '1 minute', available_at = now() - interval '1 hour'
+		WHERE call_id IN ('1659513159000-0', '1659513159000-1', '1659513159000-2', '1659513159000-3')`); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, pool, "w", func(c *queue.Config) { c.ClaimBatch = 4 })
+	n := 0
+	for {
+		_, err := c.Next(t.Context())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 6 {
+		t.Errorf("consumer handed out %d rows, want the 6 pending ones", n)
 	}
 }

@@ -46,7 +46,7 @@ func trackState(t *testing.T, pool *pgxpool.Pool, k extract.Key, query string) t
 // claimOne claims and returns exactly the rows wanted.
 func claim(t *testing.T, q *queue.Queue, n int) []queue.Claimed {
 	t.Helper()
-	got, err := q.Claim(t.Context(), n)
+	got, _, err := q.Claim(t.Context(), n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,4 +204,39 @@ func TestInsertNotifies(t *testing.T) {
 		t.Fatalf("a second notification %+v for one statement", n)
 	}
 
+}
+
+// A call queued for both queries: the basic row claimed by one run, the cdr
+// row done. The run's ReleaseOwned must hand back its basic row only.
+func TestReleaseOwnedKeepsToItsQuery(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	ks := keys(0, 1)
+	enqueue(t, pool, ks)
+	if _, err := queue.Enqueue(t.Context(), pool, queue.QueryCDR, source(ks)); err != nil {
+		t.Fatal(err)
+	}
+	// The cdr row is done (another run fetched it).
+	cdr := newQueue(t, pool, "cdr-run", func(c *queue.Config) { c.Query = queue.QueryCDR })
+	if got, _, err := cdr.Claim(t.Context(), 1); err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if _, err := cdr.Settle(t.Context(), pool, outcomes(ks, queue.StatusDone)); err != nil {
+		t.Fatal(err)
+	}
+	basic := newQueue(t, pool, "basic-run", nil)
+	if got, _, err := basic.Claim(t.Context(), 1); err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	n, err := basic.ReleaseOwned(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	if err := pool.QueryRow(t.Context(), `SELECT status FROM cms.call_queue WHERE query = 'cdr'`).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || status != "done" {
+		t.Errorf("ReleaseOwned changed %d rows; the cdr row, done by another run, is now %q", n, status)
+	}
 }

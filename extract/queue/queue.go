@@ -270,19 +270,22 @@ WITH picked AS (
 	RETURNING q.cc_id, q.vdn, q.call_id, q.attempts, q.status, q.is_call_in, q.live_since, q.last_answer, q.last_answer_at,
 		q.enqueued_at, q.no_data_answers
 )
-SELECT cc_id, vdn, call_id, attempts, is_call_in, live_since, last_answer, last_answer_at, enqueued_at, no_data_answers
-FROM claimed WHERE status = 'running'`
+SELECT cc_id, vdn, call_id, attempts, is_call_in, live_since, last_answer, last_answer_at, enqueued_at, no_data_answers,
+	status = 'running'
+FROM claimed`
 
 // Claim leases up to n claimable rows of this worker's query, new calls
-// before tracked ones' next polls, oldest due first. It may return fewer than
-// n (also none) even when more rows are waiting: the caller claims again.
-func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
+// before tracked ones' next polls, oldest due first. picked counts the rows
+// it took, also those that turned failed (a lease that expired on the last
+// allowed attempt) rather than leased: while it is above zero there may be
+// more to claim, even when claimed is empty.
+func (q *Queue) Claim(ctx context.Context, n int) (claimed []Claimed, picked int, err error) {
 	if n <= 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	rows, err := q.cfg.Pool.Query(ctx, claimSQL, n, q.cfg.Owner, q.cfg.Lease.Seconds(), q.cfg.MaxAttempts, q.cfg.Query)
 	if err != nil {
-		return nil, fmt.Errorf("claim queue batch: %w", err)
+		return nil, 0, fmt.Errorf("claim queue batch: %w", err)
 	}
 	out := make([]Claimed, 0, n)
 	var (
@@ -292,9 +295,14 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
 		liveSince, lastAnswerAt     *time.Time
 		lastAnswer                  []byte
 		enqueuedAt                  time.Time
+		leased                      bool
 	)
 	_, err = pgx.ForEachRow(rows, []any{&ccID, &vdn, &key.CallID, &attempts, &inbound, &liveSince, &lastAnswer, &lastAnswerAt,
-		&enqueuedAt, &noData}, func() error {
+		&enqueuedAt, &noData, &leased}, func() error {
+		picked++
+		if !leased {
+			return nil
+		}
 		key.CCID, key.VDN = int(ccID), int(vdn)
 		c := Claimed{Key: key, Inbound: inbound, Attempts: int(attempts), EnqueuedAt: enqueuedAt, NoDataAnswers: int(noData)}
 		if liveSince != nil {
@@ -310,10 +318,10 @@ func (q *Queue) Claim(ctx context.Context, n int) ([]Claimed, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim queue batch: %w", err)
+		return nil, 0, fmt.Errorf("claim queue batch: %w", err)
 	}
-	q.log.Debug().Int("asked", n).Int("claimed", len(out)).Msg("claimed queue rows")
-	return out, nil
+	q.log.Debug().Int("asked", n).Int("picked", picked).Int("claimed", len(out)).Msg("claimed queue rows")
+	return out, picked, nil
 }
 
 // Extend renews the lease of keys still leased to this worker (rows whose
@@ -453,7 +461,12 @@ func (q *Queue) Settle(ctx context.Context, db Execer, outcomes []Outcome) (int6
 	answers, answerAt, started := make([]json.RawMessage, n), make([]*time.Time, n), make([]*time.Time, n)
 	for i, o := range outcomes {
 		switch o.Status {
-		case StatusDone, StatusNoData, StatusFailed, StatusRetry, StatusRelease, StatusTrack:
+		case StatusDone, StatusNoData, StatusFailed, StatusRetry, StatusRelease:
+		case StatusTrack:
+			if q.cfg.TrackEvery <= 0 {
+				// Due again at once, forever: a caller's mistake.
+				return 0, fmt.Errorf("settle queue rows: key %v: %s needs Config.TrackEvery", o.Key, o.Status)
+			}
 		default:
 			return 0, fmt.Errorf("settle queue rows: key %v: unknown status %q", o.Key, o.Status)
 		}
@@ -495,14 +508,14 @@ func (q *Queue) ReleaseOwned(ctx context.Context) (int64, error) {
 	tag, err := q.cfg.Pool.Exec(ctx, `
 		WITH locked AS (
 			SELECT cc_id, vdn, call_id FROM cms.call_queue
-			WHERE status = 'running' AND locked_by = $1
+			WHERE query = $2 AND status = 'running' AND locked_by = $1
 			ORDER BY cc_id, vdn, call_id
 			FOR UPDATE
 		)
 		UPDATE cms.call_queue q SET status = 'pending', available_at = now(),
 			attempts = greatest(q.attempts - 1, 0), locked_by = NULL, locked_until = NULL, updated_at = now()
 		FROM locked
-		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id`, q.cfg.Owner)
+		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id AND q.query = $2`, q.cfg.Owner, q.cfg.Query)
 	if err != nil {
 		return 0, fmt.Errorf("hand back the rows of %s: %w", q.cfg.Owner, err)
 	}
@@ -577,8 +590,13 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 // waiting.
 func (q *Queue) nextDue(ctx context.Context) (d time.Duration, ok bool, err error) {
 	var secs *float64
-	err = q.cfg.Pool.QueryRow(ctx, `SELECT extract(epoch FROM min(available_at) - now())::float8
-		FROM cms.call_queue WHERE query = $1 AND status IN ('pending', 'running')`, q.cfg.Query).Scan(&secs)
+	// One minimum per part of the claim index (new calls, tracked calls):
+	// each an index lookup.
+	err = q.cfg.Pool.QueryRow(ctx, `SELECT extract(epoch FROM least(
+		(SELECT min(available_at) FROM cms.call_queue
+		 WHERE query = $1 AND NOT (live_since IS NOT NULL) AND status IN ('pending', 'running')),
+		(SELECT min(available_at) FROM cms.call_queue
+		 WHERE query = $1 AND (live_since IS NOT NULL) AND status IN ('pending', 'running'))) - now())::float8`, q.cfg.Query).Scan(&secs)
 	if err != nil {
 		return 0, false, fmt.Errorf("look up the next due queue row: %w", err)
 	}

@@ -227,7 +227,7 @@ func TestClaimConcurrent(t *testing.T) {
 		q := newQueue(t, pool, owner, nil)
 		wg.Go(func() {
 			for range 50 {
-				got, err := q.Claim(t.Context(), 7)
+				got, _, err := q.Claim(t.Context(), 7)
 				if err != nil {
 					t.Error(err)
 					return
@@ -254,7 +254,7 @@ func TestClaimConcurrent(t *testing.T) {
 		t.Fatalf("claimed %d distinct rows, want all %d", len(seen), len(all))
 	}
 	// Leased rows are not claimable again before their lease ends.
-	if got, err := newQueue(t, pool, "third", nil).Claim(t.Context(), 10); err != nil || len(got) != 0 {
+	if got, _, err := newQueue(t, pool, "third", nil).Claim(t.Context(), 10); err != nil || len(got) != 0 {
 		t.Fatalf("a third worker claimed %d leased rows (%v)", len(got), err)
 	}
 	for _, k := range all {
@@ -274,11 +274,11 @@ func TestLeaseExpiry(t *testing.T) {
 	slow := newQueue(t, pool, "slow", func(c *queue.Config) { c.Lease = time.Millisecond })
 	fast := newQueue(t, pool, "fast", nil)
 
-	if got, err := slow.Claim(t.Context(), 10); err != nil || len(got) != 3 {
+	if got, _, err := slow.Claim(t.Context(), 10); err != nil || len(got) != 3 {
 		t.Fatalf("slow claim: %v, %v", got, err)
 	}
 	time.Sleep(20 * time.Millisecond)
-	got, err := fast.Claim(t.Context(), 10)
+	got, _, err := fast.Claim(t.Context(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,13 +318,13 @@ func TestExpiredLeaseOnLastAttemptFails(t *testing.T) {
 	enqueue(t, pool, []extract.Key{k})
 	q := newQueue(t, pool, "dies", func(c *queue.Config) { c.Lease, c.MaxAttempts = time.Millisecond, 2 })
 	for attempt := 1; attempt <= 2; attempt++ {
-		got, err := q.Claim(t.Context(), 1)
+		got, _, err := q.Claim(t.Context(), 1)
 		if err != nil || len(got) != 1 || got[0].Attempts != attempt {
 			t.Fatalf("claim %d: %+v, %v", attempt, got, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got, err := q.Claim(t.Context(), 1); err != nil || len(got) != 0 {
+	if got, _, err := q.Claim(t.Context(), 1); err != nil || len(got) != 0 {
 		t.Fatalf("claim after the last attempt: %+v, %v; want nothing", got, err)
 	}
 	s := state(t, pool, k)
@@ -346,7 +346,7 @@ func TestSettleOutcomes(t *testing.T) {
 	ks := keys(0, 5)
 	enqueue(t, pool, ks)
 	q := newQueue(t, pool, "w", func(c *queue.Config) { c.BackoffBase, c.BackoffCap = time.Minute, time.Hour })
-	if _, err := q.Claim(t.Context(), 5); err != nil {
+	if _, _, err := q.Claim(t.Context(), 5); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.Settle(t.Context(), pool, []queue.Outcome{{Key: ks[0], Status: "finished"}}); err == nil {
@@ -410,7 +410,7 @@ func TestRetryBackoffAndLimit(t *testing.T) {
 
 	// Attempt 1: delay in [0, 10m]; attempt 2: [0, 20m]; attempt 3: failed.
 	for attempt, bound := range []time.Duration{10 * time.Minute, 20 * time.Minute} {
-		got, err := q.Claim(t.Context(), 100)
+		got, _, err := q.Claim(t.Context(), 100)
 		if err != nil || len(got) != len(ks) || got[0].Attempts != attempt+1 {
 			t.Fatalf("claim %d: %d rows, %v", attempt+1, len(got), err)
 		}
@@ -442,7 +442,7 @@ func TestRetryBackoffAndLimit(t *testing.T) {
 		}
 		makeDue()
 	}
-	if got, err := q.Claim(t.Context(), 100); err != nil || len(got) != len(ks) || got[0].Attempts != 3 {
+	if got, _, err := q.Claim(t.Context(), 100); err != nil || len(got) != len(ks) || got[0].Attempts != 3 {
 		t.Fatalf("claim 3: %d rows, %v", len(got), err)
 	}
 	if _, err := q.Settle(t.Context(), pool, outcomes(ks, queue.StatusRetry)); err != nil {
@@ -464,7 +464,7 @@ func TestBackoffCap(t *testing.T) {
 	q := newQueue(t, pool, "w", func(c *queue.Config) {
 		c.MaxAttempts, c.BackoffBase, c.BackoffCap = 100, time.Minute, 2*time.Minute
 	})
-	if _, err := q.Claim(t.Context(), 100); err != nil {
+	if _, _, err := q.Claim(t.Context(), 100); err != nil {
 		t.Fatal(err)
 	}
 	// Uncapped, attempt 10 would wait up to 512 minutes.
@@ -488,7 +488,7 @@ func TestRequeue(t *testing.T) {
 	ks := keys(0, 4)
 	enqueue(t, pool, ks)
 	q := newQueue(t, pool, "w", nil)
-	if _, err := q.Claim(t.Context(), 4); err != nil {
+	if _, _, err := q.Claim(t.Context(), 4); err != nil {
 		t.Fatal(err)
 	}
 	_, err := q.Settle(t.Context(), pool, []queue.Outcome{
@@ -531,7 +531,7 @@ func TestSettleInRolledBackTx(t *testing.T) {
 	ks := keys(0, 3)
 	enqueue(t, pool, ks)
 	q := newQueue(t, pool, "w", nil)
-	if _, err := q.Claim(t.Context(), 3); err != nil {
+	if _, _, err := q.Claim(t.Context(), 3); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := pool.Begin(t.Context())
@@ -560,7 +560,7 @@ func TestPendingCountsDueRows(t *testing.T) {
 	if _, err := pool.Exec(t.Context(), "UPDATE cms.call_queue SET available_at = now() + interval '1 hour' WHERE call_id = $1", ks[5].CallID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := q.Claim(t.Context(), 2); err != nil || len(got) != 2 {
+	if got, _, err := q.Claim(t.Context(), 2); err != nil || len(got) != 2 {
 		t.Fatalf("claim: %+v, %v", got, err)
 	}
 	// 6 rows: 2 leased, 1 not yet due, 3 claimable.
@@ -578,7 +578,7 @@ func TestReleaseHandsRowsBackAtOnce(t *testing.T) {
 	ks := keys(0, 3)
 	enqueue(t, pool, ks)
 	q := newQueue(t, pool, "stopping", nil)
-	if _, err := q.Claim(t.Context(), 3); err != nil {
+	if _, _, err := q.Claim(t.Context(), 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.Settle(t.Context(), pool, outcomes(ks[:2], queue.StatusRelease)); err != nil {
@@ -591,7 +591,7 @@ func TestReleaseHandsRowsBackAtOnce(t *testing.T) {
 		}
 	}
 	other := newQueue(t, pool, "next", nil)
-	got, err := other.Claim(t.Context(), 10)
+	got, _, err := other.Claim(t.Context(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (p *Pipeline[R]) collect(ctx context.Context, results <-chan pool.Done[Item
 			unprocessed++
 			return
 		}
-		cur.settled = append(cur.settled, s)
+		cur.add(s)
 	}
 
 	for results != nil || direct != nil {

@@ -17,6 +17,16 @@ import (
 type batch[R any] struct {
 	rows    [][]R
 	settled []Settlement
+	// failures counts the failed and rejected settlements: each becomes a
+	// failure record at the commit.
+	failures int
+}
+
+func (b *batch[R]) add(s Settlement) {
+	b.settled = append(b.settled, s)
+	if s.Outcome == outcome.Failed || s.Outcome == outcome.Rejected {
+		b.failures++
+	}
 }
 
 func (b *batch[R]) full(commitRows int) bool {
@@ -25,7 +35,11 @@ func (b *batch[R]) full(commitRows int) bool {
 			return true
 		}
 	}
-	return len(b.settled) >= 4*commitRows
+	// Settlements of rows that need no output (rejected, duplicate, already
+	// loaded) are cheap to commit but not free to hold, failures least (each
+	// becomes a failure record): a burst of bad input rows is committed in
+	// small batches rather than piling up between two commits.
+	return len(b.settled) >= 2*commitRows || b.failures >= max(commitRows/4, 1)
 }
 
 func (b *batch[R]) reset() {
@@ -36,6 +50,7 @@ func (b *batch[R]) reset() {
 	}
 	clear(b.settled)
 	b.settled = b.settled[:0]
+	b.failures = 0
 }
 
 // committer makes batches durable one at a time in its own goroutine, so

@@ -86,10 +86,9 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		batch = batch[:0]
 		return nil
 	}
-	waiter, _ := p.cfg.Source.(Waiter)
+	buffered, _ := p.cfg.Source.(Buffered)
 	for ctx.Err() == nil {
-		if waiter != nil && len(batch) > 0 && !waiter.Buffered() {
-			// The next read may wait for new work: hand on what was read.
+		if buffered != nil && len(batch) > 0 && buffered.Buffered() == 0 {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -108,7 +107,11 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		}
 		p.read.Add(1)
 		if it.Err != nil {
-			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: it.Err.Error()}
+			// The reason keeps the error's text; the error itself would only
+			// hold memory until the commit.
+			reason := it.Err.Error()
+			it.Err = nil
+			direct <- Settlement{Item: it, Outcome: outcome.Rejected, Reason: reason}
 			continue
 		}
 		if seen != nil {

@@ -29,7 +29,7 @@ func (s chanSource) Next(ctx context.Context) (Item, error) {
 	}
 }
 
-func (s chanSource) Buffered() bool { return len(s.in) > 0 }
+func (s chanSource) Buffered() int { return len(s.in) }
 
 // finalOutput takes one row per call.
 type finalOutput struct{ fileOutput }

@@ -40,6 +40,9 @@ type Item struct {
 	Inbound bool        // the call's direction, for interfaces that ask it (the CDR)
 	Raw     [3]string   // ccId, vdn, callId as read, for failure records
 	Err     error       // input rejected: the reason names the field
+	// Payload is what the source already knows of the call, for a Query
+	// that needs no request (a listed call of etl discover); nil otherwise.
+	Payload any
 
 	// Live is what the source kept of a call it follows while it is in
 	// progress (queue tracking); nil for a call not answered live yet.
@@ -67,12 +70,12 @@ type Source interface {
 	Next(ctx context.Context) (Item, error)
 }
 
-// Waiter is a Source whose Next may wait for new input (a follower's
-// queue): Buffered reports whether the next row is at hand. The feed hands
-// on the rows it read before a Next that may wait, instead of holding them
-// for a full lookahead batch.
-type Waiter interface {
-	Buffered() bool
+// Buffered is a Source that can tell how many items Next returns without
+// waiting. The feed batches items for the Holders' lookups; before a Next
+// that may wait (a pipe, a queue with nothing due) it hands over what it
+// holds, so a trickle of rows is not held back until a batch fills.
+type Buffered interface {
+	Buffered() int
 }
 
 // Answer is what a Query made of one item: its outcome and, when loaded, the

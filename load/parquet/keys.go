@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -33,6 +34,29 @@ type Filter struct {
 	// row group outside the range holds none of them and is not read:
 	// call IDs start with the call's time, so a lake's older files drop out.
 	MinCallID, MaxCallID string
+	// Partitions, when set, says which partitions to read: day is the
+	// partition's call_date (UTC midnight), dated false for Hive's null
+	// partition. A reader that can only meet keys of a few days (etl
+	// discover: those of its window) then reads those days, however long
+	// the dataset's history.
+	Partitions func(day time.Time, dated bool) bool
+}
+
+// wantPartition reports whether f reads the part file at path. A partition
+// whose name is not a date is read.
+func (f *Filter) wantPartition(path string) bool {
+	if f.Partitions == nil {
+		return true
+	}
+	name := filepath.Base(filepath.Dir(path))
+	if name == nullPartition {
+		return f.Partitions(time.Time{}, false)
+	}
+	day, err := time.Parse(partitionDateForm, strings.TrimPrefix(name, partitionPrefix))
+	if err != nil || !strings.HasPrefix(name, partitionPrefix) {
+		return true
+	}
+	return f.Partitions(day, true)
 }
 
 // CommittedStats says how much of DIR CommittedKeys read.
@@ -65,6 +89,12 @@ func CommittedKeys(ctx context.Context, dir string, f *Filter) (*extract.DigestS
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, path := range files {
+		if !f.wantPartition(path) {
+			mu.Lock()
+			st.SkippedFiles++
+			mu.Unlock()
+			continue
+		}
 		g.Go(func() error {
 			var kept []extract.Digest
 			read, err := readKeys(gctx, path, f, func(batch []extract.Digest) error {

@@ -159,3 +159,53 @@ func TestCommittedKeysCorruptFile(t *testing.T) {
 		t.Errorf("CommittedKeys error = %v, want one naming %s", err, bad)
 	}
 }
+
+// A Partitions filter reads only the days it accepts (and the null
+// partition when asked): the other files are counted as skipped, never
+// opened.
+func TestCommittedKeysPartitions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openSink(t, dir)
+	days := []*time.Time{ptr(time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)), ptr(time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)),
+		ptr(time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)), nil}
+	keyOf := map[int]extract.Key{}
+	for i, d := range days {
+		k := extract.Key{CCID: 1, VDN: 1, CallID: "1732400000000-" + strconv.Itoa(i)}
+		keyOf[i] = k
+		row := rowAt(k.CallID, d)
+		row.CCID, row.VDN = 1, 1
+		if err := s.Write(t.Context(), []transform.Row{row}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	lo := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		null bool
+		want []int
+	}{{false, []int{1, 2}}, {true, []int{1, 2, 3}}} {
+		var asked []string
+		set, st, err := pqsink.CommittedKeys(t.Context(), dir, &pqsink.Filter{Partitions: func(day time.Time, dated bool) bool {
+			asked = append(asked, day.Format(time.DateOnly))
+			if !dated {
+				return tc.null
+			}
+			return !day.Before(lo) && day.Location() == time.UTC
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if set.Len() != len(tc.want) || st.Files != 4 || st.SkippedFiles != 4-len(tc.want) {
+			t.Errorf("null %v: %d keys, stats %+v, want %d keys of 4 files; partitions asked %v", tc.null, set.Len(), st, len(tc.want), asked)
+		}
+		for _, i := range tc.want {
+			if !set.Has(keyOf[i].Digest()) {
+				t.Errorf("null %v: key %v of an accepted partition missing", tc.null, keyOf[i])
+			}
+		}
+		set.Close()
+	}
+}

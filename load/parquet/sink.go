@@ -141,13 +141,30 @@ func claimDataset(dir, table string) error {
 		}
 	}
 	tmp := path + tmpSuffix
-	if err := os.WriteFile(tmp, []byte(table+"\n"), 0o644); err != nil {
+	if err := writeSynced(tmp, []byte(table+"\n")); err != nil {
 		return fmt.Errorf("record dataset of %s: %w", dir, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("record dataset of %s: %w", dir, err)
 	}
 	return load.SyncDir(dir)
+}
+
+// writeSynced writes a small file and syncs it, so that a rename after it
+// never exposes an empty file after a crash.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // acquireLock takes an exclusive flock on DIR/.etl.lock and records our pid

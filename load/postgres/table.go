@@ -80,6 +80,7 @@ func newTable[R any](name string, rowColumns []string, raw bool, kept []maintain
 	t.upsertSQL = `WITH up AS (
 	INSERT INTO cms.` + name + ` AS t (` + strings.Join(insertCols, ", ") + `)
 	SELECT ` + strings.Join(selectExprs, ", ") + ` FROM ` + stage + `
+	ORDER BY cc_id, vdn, call_id -- rows locked in key order: concurrent commits cannot deadlock
 	ON CONFLICT (cc_id, vdn, call_id) DO UPDATE SET ` + strings.Join(set, ", ") + `
 	WHERE t.fetched_at <= EXCLUDED.fetched_at
 	  AND (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(incoming, ", ") + `)

@@ -223,7 +223,10 @@ type Controller struct {
 	// ceiling is what the limit may reach: the configured rate or the
 	// group's share of it; 0 with a configured rate means no share yet.
 	ceiling float64
-	limit   float64 // in force
+	// lastCeiling is the last non-zero ceiling: a hold (SetCeiling(0))
+	// keeps the cut for when a share comes back.
+	lastCeiling float64
+	limit       float64 // in force
 	// lowered counts decreases of the limit: a worker whose token was
 	// reserved at a higher rate takes a new one at the lower rate, so a cut
 	// or a smaller group share holds at once, not after the reservations
@@ -482,9 +485,13 @@ func (c *Controller) eventLocked(now time.Time) bool {
 	return true
 }
 
-// cutLocked cuts the limit for an event at time at.
-func (c *Controller) cutLocked(at time.Time) {
-	c.lastEvent = at
+// cutLocked cuts the limit for an event acted on now: the limiter and the
+// recovery curve start from now, never from an event's (possibly older)
+// time, which would credit tokens already spent and restart the curve in
+// the past.
+func (c *Controller) cutLocked(now time.Time) {
+	at := now
+	c.lastEvent = now
 	if !c.limited() || c.ceiling <= 0 {
 		return
 	}
@@ -603,13 +610,18 @@ func (c *Controller) SetCeiling(r float64) {
 	}
 	now := c.cfg.Now()
 	old := c.ceiling
+	if old > 0 {
+		c.lastCeiling = old
+	}
 	c.ceiling = r
 	switch {
 	case r <= 0:
-	case old <= 0 || c.limit >= old:
+		// A hold: the limit, and the cut in it, wait for the next share.
+	case old <= 0 && c.lastCeiling <= 0, c.limit >= c.lastCeiling:
 		c.setLimitLocked(now, r)
 	default:
-		f := r / old
+		// A new share keeps the cut: the limit moves in proportion.
+		f := r / c.lastCeiling
 		c.wmax *= f
 		c.setLimitLocked(now, max(c.limit*f, c.floorLocked()))
 	}
@@ -622,11 +634,13 @@ func (c *Controller) SetCeiling(r float64) {
 func (c *Controller) GroupCut(at time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.lastEvent.IsZero() && absDur(at.Sub(c.lastEvent)) < c.cooldownLocked() {
+	// An event within a cooldown of the last one acted on is the same
+	// event; one older than it was met already (or is stale news).
+	if !c.lastEvent.IsZero() && (at.Before(c.lastEvent) || at.Sub(c.lastEvent) < c.cooldownLocked()) {
 		return false
 	}
 	before := c.stats.Cuts
-	c.cutLocked(at)
+	c.cutLocked(c.cfg.Now())
 	if c.stats.Cuts > before {
 		c.stats.GroupCuts++
 	}

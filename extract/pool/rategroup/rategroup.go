@@ -242,6 +242,12 @@ func (g *Group) Join(ctx context.Context, lim Limiter) error {
 	g.lastOK = g.cfg.Now()
 	g.mu.Unlock()
 	if err := g.heartbeat(ctx); err != nil {
+		// Do not leave a member row behind: the others would share with a
+		// member that never runs until it expires.
+		if _, derr := g.cfg.Pool.Exec(context.WithoutCancel(ctx), `DELETE FROM cms.rate_group_member WHERE group_name = $1 AND member_id = $2`,
+			g.cfg.Name, g.memberID); derr != nil {
+			err = errors.Join(err, derr)
+		}
 		return fmt.Errorf("join rate group %q: %w", g.cfg.Name, err)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

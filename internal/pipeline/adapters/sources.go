@@ -3,6 +3,7 @@ package adapters
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
@@ -12,25 +13,111 @@ import (
 	"github.com/cmsetl/cms-etl/load"
 )
 
-// CSV is a CSV file as the pipeline's source.
-type CSV struct{ R *csvsource.Reader }
+// CSV is a CSV file as the pipeline's source. Its rows are read ahead by a
+// goroutine, in small batches, so that a read blocked on a stalled pipe
+// (csv:- fed by a producer that went quiet) never holds up an interrupt:
+// Next returns as soon as ctx ends.
+type CSV struct {
+	// Dir resolves each row's direction from its isCallIn cell; set it
+	// before the first Next.
+	Dir Direction
 
-func (s CSV) Next(ctx context.Context) (pipeline.Item, error) {
-	if err := ctx.Err(); err != nil {
-		return pipeline.Item{}, err
+	r     *csvsource.Reader
+	once  sync.Once
+	rows  chan csvBatch
+	stop  chan struct{}
+	ended chan struct{} // closed when the reading goroutine returned
+	cur   []csvsource.Item
+	err   error // sticky: io.EOF or the reader's error
+}
+
+type csvBatch struct {
+	items []csvsource.Item
+	err   error
+}
+
+// csvBatchRows is how many rows travel together from the reading goroutine.
+const csvBatchRows = 64
+
+// NewCSV reads r; Close it (not r) at the end.
+func NewCSV(r *csvsource.Reader) *CSV {
+	return &CSV{r: r, rows: make(chan csvBatch, 4), stop: make(chan struct{}), ended: make(chan struct{})}
+}
+
+func (s *CSV) read() {
+	defer close(s.ended)
+	for {
+		b := csvBatch{items: make([]csvsource.Item, 0, csvBatchRows)}
+		for len(b.items) < csvBatchRows {
+			it, err := s.r.Next()
+			if err != nil {
+				b.err = err
+				break
+			}
+			b.items = append(b.items, it)
+			if s.r.RegularFile() == nil {
+				break // a pipe: hand each row over rather than wait for more
+			}
+		}
+		select {
+		case s.rows <- b:
+		case <-s.stop:
+			return
+		}
+		if b.err != nil {
+			return
+		}
 	}
-	it, err := s.R.Next()
-	if err != nil {
-		return pipeline.Item{}, err
+}
+
+func (s *CSV) Next(ctx context.Context) (pipeline.Item, error) {
+	s.once.Do(func() { go s.read() })
+	for len(s.cur) == 0 {
+		if s.err != nil {
+			return pipeline.Item{}, s.err
+		}
+		select {
+		case <-ctx.Done():
+			return pipeline.Item{}, ctx.Err()
+		case b := <-s.rows:
+			s.cur, s.err = b.items, b.err
+		}
 	}
-	return pipeline.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}, nil
+	it := s.cur[0]
+	s.cur = s.cur[1:]
+	item := pipeline.Item{Line: it.Line, Key: it.Key, Raw: it.Raw, Err: it.Err}
+	s.Dir.resolve(&item, it.Inbound)
+	return item, nil
+}
+
+// Buffered is about how many rows Next returns without waiting; 0 when
+// it would wait for the reader.
+func (s *CSV) Buffered() int { return len(s.cur) + len(s.rows)*csvBatchRows }
+
+// Close stops the reading and closes the file. A read blocked on standard
+// input cannot be interrupted: its goroutine is left to the process's end.
+func (s *CSV) Close() error {
+	close(s.stop)
+	if s.r.RegularFile() == nil {
+		select {
+		case <-s.ended:
+		default:
+			return nil // maybe blocked in a read of a pipe; stdin stays open anyway
+		}
+	}
+	s.once.Do(func() { close(s.ended) }) // never started
+	<-s.ended
+	return s.r.Close()
 }
 
 // Queue is the queue as the pipeline's source and its acknowledgement: a
 // Ledger that settles each row's queue status inside the warehouse's
 // transaction when there is one, and a Confirmer that tells the consumer
 // whether that transaction committed.
-type Queue struct{ C *queue.Consumer }
+type Queue struct {
+	C   *queue.Consumer
+	Dir Direction // from the row's is_call_in
+}
 
 func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	c, err := s.C.Next(ctx)
@@ -39,21 +126,18 @@ func (s Queue) Next(ctx context.Context) (pipeline.Item, error) {
 	}
 	// Raw is only for the CSV's failure records: a queue row has none.
 	it := pipeline.Item{Key: c.Key, EnqueuedAt: c.EnqueuedAt, Answered: c.NoDataAnswers > 0 || !c.LiveSince.IsZero()}
-	if c.Inbound != nil {
-		it.Inbound = *c.Inbound
-	}
 	if !c.LiveSince.IsZero() {
 		it.Live = &pipeline.Live{Since: c.LiveSince, Last: c.LastAnswer, LastAt: c.LastAnswerAt}
 	}
 	if err := c.Key.Validate(); err != nil {
 		it.Err = err
 	}
+	s.Dir.resolve(&it, c.Inbound)
 	return it, nil
 }
 
-// Buffered reports whether the next row is claimed already (see
-// pipeline.Waiter): a follower's Next may wait for new work.
-func (s Queue) Buffered() bool { return s.C.Buffered() }
+// Buffered is how many claimed rows Next returns without claiming again.
+func (s Queue) Buffered() int { return s.C.Buffered() }
 
 // InTx: the queue lives in the warehouse's database (DATABASE_URL).
 func (Queue) InTx() bool { return true }

@@ -77,6 +77,33 @@ func writeBenchCSV(tb testing.TB, dir, name string, n int) string {
 	return p
 }
 
+// writeBenchCSVRejects is writeBenchCSV with its last rejects rows' call IDs
+// made invalid (over 20 characters), so they are rejected.
+func writeBenchCSVRejects(tb testing.TB, dir, name string, n, rejects int) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	w.WriteString("ccId,vdn,callId\n")
+	for i := range n {
+		k := benchKey(i)
+		if i >= n-rejects {
+			k.CallID += "0000000000" // 28+ characters: rejected
+		}
+		fmt.Fprintf(w, "%d,%d,%s\n", k.CCID, k.VDN, k.CallID)
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // benchSim starts a simulator (by default with healthy answers and the test
 // credentials) and writes the SK file the etl reads.
 func benchSim(tb testing.TB, cfg cmssim.Config) (sim *cmssim.Server, skFile string) {
@@ -476,11 +503,14 @@ func BenchmarkMemory(b *testing.B) {
 	if err := os.WriteFile(sk, []byte(testCreds.SK+"\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	sizes := []int{100_000, 1_000_000}
+	sizes := []int{100_000, 1_000_000, 1_000_000}
 	inputs := make([]string, len(sizes))
-	for i, n := range sizes {
+	for i, n := range sizes[:2] {
 		inputs[i] = writeBenchCSV(b, dir, fmt.Sprintf("calls-%d.csv", n), n)
 	}
+	// The third input is the second with its last tenth rejected (call IDs
+	// over 20 characters): failure records must not pile up between commits.
+	inputs[2] = writeBenchCSVRejects(b, dir, "calls-1M-rejects.csv", sizes[2], sizes[2]/10)
 	peaks := make([]float64, len(sizes))
 	secs := make([]float64, len(sizes))
 	cpus := make([]float64, len(sizes))
@@ -488,16 +518,22 @@ func BenchmarkMemory(b *testing.B) {
 	for b.Loop() {
 		iter++
 		for i, n := range sizes {
-			out := filepath.Join(dir, fmt.Sprintf("lake-%d-%d", n, iter))
+			out := filepath.Join(dir, fmt.Sprintf("lake-%d-%d", i, iter))
 			args := []string{"run", "--input", "csv:" + inputs[i], "--output", "parquet:" + out,
 				"--api-url", sim.url, "--ak", testCreds.AK, "--sk-file", sk, "--ca-file", sim.caFile,
 				"--progress", "none", "--log-format", "json", "--rate", "0"}
-			peaks[i], secs[i], cpus[i] = childPeakRSS(b, args, n)
+			rejected := 0
+			if i == 2 {
+				rejected = n / 10
+			}
+			peaks[i], secs[i], cpus[i] = childPeakRSS(b, args, n, rejected)
 		}
 	}
 	b.ReportMetric(peaks[0], "peak_MB_100k")
 	b.ReportMetric(peaks[1], "peak_MB_1M")
 	b.ReportMetric(peaks[1]/peaks[0], "ratio_1M/100k")
+	b.ReportMetric(peaks[2], "peak_MB_1M_rejects")
+	b.ReportMetric(peaks[2]/peaks[0], "ratio_1M_rejects/100k")
 	b.ReportMetric(secs[0], "wall_s_100k")
 	b.ReportMetric(secs[1], "wall_s_1M")
 	b.ReportMetric(cpus[1], "etl_cpu_s_1M")
@@ -506,12 +542,18 @@ func BenchmarkMemory(b *testing.B) {
 	b.Logf("peak RSS %.1f MB for 100k IDs (%.1f s, %.1f s CPU), %.1f MB for 1M IDs (%.1f s, %.1f s CPU), ratio %.2f; "+
 		"the de-duplication set of 1M IDs holds %.1f MB outside the Go heap",
 		peaks[0], secs[0], cpus[0], peaks[1], secs[1], cpus[1], peaks[1]/peaks[0], set)
-	if peaks[1] > 200 {
-		b.Errorf("peak RSS for 1M IDs is %.1f MB, want at most 200 MB", peaks[1])
-	}
-	if peaks[1] > 1.3*peaks[0] {
-		b.Errorf("peak RSS for 1M IDs is %.2f times the peak for 100k (%.1f MB vs %.1f MB), want at most 1.3",
-			peaks[1]/peaks[0], peaks[1], peaks[0])
+	b.Logf("with the last 100,000 of 1M rows rejected: peak RSS %.1f MB (%.1f s), ratio %.2f", peaks[2], secs[2], peaks[2]/peaks[0])
+	for i, label := range []string{"", "", " with the last tenth rejected"} {
+		if i == 0 {
+			continue
+		}
+		if peaks[i] > 200 {
+			b.Errorf("peak RSS for 1M IDs%s is %.1f MB, want at most 200 MB", label, peaks[i])
+		}
+		if peaks[i] > 1.3*peaks[0] {
+			b.Errorf("peak RSS for 1M IDs%s is %.2f times the peak for 100k (%.1f MB vs %.1f MB), want at most 1.3",
+				label, peaks[i]/peaks[0], peaks[i], peaks[0])
+		}
 	}
 }
 
@@ -604,7 +646,7 @@ func launch(path string) int {
 // childPeakRSS runs the etl as a subprocess through the launcher, checks
 // that all n rows loaded and returns its peak RSS in MB (10^6 bytes), its
 // wall time and its CPU time (user+system) in seconds.
-func childPeakRSS(b *testing.B, args []string, n int) (peakMB, wallSecs, cpuSecs float64) {
+func childPeakRSS(b *testing.B, args []string, n, rejected int) (peakMB, wallSecs, cpuSecs float64) {
 	b.Helper()
 	resFile := filepath.Join(b.TempDir(), "rusage.json")
 	cmd := exec.CommandContext(b.Context(), os.Args[0], args...)
@@ -625,7 +667,12 @@ func childPeakRSS(b *testing.B, args []string, n int) (peakMB, wallSecs, cpuSecs
 	if err := json.Unmarshal(raw, &res); err != nil {
 		b.Fatalf("launcher rusage %s: %v", raw, err)
 	}
-	requireAllLoaded(b, summaryOf(b, res.Exit, stderr.String()), n)
+	o := summaryOf(b, res.Exit, stderr.String())
+	if rejected == 0 {
+		requireAllLoaded(b, o, n)
+	} else if o.code != ExitPartial || o.outcome("loaded") != int64(n-rejected) || o.outcome("rejected") != int64(rejected) {
+		b.Fatalf("exit %d, outcomes %v: want exit 3, %d loaded and %d rejected", o.code, o.summary["outcomes"], n-rejected, rejected)
+	}
 	return float64(res.MaxRSSKB) * 1024 / 1e6, wallSecs, time.Duration(res.CPUNanos).Seconds()
 }
 

@@ -39,15 +39,18 @@ type Env struct {
 	StderrIsTerminal bool
 }
 
-const usageText = `etl: enrich Huawei CC-CMS call IDs with querybasiccallinfo.
+const usageText = `etl: enrich Huawei CC-CMS call IDs with querybasiccallinfo, and discover
+finished calls (querycalls) and their CDRs (querycalldetailbyid).
 
 Usage:
-  etl run --input csv:FILE|queue --output parquet:DIR|postgres [flags]
+  etl run --input csv:FILE|queue --output parquet:DIR|postgres [--query basic|cdr] [flags]
+  etl discover --cc-id N --vdn 25[,26] --output postgres|parquet:DIR [--enqueue cdr] [flags]
+                                   list a day's finished calls (default: yesterday)
   etl demo [--input FILE] [--out DIR]  run the job against a built-in simulator
   etl ping [flags]                 check address, TLS and signature
   etl migrate [--database-url URL] apply the Postgres schema (idempotent)
-  etl enqueue --input csv:FILE     load a CSV into cms.call_queue
-  etl requeue --failed [--result-code CODE]  put failed queue rows back to pending
+  etl enqueue --input csv:FILE [--query basic|cdr]  load a CSV into cms.call_queue
+  etl requeue --failed|--no-data [--result-code CODE]  put failed or no_data queue rows back to pending
   etl version
 
 Run 'etl COMMAND --help' for the flags of a command.
@@ -74,6 +77,8 @@ func Main(ctx context.Context, args []string, env Env) int {
 	switch cmd {
 	case "run":
 		return cmdRun(ctx, rest, env, rep)
+	case "discover":
+		return cmdDiscover(ctx, rest, env, rep)
 	case "demo":
 		return cmdDemo(ctx, rest, env, rep)
 	case "ping":
@@ -99,7 +104,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	return rep.exit(&UsageError{Err: fmt.Errorf("unknown command %q", cmd), Hint: hint})
 }
 
-var commands = []string{"run", "demo", "ping", "migrate", "enqueue", "requeue", "version", "help"}
+var commands = []string{"run", "discover", "demo", "ping", "migrate", "enqueue", "requeue", "version", "help"}
 
 // reporter reports why a command did not do what it was asked, the same way
 // for every command: on a terminal one line, "etl CMD: what is wrong: what

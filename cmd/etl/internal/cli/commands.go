@@ -91,11 +91,12 @@ func cmdMigrate(ctx context.Context, args []string, env Env) error {
 
 func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	var c Config
-	fs := newFlagSet("enqueue", "enqueue --input csv:FILE [--cc-id N] [--vdn N] [--database-url URL]")
+	fs := newFlagSet("enqueue", "enqueue --input csv:FILE [--cc-id N] [--vdn N] [--query basic|cdr [--direction in|out]] [--database-url URL]")
 	fs.in(groupInput)
 	fs.StringVar(&c.Input, "input", "", "CSV file to load into cms.call_queue: csv:FILE")
 	fs.IntVar(&c.DefaultCCID, "cc-id", 0, "ccId for rows without one")
 	fs.IntVar(&c.DefaultVDN, "vdn", 0, "vdn for rows without one")
+	c.registerEnqueueQuery(fs)
 	flushEvery := registerEnqueueFlush(fs)
 	c.registerDB(fs)
 	c.registerLog(fs)
@@ -107,6 +108,9 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	}
 	if c.CSVPath() == "" {
 		return fs.usage(errors.New("--input csv:FILE is required"))
+	}
+	if err := c.validateQuery(); err != nil {
+		return err
 	}
 	if *flushEvery <= 0 {
 		return fs.usage(fmt.Errorf("--flush-interval %s: must be positive", *flushEvery))
@@ -127,18 +131,11 @@ func cmdEnqueue(ctx context.Context, args []string, env Env) error {
 	}
 	defer db.Close()
 	var rejected int64
-	keys := r.Keys(func(it csvsource.Item) {
+	entries := c.enqueueEntries(r, func(it csvsource.Item) {
 		rejected++
 		log.Warn().Str("file", r.Path()).Int64("line", it.Line).Str("reason", it.Err.Error()).Msg("row rejected")
 	})
-	entries := func(yield func(queue.Entry, error) bool) {
-		for k, err := range keys {
-			if !yield(queue.Entry{Key: k}, err) {
-				return
-			}
-		}
-	}
-	rep, err := queue.EnqueueStream(ctx, db, queue.QueryBasic, entries, *flushEvery, enqueueProgress(log))
+	rep, err := queue.EnqueueStream(ctx, db, c.queueQuery(), entries, *flushEvery, enqueueProgress(log))
 	if err != nil {
 		return failed(fmt.Errorf("enqueue %s: %w", r.Path(), err))
 	}

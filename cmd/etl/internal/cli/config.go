@@ -14,6 +14,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms/authv2"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
+	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/internal/pipeline"
 	"github.com/cmsetl/cms-etl/load"
 )
@@ -60,7 +61,10 @@ type Config struct {
 	MaxDuration     time.Duration
 	RunID           string
 	QueueMaxAttempt int
-	followConfig    // --follow, --track-every, --listen...: follow.go
+	Query           string // --query: basic (querybasiccallinfo) or cdr (querycalldetailbyid)
+	Direction       string // --direction: in or out, for keys without their own (cdr)
+	TZ              string // --tz: the tenant's zone, for the CDR's local date-times
+	followConfig           // --follow, --track-every, --listen...: follow.go
 
 	set      map[string]bool
 	warnings []string // about how secrets were given; logged once a logger exists
@@ -143,18 +147,54 @@ func (c *Config) registerRun(fs *flagSet) {
 	fs.Int64Var(&c.MaxItems, "max-items", 0, "queue input: stop after claiming this many rows (0 = drain what is due)")
 	fs.DurationVar(&c.MaxDuration, "max-duration", 0, "queue input: stop claiming after this long (0 = no limit)")
 	fs.IntVar(&c.QueueMaxAttempt, "queue-max-attempts", 5, "queue input: runs a transiently failing row is tried in before it is marked failed")
+	fs.StringVar(&c.Query, "query", queue.QueryBasic, "what to ask about each key: `basic|cdr` (basic: querybasiccallinfo, a call in progress; cdr: querycalldetailbyid, the CDR of a finished call)")
+	fs.StringVar(&c.Direction, "direction", "", "--query cdr: the direction `in|out` of keys whose CSV row (isCallIn) or queue row (is_call_in) gives none")
+	fs.StringVar(&c.TZ, "tz", "UTC", "--query cdr: the tenant's time `ZONE` (IANA name), in which the CDR's beginTime/endTime are written")
 	fs.in(groupOutput)
 	fs.Var(listFlag{&c.Outputs}, "output", "output: `parquet:DIR|postgres`, or both (repeat the flag or separate with commas)")
+	c.registerCommit(fs)
+	fs.BoolVar(&c.Refresh, "refresh", false, "with postgres output: query IDs already in the output table (cms.call_info; cms.call_detail with --query cdr) again")
+	c.registerRate(fs)
+	c.registerFollow(fs)
+	c.registerRunControl(fs)
+}
+
+// registerCommit declares how often a job commits.
+func (c *Config) registerCommit(fs *flagSet) {
+	fs.in(groupOutput)
 	fs.IntVar(&c.CommitRows, "commit-rows", 0, "commit after this many rows (default 10000; 5000 with postgres output)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", 0, "commit at least this often (default 10s; 2s with postgres output)")
-	fs.BoolVar(&c.Refresh, "refresh", false, "with postgres output: query IDs already in cms.call_info again")
+}
+
+// commitDefaults fills --commit-rows and --commit-interval when not given:
+// a warehouse commits smaller batches more often.
+func (c *Config) commitDefaults() {
+	if c.CommitRows == 0 {
+		c.CommitRows = 10000
+		if c.Postgres() {
+			c.CommitRows = 5000
+		}
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 10 * time.Second
+		if c.Postgres() {
+			c.CommitInterval = 2 * time.Second
+		}
+	}
+}
+
+// registerRate declares the flags that pace a job's requests.
+func (c *Config) registerRate(fs *flagSet) {
 	fs.in(groupRate)
 	fs.Float64Var(&c.Rate, "rate", 10, "requests per second for the whole run, retries included (0 = unlimited)")
 	fs.StringVar(&c.RateGroup, "rate-group", "", "share --rate with the other runs started with this group `NAME` on the same database (needs --database-url or DATABASE_URL)")
 	fs.IntVar(&c.Burst, "burst", 1, "rate limiter burst")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "requests in flight")
 	fs.IntVar(&c.MaxTransient, "max-transient-streak", 50, "stop the run after this many consecutive calls failed transiently (API down), or got an HTTP error such as 404 (wrong URL); -1 = never")
-	c.registerFollow(fs)
+}
+
+// registerRunControl declares the run's name and how it stops.
+func (c *Config) registerRunControl(fs *flagSet) {
 	fs.in(groupRun)
 	fs.DurationVar(&c.Grace, "grace", 10*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish; the last commit may take "+pipeline.DefaultCommitAllowance.String()+" more")
 	fs.StringVar(&c.RunID, "run-id", "", "run identifier (default: UTC time and a random suffix)")
@@ -371,40 +411,16 @@ func (c *Config) validateRun() error {
 	default:
 		return usagef("--input %q: want csv:FILE or queue", c.Input)
 	}
-	if len(c.Outputs) == 0 {
-		return usagef("--output is required: parquet:DIR and/or postgres")
-	}
-	seen := map[string]bool{}
-	for _, o := range c.Outputs {
-		kind := o
-		if strings.HasPrefix(o, "parquet:") {
-			kind = "parquet"
-			if strings.TrimPrefix(o, "parquet:") == "" {
-				return usagef("--output parquet: needs a directory, e.g. parquet:out")
-			}
-		} else if o != "postgres" {
-			return usagef("--output %q: want parquet:DIR or postgres", o)
-		}
-		if seen[kind] {
-			return usagef("--output: %s given twice", kind)
-		}
-		seen[kind] = true
+	if err := c.validateOutputs(); err != nil {
+		return err
 	}
 	if c.Postgres() || c.Input == "queue" {
 		if err := c.requireDB(" with --input queue or --output postgres"); err != nil {
 			return err
 		}
 	}
-	if c.RateGroup != "" {
-		if err := c.requireDB(" with --rate-group"); err != nil {
-			return err
-		}
-		if c.Rate <= 0 {
-			return usagef("--rate-group %q: needs a --rate above 0 to share", c.RateGroup)
-		}
-		if len(c.RateGroup) > 200 {
-			return usagef("--rate-group: at most 200 characters")
-		}
+	if err := c.validateQuery(); err != nil {
+		return err
 	}
 	if c.Refresh && !c.Postgres() {
 		return usagef("--refresh only applies with --output postgres")
@@ -432,6 +448,56 @@ func (c *Config) validateRun() error {
 			return usagef("--vdn %d: must be 1..%d", c.DefaultVDN, extract.MaxVDN)
 		}
 	}
+	if c.MaxItems < 0 || c.MaxDuration < 0 {
+		return usagef("--max-items and --max-duration must not be negative")
+	}
+	if c.Lease < 5*time.Second {
+		return usagef("--lease %s: want at least 5s", c.Lease)
+	}
+	if c.QueueMaxAttempt < 1 {
+		return usagef("--queue-max-attempts %d: must be >= 1", c.QueueMaxAttempt)
+	}
+	return c.validateJob()
+}
+
+// validateOutputs checks --output: parquet:DIR and/or postgres, each once.
+func (c *Config) validateOutputs() error {
+	if len(c.Outputs) == 0 {
+		return usagef("--output is required: parquet:DIR and/or postgres")
+	}
+	seen := map[string]bool{}
+	for _, o := range c.Outputs {
+		kind := o
+		if strings.HasPrefix(o, "parquet:") {
+			kind = "parquet"
+			if strings.TrimPrefix(o, "parquet:") == "" {
+				return usagef("--output parquet: needs a directory, e.g. parquet:out")
+			}
+		} else if o != "postgres" {
+			return usagef("--output %q: want parquet:DIR or postgres", o)
+		}
+		if seen[kind] {
+			return usagef("--output: %s given twice", kind)
+		}
+		seen[kind] = true
+	}
+	return nil
+}
+
+// validateJob checks what every job that asks CC-CMS takes: the rate, the
+// commits, reporting, the run's name and the API.
+func (c *Config) validateJob() error {
+	if c.RateGroup != "" {
+		if err := c.requireDB(" with --rate-group"); err != nil {
+			return err
+		}
+		if c.Rate <= 0 {
+			return usagef("--rate-group %q: needs a --rate above 0 to share", c.RateGroup)
+		}
+		if len(c.RateGroup) > 200 {
+			return usagef("--rate-group: at most 200 characters")
+		}
+	}
 	if c.Rate < 0 {
 		return usagef("--rate %v: must be >= 0 (0 = unlimited)", c.Rate)
 	}
@@ -441,14 +507,8 @@ func (c *Config) validateRun() error {
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		return usagef("--concurrency %d: want 1..1024", c.Concurrency)
 	}
-	if c.CommitRows < 0 || c.CommitInterval < 0 || c.Grace < 0 || c.MaxItems < 0 || c.MaxDuration < 0 {
-		return usagef("--commit-rows, --commit-interval, --grace, --max-items and --max-duration must not be negative")
-	}
-	if c.Lease < 5*time.Second {
-		return usagef("--lease %s: want at least 5s", c.Lease)
-	}
-	if c.QueueMaxAttempt < 1 {
-		return usagef("--queue-max-attempts %d: must be >= 1", c.QueueMaxAttempt)
+	if c.CommitRows < 0 || c.CommitInterval < 0 || c.Grace < 0 {
+		return usagef("--commit-rows, --commit-interval and --grace must not be negative")
 	}
 	if err := validateReport(c); err != nil {
 		return err

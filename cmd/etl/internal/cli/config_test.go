@@ -145,7 +145,7 @@ func TestHelpExitsZeroAndDocumentsEveryFlag(t *testing.T) {
 	groups := helpGroups(t, stdout.String())
 	for _, f := range []string{"api-url", "ak", "sk-file", "cc-id", "vdn", "rate", "burst", "concurrency", "max-attempts",
 		"request-timeout", "metrics-file", "log-format", "progress", "summary", "input", "output", "database-url", "refresh", "lease",
-		"max-items", "max-duration", "ca-file", "tls-server-name", "insecure-skip-verify", "rate-group"} {
+		"max-items", "max-duration", "ca-file", "tls-server-name", "insecure-skip-verify", "rate-group", "query", "direction", "tz"} {
 		if _, ok := groups[f]; !ok {
 			t.Errorf("--help does not document --%s", f)
 		}
@@ -190,7 +190,7 @@ func helpGroups(t *testing.T, help string) map[string]string {
 
 // Every flag of every command is listed under a known group, with --.
 func TestEveryCommandsHelpIsGrouped(t *testing.T) {
-	for _, cmd := range []string{"run", "demo", "ping", "migrate", "enqueue", "requeue"} {
+	for _, cmd := range []string{"run", "discover", "demo", "ping", "migrate", "enqueue", "requeue"} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(t.Context(), []string{cmd, "--help"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
 			t.Fatalf("%s --help: exit %d", cmd, code)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
@@ -275,5 +276,107 @@ func TestSystemdUnits(t *testing.T) {
 	out, err := exec.CommandContext(t.Context(), analyze, "verify", filepath.Join(tmp, "cms-etl.service"), filepath.Join(tmp, "cms-etl.timer")).CombinedOutput()
 	if err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// The cron wrapper's default is the nightly recipe: etl discover of
+// yesterday with --enqueue cdr, then etl run --input queue --query cdr, each
+// with its own metrics file beside the other; the worst exit code is the
+// wrapper's, and each failing step alerts on its own. Settings missing for
+// the recipe are an alert and exit 2.
+func TestCronWrapperRunsTheNightlyRecipe(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	url, db := migratedDB(t)
+	h := scheduleHarness(t, 1, nil)
+	day := yesterday()
+	want := listed(h, day, day.Add(24*time.Hour))
+
+	bin := filepath.Join(h.dir, "bin")
+	syslog := filepath.Join(h.dir, "syslog")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "logger"), []byte("#!/bin/sh\necho \"$*\" >> "+syslog+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	details := filepath.Join(h.dir, "call_detail")
+	base := "CMS_API_URL=" + h.sim.URL() + "\nCMS_ETL_SK_FILE=" + h.skFile + "\nDATABASE_URL='" + url + "'" +
+		"\nCMS_ETL_CC_ID=1\nCMS_ETL_VDNS=25,26\nCMS_ETL_OUTPUT=postgres,parquet:" + details +
+		"\nCMS_ETL_ARGS=\"--ca-file " + h.sim.CAFile() + " --rate 0\"\nCMS_ETL_RUN_ARGS=\"--concurrency 16\"\n"
+	run := func(name, envText string) (code int, stdout, logText, syslogText, metricsDir string) {
+		t.Helper()
+		dir := filepath.Join(h.dir, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		envFile := filepath.Join(dir, "cms-etl.env")
+		if err := os.WriteFile(envFile, []byte(envText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(syslog)
+		logFile := filepath.Join(dir, "log.json")
+		cmd := exec.CommandContext(t.Context(), "/bin/sh", wrapperSource)
+		env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), beMainEnv + "=1", "CMS_ETL_ENV_FILE=" + envFile,
+			"CMS_ETL_BIN=" + os.Args[0], "CMS_ETL_LOG=" + logFile, "CMS_ETL_METRICS_FILE=" + filepath.Join(dir, "cms_etl.prom")}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "CMS_") && !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "DATABASE_URL=") {
+				env = append(env, kv)
+			}
+		}
+		cmd.Env = env
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if errOut.Len() > 0 {
+			t.Errorf("%s: the wrapper wrote to stderr: %s", name, errOut.String())
+		}
+		b, _ := os.ReadFile(logFile)
+		s, _ := os.ReadFile(syslog)
+		return code, out.String(), string(b), string(s), dir
+	}
+
+	code, stdout, logText, syslogText, dir := run("ok", base+"CMS_AK="+testCreds.AK+"\n")
+	if code != ExitOK || stdout != "" || syslogText != "" {
+		t.Fatalf("nightly recipe: exit %d, alert %q %q; log:\n%s", code, stdout, syslogText, tail(logText, 4000))
+	}
+	lines := requireJSONLines(t, "log file", logText)
+	var summaries int
+	for _, l := range lines {
+		if l["event"] == "run_summary" {
+			summaries++
+		}
+	}
+	if summaries != 2 {
+		t.Errorf("%d run_summary events in the log, want one per step", summaries)
+	}
+	for file, line := range map[string]string{"cms_etl.prom": "cms_etl_exit_code 0", "cms_etl_discover.prom": "cms_etl_discover_exit_code 0"} {
+		if m, err := os.ReadFile(filepath.Join(dir, file)); err != nil || !strings.Contains(string(m), line) {
+			t.Errorf("%s lacks %q: %v", file, line, err)
+		}
+	}
+	if r, d := count(t, db, "SELECT count(*) FROM cms.call_record"), count(t, db, "SELECT count(*) FROM cms.call_detail"); r != int64(len(want)) || d != r {
+		t.Errorf("call_record %d, call_detail %d rows; the simulator lists %d calls", r, d, len(want))
+	}
+	if _, rows := committed(t, details); rows != len(want) {
+		t.Errorf("the call_detail dataset has %d rows, want %d", rows, len(want))
+	}
+
+	// The discovery is refused; the CDR step still runs (the queue is
+	// drained: nothing to ask) and the wrapper exits with the failure.
+	code, stdout, _, syslogText, _ = run("wrong-ak", base+"CMS_AK=wrongAK\n")
+	if code != ExitAborted || !strings.Contains(stdout, "etl discover exited 1") || strings.Count(syslogText, "-p user.err") != 1 {
+		t.Errorf("wrong AK: exit %d, alerts %q / %q", code, stdout, syslogText)
+	}
+
+	code, stdout, _, _, _ = run("no-vdns", strings.Replace(base, "CMS_ETL_VDNS=25,26\n", "", 1)+"CMS_AK="+testCreds.AK+"\n")
+	if code != ExitUsage || !strings.Contains(stdout, "CMS_ETL_VDNS") {
+		t.Errorf("without CMS_ETL_VDNS: exit %d, alert %q", code, stdout)
 	}
 }

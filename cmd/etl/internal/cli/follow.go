@@ -47,6 +47,9 @@ func (c *Config) validateFollow() error {
 	if c.TrackEvery < 0 || (c.TrackEvery > 0 && c.TrackEvery < 100*time.Millisecond) {
 		return usagef("--track-every %s: want 0 (no tracking) or at least 100ms", c.TrackEvery)
 	}
+	if c.TrackEvery > 0 && c.Query == queue.QueryCDR {
+		return usagef("--track-every only applies with --query basic: a finished call's CDR does not change")
+	}
 	if c.set["track-max"] && c.TrackEvery == 0 {
 		return usagef("--track-max only applies with --track-every")
 	}

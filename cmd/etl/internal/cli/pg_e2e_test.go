@@ -209,3 +209,41 @@ func TestTwoQueueRunsAtOnceRequestEachIDOnce(t *testing.T) {
 		}
 	}
 }
+
+// Issue 10, defect 6: queue rows that ended no_data could not be requeued.
+// A queue run against a simulator with no-data calls (old calls: no
+// retries) ends them no_data; `etl requeue --no-data` puts exactly those
+// back, and the next run asks them once more.
+func TestRequeueNoDataRows(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{NoDataShare: 0.3, PermanentShare: 0.1, Seed: 5})
+	in, _ := h.writeCSV("calls.csv", 60)
+	enqueueCSV(t, url, in)
+	if o := h.run(queueArgs(h, url, "--rate", "0")...); o.code != ExitPartial {
+		t.Fatalf("first run exit %d:\n%s", o.code, tail(o.stderr, 2000))
+	}
+	noData := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'no_data'")
+	failed := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'failed'")
+	if noData == 0 || failed == 0 {
+		t.Fatalf("no_data %d, failed %d: the simulator's plan should give both", noData, failed)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(t.Context(), []string{"requeue", "--no-data", "--database-url", url}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
+		t.Fatalf("requeue exit %d: %s", code, stderr.String())
+	}
+	if want := fmt.Sprintf("requeued %d no_data rows", noData); !strings.Contains(stdout.String(), want) {
+		t.Fatalf("requeue said %q, want %q", stdout.String(), want)
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'pending'"); n != noData {
+		t.Fatalf("%d rows pending, want the %d no_data ones", n, noData)
+	}
+	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'failed'"); n != failed {
+		t.Fatalf("failed rows changed: %d, want %d", n, failed)
+	}
+	before := h.sim.Stats().Requests
+	h.run(queueArgs(h, url, "--rate", "0")...)
+	if got := h.sim.Stats().Requests - before; got != noData {
+		t.Fatalf("the run after requeue made %d requests, want one per requeued row (%d)", got, noData)
+	}
+}

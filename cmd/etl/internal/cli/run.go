@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
@@ -57,18 +58,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	log := NewLogger(c, env).With().Str("run", c.RunID).Logger()
 	rep.log, rep.json = log, jsonLogs(c.LogFormat, env)
 	c.logWarnings(log)
-	if c.CommitRows == 0 {
-		c.CommitRows = 10000
-		if c.Postgres() {
-			c.CommitRows = 5000
-		}
-	}
-	if c.CommitInterval == 0 {
-		c.CommitInterval = 10 * time.Second
-		if c.Postgres() {
-			c.CommitInterval = 2 * time.Second
-		}
-	}
+	c.commitDefaults()
 
 	obs := newObserver()
 	notStarted := func(err error) (int, *Summary) {
@@ -116,7 +106,7 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 		}, log)
 		obs.onCommit(recorder.committed)
 	}
-	log.Info().Str("input", c.Input).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
+	log.Info().Str("input", c.Input).Str("query", describeQuery(c.Query)).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("run started")
 
 	var estimate int64
@@ -228,6 +218,9 @@ type wiring struct {
 	source  pipeline.Source
 	ledgers []pipeline.Ledger
 	run     runner
+	// committedKeys reads the keys a Parquet output holds; nil: those of the
+	// CSV input (adapters.CommittedKeys).
+	committedKeys func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error)
 }
 
 // runner is a built pipeline, whatever its row type.
@@ -274,9 +267,6 @@ func (w *wiring) close(ctx context.Context, log zerolog.Logger) {
 			log.Error().Err(err).Msg("close output")
 		}
 	}
-	if w.csv != nil {
-		_ = w.csv.Close()
-	}
 	if w.client != nil {
 		w.client.Close()
 	}
@@ -303,41 +293,9 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger, obs *observer) (w 
 			w.close(ctx, log)
 		}
 	}()
-	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
-	if c.RateGroup != "" {
-		// The group uses the database only for its members table, whatever
-		// the input and outputs; an unmigrated one is told to run etl migrate.
-		gdb, err := openWarehouse(ctx, c.DatabaseURL, 1)
-		if err != nil {
-			return w, err
-		}
-		w.groupDB = gdb
-		g, err := rategroup.New(rategroup.Config{Name: c.RateGroup, Pool: gdb, Rate: c.Rate, RunID: c.RunID, Logger: log})
-		if err != nil {
-			return w, &UsageError{Err: err}
-		}
-		w.group = g
-		rcfg.OnThrottle = g.Throttled
-	}
-	rc, err := ratecontrol.New(rcfg)
-	if err != nil {
-		return w, &UsageError{Err: err}
-	}
-	w.rate = rc
-	if w.group != nil {
-		if err := w.group.Join(ctx, rc); err != nil {
-			return w, err
-		}
-		st := w.group.Stats()
-		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
-			Float64("share", st.Share).Msg("joined the rate group")
-	}
-	w.counters = adapters.NewCounters(rc)
-	client, err := newClient(c, log, rc, w.counters.Observe)
-	if err != nil {
+	if err := w.connectAPI(ctx, c, log); err != nil {
 		return w, err
 	}
-	w.client = client
 
 	if c.DatabaseURL != "" && (c.Postgres() || c.Input == "queue") {
 		db, err := openWarehouse(ctx, c.DatabaseURL, 4)
@@ -353,7 +311,10 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger, obs *observer) (w 
 			return w, &UsageError{Err: fmt.Errorf("--input: %w", err)}
 		}
 		w.csv = r
-		w.source = adapters.CSV{R: r}
+		src := adapters.NewCSV(r)
+		src.Dir = c.directionRule()
+		w.closers = append(w.closers, func(context.Context) error { return src.Close() })
+		w.source = src
 		if dir := c.ParquetDir(); dir != "" {
 			rej, err := rejects.Create(dir, c.RunID)
 			if err != nil {
@@ -371,23 +332,73 @@ func wire(ctx context.Context, c *Config, log zerolog.Logger, obs *observer) (w 
 			Pool: w.db, Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), c.RunID), Lease: c.Lease,
 			MaxAttempts: c.QueueMaxAttempt, Logger: log,
 			ClaimBatch: claimBatch(c), MaxItems: c.MaxItems, MaxDuration: c.MaxDuration,
+			Query:  c.queueQuery(),
 			Follow: c.Follow, PollInterval: c.PollInterval, TrackEvery: c.TrackEvery, TrackMax: c.TrackMax,
 		})
 		if err != nil {
 			return w, &UsageError{Err: err}
 		}
 		w.queue = qc
-		w.source = adapters.Queue{C: qc}
+		w.source = adapters.Queue{C: qc, Dir: c.directionRule()}
 		w.ledgers = append(w.ledgers, adapters.Queue{C: qc})
 	}
 
-	query := adapters.BasicQuery(client, c.RunID)
+	if c.Query == queue.QueryCDR {
+		zone, err := loadZone(c.TZ)
+		if err != nil {
+			return w, err
+		}
+		w.run, err = build(ctx, c, w, log, countInFlight(obs, adapters.DetailQuery(w.client, c.RunID, zone)), parquet.CallDetail, postgres.CallDetail)
+		return w, err
+	}
+	query := adapters.BasicQuery(w.client, c.RunID)
 	if w.queue != nil {
-		query = adapters.QueueBasicQuery(client, c.RunID, adapters.Tracking{Track: w.queue.Queue().Tracking,
+		query = adapters.QueueBasicQuery(w.client, c.RunID, adapters.Tracking{Track: w.queue.Queue().Tracking,
 			FirstAnswer: func(d time.Duration) { obs.firstAnswer.Observe(d.Seconds()) }})
 	}
 	w.run, err = build(ctx, c, w, log, countInFlight(obs, query), parquet.CallInfo, postgres.CallInfo)
 	return w, err
+}
+
+// connectAPI sets up what talks to CC-CMS: the rate controller (in its
+// group with --rate-group), the counters and the client.
+func (w *wiring) connectAPI(ctx context.Context, c *Config, log zerolog.Logger) error {
+	rcfg := ratecontrol.Config{Rate: c.Rate, Burst: c.Burst}
+	if c.RateGroup != "" {
+		// The group uses the database only for its members table, whatever
+		// the input and outputs; an unmigrated one is told to run etl migrate.
+		gdb, err := openWarehouse(ctx, c.DatabaseURL, 1)
+		if err != nil {
+			return err
+		}
+		w.groupDB = gdb
+		g, err := rategroup.New(rategroup.Config{Name: c.RateGroup, Pool: gdb, Rate: c.Rate, RunID: c.RunID, Logger: log})
+		if err != nil {
+			return &UsageError{Err: err}
+		}
+		w.group = g
+		rcfg.OnThrottle = g.Throttled
+	}
+	rc, err := ratecontrol.New(rcfg)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	w.rate = rc
+	if w.group != nil {
+		if err := w.group.Join(ctx, rc); err != nil {
+			return err
+		}
+		st := w.group.Stats()
+		log.Info().Str("rate_group", st.Name).Int("members", st.Members).Float64("group_rate", st.GroupRate).
+			Float64("share", st.Share).Msg("joined the rate group")
+	}
+	w.counters = adapters.NewCounters(rc)
+	client, err := newClient(c, log, rc, w.counters.Observe)
+	if err != nil {
+		return err
+	}
+	w.client = client
+	return nil
 }
 
 // build opens the outputs of the rows of one query and makes the run's
@@ -401,7 +412,13 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 			return nil, fmt.Errorf("open parquet output: %w", err)
 		}
 		w.closers = append(w.closers, sink.Close)
-		committed, st, err := adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
+		readCommitted := w.committedKeys
+		if readCommitted == nil {
+			readCommitted = func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error) {
+				return adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
+			}
+		}
+		committed, st, err := readCommitted(ctx, dir)
 		if err != nil {
 			return nil, err
 		}
@@ -425,9 +442,13 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 		outputs = append(outputs, adapters.NewWarehouse(sink, pgTable, w.db, c.Input != "queue" && !c.Refresh, retry, log))
 	}
 	pc := pool.Config{Concurrency: c.Concurrency, MaxTransientStreak: c.MaxTransient, MaxHTTPErrorStreak: c.MaxTransient}
-	if c.Follow {
-		// A follower has no next run: it waits out an API outage.
-		pc.Probe, pc.OnOutage = adapters.Probe(w.client), w.obs.onOutage(log)
+	var onCommit func()
+	if w.obs != nil {
+		onCommit = w.obs.committed
+		if c.Follow {
+			// A follower has no next run: it waits out an API outage.
+			pc.Probe, pc.OnOutage = adapters.Probe(w.client), w.obs.onOutage(log)
+		}
 	}
 	return pipeline.New(pipeline.Config[R]{
 		RunID: c.RunID, Logger: log, Source: w.source, Query: query, Outputs: outputs, Ledgers: w.ledgers,
@@ -435,7 +456,7 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 		// One flag bounds both streaks: the API down, or the wrong URL.
 		Pool:  pc,
 		Dedup: w.csv != nil, CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
-		Follow: c.Follow, OnCommit: w.obs.committed,
+		Follow: c.Follow, OnCommit: onCommit,
 	})
 }
 

@@ -51,15 +51,17 @@ type Summary struct {
 	LatencyP95      time.Duration
 	Unknown         []pipeline.UnknownCode
 	Problems        int64
+	Files           int
+	Duration        time.Duration
+	Started         time.Time
 	// Failures are the failed and rejected rows by outcome and code.
 	Failures []pipeline.FailureCode
 	// Outages counts the API outages a follower rode out (paused, probed,
 	// resumed); Paused is how long it was paused.
-	Outages  int64
-	Paused   time.Duration
-	Files    int
-	Duration time.Duration
-	Started  time.Time
+	Outages int64
+	Paused  time.Duration
+	// Discovery is etl discover's reconciliation; nil for etl run.
+	Discovery *discoverySummary
 }
 
 func summarize(c *Config, w *wiring, res pipeline.Result) Summary {
@@ -115,7 +117,7 @@ func (s Summary) JSON() map[string]any {
 	for _, o := range outcome.All {
 		counts[string(o)] = s.Counts[o]
 	}
-	return map[string]any{
+	m := map[string]any{
 		"status": s.Status, "exit_code": s.ExitCode, "error": s.Error, "rows_read": s.Read, "outcomes": counts,
 		"requests": s.Requests, "retries": s.Retries, "http_429": s.Throttled, "http_503": s.Unavailable,
 		"rate_configured": s.Configured, "rate_achieved": round1(s.AchievedRate), "rate_cuts": s.RateCuts,
@@ -126,6 +128,10 @@ func (s Summary) JSON() map[string]any {
 		"rate_group": s.RateGroup, "rate_group_members": s.GroupMembers,
 		"failure_codes": failureCodes(s.Failures), "api_outages": s.Outages, "api_paused_s": round1(s.Paused.Seconds()),
 	}
+	if s.Discovery != nil {
+		m["discovery"] = s.Discovery.JSON()
+	}
+	return m
 }
 
 // failureCodes is the JSON form of the failures by outcome and code:
@@ -204,6 +210,9 @@ func printSummary(w io.Writer, s Summary) {
 	}
 	if s.Outages > 0 {
 		fmt.Fprintf(&b, "  API outages: %d ridden out, paused %s in all\n", s.Outages, s.Paused.Round(time.Second))
+	}
+	if s.Discovery != nil {
+		s.Discovery.print(&b)
 	}
 	fmt.Fprint(w, b.String())
 }
