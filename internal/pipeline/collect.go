@@ -78,9 +78,7 @@ func (p *Pipeline[R]) collect(ctx context.Context, results <-chan pool.Done[Item
 		}
 	}
 	submit()
-	out, err := c.close()
-	out.counts[outcome.Unprocessed] += unprocessed
-	return out, err
+	return c.close(unprocessed)
 }
 
 // takes reports whether output i takes the row of a: outputs that take one

@@ -181,13 +181,18 @@ func (f failureCodes) list() []FailureCode {
 	return out
 }
 
-// close waits for the last commit and returns the totals.
-func (c *committer[R]) close() (collected, error) {
+// close waits for the last commit and returns the totals, with unprocessed
+// more rows counted unprocessed (they arrived after a failed commit). The
+// counts are added under the lock: Progress may be reading them.
+func (c *committer[R]) close(unprocessed int64) (collected, error) {
 	close(c.batches)
 	<-c.finished
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out, c.err
+	c.out.counts[outcome.Unprocessed] += unprocessed
+	out := c.out
+	out.counts = c.out.counts.Clone()
+	return out, c.err
 }
 
 // commit makes one batch durable, in order: the outputs that are not

@@ -457,6 +457,9 @@ func (c *Config) validateRun() error {
 	if c.QueueMaxAttempt < 1 {
 		return usagef("--queue-max-attempts %d: must be >= 1", c.QueueMaxAttempt)
 	}
+	if err := c.validateFollow(); err != nil {
+		return err
+	}
 	return c.validateJob()
 }
 
@@ -511,9 +514,6 @@ func (c *Config) validateJob() error {
 		return usagef("--commit-rows, --commit-interval and --grace must not be negative")
 	}
 	if err := validateReport(c); err != nil {
-		return err
-	}
-	if err := c.validateFollow(); err != nil {
 		return err
 	}
 	if c.RunID != "" && load.ValidateRunID(c.RunID) != nil {

@@ -41,7 +41,7 @@ func (c *Config) validateFollow() error {
 	if c.set["poll-interval"] && !c.Follow {
 		return usagef("--poll-interval only applies with --follow")
 	}
-	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Hour {
+	if c.Follow && (c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Hour) {
 		return usagef("--poll-interval %s: want 10ms..1h", c.PollInterval)
 	}
 	if c.TrackEvery < 0 || (c.TrackEvery > 0 && c.TrackEvery < 100*time.Millisecond) {
@@ -53,7 +53,7 @@ func (c *Config) validateFollow() error {
 	if c.set["track-max"] && c.TrackEvery == 0 {
 		return usagef("--track-max only applies with --track-every")
 	}
-	if c.TrackMax <= 0 {
+	if c.TrackEvery > 0 && c.TrackMax <= 0 {
 		return usagef("--track-max %s: must be positive", c.TrackMax)
 	}
 	if c.Listen != "" {
