@@ -60,25 +60,39 @@ func BenchmarkUpsert(b *testing.B) {
 
 // BenchmarkLoadVsCopy loads 500,000 rows in commits of 50,000 into an empty
 // cms.call_info through the sink and, side by side, with a plain COPY of the
-// same rows into a copy of the table (same keys and indexes); then the same
-// rows again through the sink (all unchanged). Run with -benchtime=1x.
+// same rows into a copy of the table (same keys and indexes) and of their
+// first snapshots into a copy of cms.call_snapshot (the sink appends one per
+// new call); then the same rows again through the sink (all unchanged). Run
+// with -benchtime=1x.
 func BenchmarkLoadVsCopy(b *testing.B) {
 	const total = 500_000
 	pool := setup(b)
 	sink := newSink(b, pool)
-	if _, err := pool.Exec(b.Context(), "CREATE TABLE cms.call_info_copy (LIKE cms.call_info INCLUDING ALL)"); err != nil {
-		b.Fatal(err)
+	for _, table := range []string{"call_info", "call_snapshot"} {
+		if _, err := pool.Exec(b.Context(), "CREATE TABLE cms."+table+"_copy (LIKE cms."+table+" INCLUDING ALL)"); err != nil {
+			b.Fatal(err)
+		}
 	}
 	rows := benchRows(benchChunk, "bench")
-	copyColumns := append(append([]string{}, transform.Columns...), "raw", "first_fetched_at")
+	copyColumns := append(append([]string{}, transform.Columns...), "raw", "first_fetched_at", "first_seen_live_at", "last_seen_live_at", "snapshots")
+	snapshotColumns := []string{"cc_id", "vdn", "call_id", "seen_at", "device_type", "device_type_label", "device_no",
+		"wait_seconds", "talk_seconds", "logon_seconds", "enter_reason", "enter_reason_label", "run_id"}
 	var copyTook, upsertTook, unchangedTook time.Duration
 
 	copyChunk := func(ctx context.Context) {
 		src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 			r := &rows[i]
-			return append(valuesOf(r), r.FetchedAt), nil
+			return append(valuesOf(r), r.FetchedAt, r.FetchedAt, r.FetchedAt, int32(1)), nil
 		})
 		if _, err := pool.CopyFrom(ctx, pgx.Identifier{"cms", "call_info_copy"}, copyColumns, src); err != nil {
+			b.Fatal(err)
+		}
+		snaps := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			r := &rows[i]
+			return []any{r.CCID, r.VDN, r.CallID, r.FetchedAt, r.DeviceType, r.DeviceTypeLabel, r.DeviceNo,
+				r.WaitSeconds, r.TalkSeconds, r.LogonSeconds, r.EnterReason, r.EnterReasonLabel, r.RunID}, nil
+		})
+		if _, err := pool.CopyFrom(ctx, pgx.Identifier{"cms", "call_snapshot_copy"}, snapshotColumns, snaps); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -98,7 +112,7 @@ func BenchmarkLoadVsCopy(b *testing.B) {
 	}
 
 	for b.Loop() {
-		if _, err := pool.Exec(b.Context(), "TRUNCATE cms.call_info, cms.call_info_copy"); err != nil {
+		if _, err := pool.Exec(b.Context(), "TRUNCATE cms.call_info, cms.call_info_copy, cms.call_snapshot, cms.call_snapshot_copy"); err != nil {
 			b.Fatal(err)
 		}
 		// Chunk by chunk, alternating which goes first, so both sides meet
