@@ -44,9 +44,12 @@ finished calls (querycalls) and their CDRs (querycalldetailbyid).
 
 Usage:
   etl run --input csv:FILE|queue --output parquet:DIR|postgres [--query basic|cdr] [flags]
+      --input queue --follow [--track-every 5s] [--listen ADDR]
+                                   keep enriching calls while they are live (until SIGTERM)
   etl discover --cc-id N --vdn 25[,26] --output postgres|parquet:DIR [--enqueue cdr] [flags]
                                    list a day's finished calls (default: yesterday)
   etl demo [--input FILE] [--out DIR]  run the job against a built-in simulator
+  etl demo --follow [--for D]      the live demo: generated calls, a follower tracking them
   etl ping [flags]                 check address, TLS and signature
   etl migrate [--database-url URL] apply the Postgres schema (idempotent)
   etl enqueue --input csv:FILE [--query basic|cdr]  load a CSV into cms.call_queue
