@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 	"github.com/cmsetl/cms-etl/load/parquet"
@@ -162,6 +163,61 @@ func TestEnqueueCDR(t *testing.T) {
 	want := map[string]string{"1764547200-25001": "cdr true", "1764547201-25002": "cdr false", "1764547202-25003": "cdr false"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("queue %v, want %v", got, want)
+	}
+}
+
+// A CSV made for the basic query (etl run's and etl enqueue's default) may
+// carry an is_call_in column in its producer's own spelling (Y/N), or two
+// of them: the basic query never reads a direction, so every row runs and
+// is queued as before. Only --query cdr reads the column, rejecting a cell
+// it cannot read by the column's name as the header spells it.
+func TestBasicQueryIgnoresTheDirectionColumn(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{})
+	keys := make([]extract.Key, 20)
+	for i := range keys {
+		keys[i] = extract.Key{CCID: 1, VDN: 1 + i%3, CallID: fmt.Sprintf("%d-%d", 1763856000000+int64(i)*61000, 1000+i)}
+	}
+	want := h.expected(keys)
+	tests := []struct {
+		name, header, cells string
+		cdrRefusal          string // etl enqueue --query cdr --direction in, on this file
+	}{
+		{"producer's Y/N", "is_call_in", "%s", `is_call_in \"Y\": want true, false, 1 or 0`},
+		{"two direction columns", "is_call_in,isCallIn", "%s,", `two direction columns, \"is_call_in\" (column 4) and \"isCallIn\" (column 5)`},
+	}
+	for i, tc := range tests {
+		var b strings.Builder
+		b.WriteString("ccId,vdn,callId," + tc.header + "\n")
+		for j, k := range keys {
+			fmt.Fprintf(&b, "%d,%d,%s,"+tc.cells+"\n", k.CCID, k.VDN, k.CallID, map[bool]string{true: "Y", false: "N"}[j%2 == 0])
+		}
+		in := filepath.Join(h.dir, fmt.Sprintf("calls%d.csv", i))
+		if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o := h.run(h.args(in, filepath.Join(h.dir, fmt.Sprintf("lake%d", i)), "--rate", "0")...)
+		checkAccounting(t, o)
+		if o.code != ExitOK || o.outcome("rejected") != 0 || o.outcome("loaded") != want["ok"] {
+			t.Fatalf("%s: etl run (basic): exit %d, outcomes %v, want 0 and %d loaded:\n%s", tc.name, o.code, o.summary["outcomes"], want["ok"], tail(o.stderr, 3000))
+		}
+		enqueue := func(more ...string) (int, string) {
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), append([]string{"enqueue", "--input", "csv:" + in, "--database-url", url, "--log-format", "json"}, more...),
+				Env{Stdout: &stdout, Stderr: &stderr})
+			return code, stdout.String() + stderr.String()
+		}
+		if code, out := enqueue(); code != ExitOK || !strings.Contains(out, "20 rows read") || !strings.Contains(out, "0 rejected") {
+			t.Fatalf("%s: etl enqueue (basic): exit %d\n%s", tc.name, code, out)
+		}
+		if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE query = 'basic' AND is_call_in IS NULL"); n != 20 {
+			t.Errorf("%s: %d basic queue rows, want 20", tc.name, n)
+		}
+		// The CDR reads the direction, and names its column as spelled.
+		if code, out := enqueue("--query", "cdr", "--direction", "in"); code == ExitOK || !strings.Contains(out, tc.cdrRefusal) {
+			t.Errorf("%s: etl enqueue --query cdr: exit %d, want %q:\n%s", tc.name, code, tc.cdrRefusal, out)
+		}
 	}
 }
 
