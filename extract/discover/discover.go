@@ -37,6 +37,20 @@ type Lister interface {
 // ErrStop wraps the error of a discovery stopped by a fatal answer.
 var ErrStop = errors.New("discovery stopped")
 
+// StopError is the fatal answer that stopped a discovery; it is ErrStop.
+// The Lister decides what is fatal: the API refusing the caller (401, 403,
+// TLS), or the caller's own reasons (a streak of failed pages, its rate
+// group lost); HTTPStatus and Err tell them apart.
+type StopError struct {
+	Message    string
+	HTTPStatus int   // of the answer; 0 without one
+	Err        error // the answer's cause (cms.ListResult.Err), may be nil
+}
+
+func (e *StopError) Error() string        { return ErrStop.Error() + ": " + e.Message }
+func (e *StopError) Is(target error) bool { return target == ErrStop }
+func (e *StopError) Unwrap() error        { return e.Err }
+
 // PageLimit is the most rows querycalls returns per page.
 const PageLimit = 100
 
@@ -63,7 +77,9 @@ type Config struct {
 	// MinSlice is the shortest a slice is bisected to. Default 1m.
 	MinSlice time.Duration
 	// SettleLag: only slices ending at least this long before now are
-	// asked. Default 15m.
+	// asked; 0 asks every slice that has ended. etl discover's --settle-lag
+	// defaults to DefaultSettleLag; here zero means zero, so that an
+	// explicit --settle-lag 0 is not turned into the default.
 	SettleLag time.Duration
 	// Concurrency is how many slices are paged at once. Default 4.
 	Concurrency int
@@ -80,9 +96,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinSlice == 0 {
 		c.MinSlice = DefaultMinSlice
-	}
-	if c.SettleLag == 0 {
-		c.SettleLag = DefaultSettleLag
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -119,6 +132,8 @@ func (c Config) Validate(now time.Time) error {
 		return fmt.Errorf("--to %s must be after --from %s", c.To.Format(time.RFC3339), c.From.Format(time.RFC3339))
 	case c.Slice < c.MinSlice || c.MinSlice < time.Second:
 		return fmt.Errorf("--slice %s: must be at least %s", c.Slice, max(c.MinSlice, time.Second))
+	case c.SettleLag < 0:
+		return fmt.Errorf("--settle-lag %s: must not be negative", c.SettleLag)
 	case c.Concurrency < 1 || c.Concurrency > 64:
 		return fmt.Errorf("concurrency %d: want 1..64", c.Concurrency)
 	}
@@ -383,9 +398,10 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 		switch a.Class {
 		case cms.ClassOK:
 		case cms.ClassFatal:
-			return nil, nil, 0, pages, fmt.Errorf("%w: %s", ErrStop, a.Message)
+			return nil, nil, 0, pages, &StopError{Message: a.Message, HTTPStatus: a.HTTPStatus, Err: a.Err}
 		default:
-			return nil, nil, 0, pages, errors.New(a.Message)
+			// describe() adds the VDN, direction and window.
+			return nil, nil, 0, pages, fmt.Errorf("page at offset %d: %s", q.Offset, a.Message)
 		}
 		l := a.Listing
 		switch {

@@ -25,9 +25,10 @@ type fakeCalls struct {
 	// drift makes the count of windows longer than driftAbove grow between
 	// pages.
 	driftAbove time.Duration
-	// broken windows (by begin) answer a transient failure.
-	broken map[time.Time]bool
-	stopAt time.Time
+	// broken windows (by begin) answer a transient failure at brokenOffset.
+	broken       map[time.Time]bool
+	brokenOffset int
+	stopAt       time.Time
 	// sameIDs gives both directions the same call IDs (a call both passes list).
 	sameIDs bool
 
@@ -42,7 +43,7 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	if q.Begin.Equal(f.stopAt) {
 		return cms.ListResult{Class: cms.ClassFatal, HTTPStatus: 401, Message: "HTTP 401 Unauthorized: signature rejected"}
 	}
-	if f.broken[q.Begin] {
+	if f.broken[q.Begin] && q.Offset == f.brokenOffset {
 		return cms.ListResult{Class: cms.ClassTransient, HTTPStatus: 503, Message: "HTTP 503 after 5 attempts"}
 	}
 	var ids []string
@@ -165,18 +166,67 @@ func TestDiscoverFindsEveryCallAndReconciles(t *testing.T) {
 	}
 }
 
+// Only slices that ended at least SettleLag before now are asked; the rest
+// are counted open. Zero asks every slice that has ended: an explicit
+// --settle-lag 0 is not the default.
 func TestDiscoverSkipsOpenSlices(t *testing.T) {
 	t.Parallel()
-	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}}
-	cfg := config(25)
-	cfg.Outbound = false
-	cfg.From, cfg.To = now.Add(-3*time.Hour), now // the last slice ends now: open
-	_, res, err := collect(t, cfg, f)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		lag        time.Duration
+		open, done int
+	}{
+		{0, 0, 3},
+		{time.Minute, 1, 2},
+		{15 * time.Minute, 1, 2},
+		{time.Hour, 1, 2}, // the second slice ends exactly an hour ago: closed
+		{time.Hour + time.Millisecond, 2, 1},
 	}
-	if ta := res.Tallies[0]; ta.Open != 1 || ta.Slices != 2 {
-		t.Fatalf("tally %+v: want 2 slices asked, 1 open", ta)
+	for _, tt := range tests {
+		t.Run(tt.lag.String(), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}}
+			cfg := config(25)
+			cfg.Outbound = false
+			cfg.SettleLag = tt.lag
+			cfg.From, cfg.To = now.Add(-3*time.Hour), now // the last slice ends now
+			_, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ta := res.Tallies[0]; ta.Open != tt.open || ta.Slices != tt.done {
+				t.Fatalf("tally %+v: want %d slices asked, %d open", ta, tt.done, tt.open)
+			}
+		})
+	}
+}
+
+// A page that fails after its retries fails its slice; the failure names
+// the slice (VDN, direction, window) and the page's offset.
+func TestFailedPageNamesItsOffset(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		offset int
+		want   string
+	}{
+		{0, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 0: HTTP 503 after 5 attempts"},
+		{100, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 100: HTTP 503 after 5 attempts"},
+		{200, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 200: HTTP 503 after 5 attempts"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.offset), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(4, 24)}, // 240 an hour: three pages
+				broken: map[time.Time]bool{day.Add(5 * time.Hour): true}, brokenOffset: tt.offset}
+			cfg := config(25)
+			cfg.Outbound = false
+			_, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Failures) != 1 || res.Failures[0] != tt.want {
+				t.Fatalf("failures = %q, want %q", res.Failures, tt.want)
+			}
+		})
 	}
 }
 
@@ -190,7 +240,7 @@ func TestDiscoverReportsSlicesThatFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0], "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: HTTP 503") {
+	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0], "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 0: HTTP 503") {
 		t.Fatalf("failures = %q", res.Failures)
 	}
 	if n := len(got[tallyKey{25, true}]); n != 23*60 {
@@ -213,8 +263,9 @@ func TestDiscoverStopsOnFatal(t *testing.T) {
 	t.Parallel()
 	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}, stopAt: day}
 	_, _, err := collect(t, config(25), f)
-	if !errors.Is(err, ErrStop) {
-		t.Fatalf("err = %v, want ErrStop", err)
+	var se *StopError
+	if !errors.Is(err, ErrStop) || !errors.As(err, &se) || se.HTTPStatus != 401 || !strings.Contains(err.Error(), "signature rejected") {
+		t.Fatalf("err = %v, want a StopError of the 401", err)
 	}
 }
 

@@ -261,9 +261,7 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 	if sum.ExitCode == ExitOK && sum.Discovery.partial() {
 		sum.Status, sum.ExitCode = "partial", ExitPartial
 	}
-	if errors.Is(res.Err, discover.ErrStop) {
-		sum.Error += " (stopped at once: repeated bad signatures can get the caller's IP locked)"
-	}
+	sum.Error += stopHint(res.Err)
 	logDiscoveryGaps(log, sum.Discovery, disc, started)
 	reportSummary(c, env, log, sum)
 	if c.MetricsFile != "" {
@@ -281,6 +279,17 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 		}
 	}
 	return sum.ExitCode, &sum
+}
+
+// stopHint explains a discovery stopped at once by the API's refusal (401,
+// 403, TLS), and nothing else: a streak of failed pages or a lost rate
+// group are stops of the job's own making, their messages say why.
+func stopHint(err error) string {
+	var se *discover.StopError
+	if errors.As(err, &se) && cms.Refused(se.HTTPStatus, se.Err) {
+		return " (stopped at once: repeated bad signatures can get the caller's IP locked)"
+	}
+	return ""
 }
 
 // wireDiscovery opens what a discovery needs: the API (rate, group,

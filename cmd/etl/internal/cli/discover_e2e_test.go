@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/discover"
+	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 	"github.com/cmsetl/cms-etl/load/parquet"
 )
@@ -258,6 +262,72 @@ func TestDiscoverExitCodes(t *testing.T) {
 	}
 	if n := h.sim.Stats().ByOutcome[cmssim.OutcomeUnauthorized]; n > int64(maxDiscoverConcurrency) {
 		t.Errorf("%d requests after the first 401", n)
+	}
+}
+
+// Only a stop by the API's refusal (401, 403, TLS) is explained by the IP
+// lockout; a streak of failed pages or a lost rate group stop for reasons
+// their own messages give.
+func TestStopHint(t *testing.T) {
+	t.Parallel()
+	lockout := "(stopped at once: repeated bad signatures can get the caller's IP locked)"
+	tests := []struct {
+		name string
+		err  error
+		hint bool
+	}{
+		{"401", &discover.StopError{Message: "HTTP 401", HTTPStatus: 401}, true},
+		{"403", &discover.StopError{Message: "HTTP 403", HTTPStatus: 403}, true},
+		{"TLS", &discover.StopError{Message: "tls", Err: fmt.Errorf("dial: %w", x509.UnknownAuthorityError{})}, true},
+		{"wrapped 401", fmt.Errorf("discover calls: %w", &discover.StopError{HTTPStatus: 401}), true},
+		{"transient streak", &discover.StopError{Message: "50 querycalls requests in a row failed", HTTPStatus: 503, Err: errors.New("HTTP 503")}, false},
+		{"HTTP error streak", &discover.StopError{Message: "50 querycalls requests in a row failed", HTTPStatus: 404, Err: &cms.StatusError{Status: 404}}, false},
+		{"rate group lost", &discover.StopError{Message: "rate group", Err: ratecontrol.ErrStopped}, false},
+		{"interrupted", context.Canceled, false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		if got := stopHint(tt.err); (got != "") != tt.hint || tt.hint && !strings.Contains(got, lockout) {
+			t.Errorf("%s: stopHint = %q, want the lockout hint: %v", tt.name, got, tt.hint)
+		}
+	}
+}
+
+// --settle-lag 0 asks every slice that has ended (not the default 15
+// minutes): a window ending now is listed whole, exit 0. A discovery the
+// API's outage stops after --max-transient-streak pages says so, and does
+// not blame the signature.
+func TestDiscoverSettleLagZeroAndAStreakStop(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	h := scheduleHarness(t, 2, nil)
+	now := time.Now().UTC()
+	from, to := now.Truncate(time.Hour).Add(-2*time.Hour), now.Truncate(time.Second)
+	if from.Before(yesterday()) {
+		from = yesterday()
+	}
+	window := []string{"--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339)}
+	for _, tc := range []struct {
+		lag  string
+		code int
+		open bool
+	}{{"0", ExitOK, false}, {"15m", ExitPartial, true}} {
+		o := h.run(discoverArgs(h, append(window, "--output", "parquet:"+filepath.Join(h.dir, "lag"+tc.lag), "--rate", "0", "--settle-lag", tc.lag)...)...)
+		checkAccounting(t, o)
+		total := discoveryOf(t, o)["total"].(map[string]any)
+		if o.code != tc.code || (total["slices_open"].(float64) > 0) != tc.open || total["slices_failed"] != 0.0 {
+			t.Errorf("--settle-lag %s: exit %d, discovery %v; want %d, slices open: %v", tc.lag, o.code, total, tc.code, tc.open)
+		}
+	}
+
+	down := scheduleHarness(t, 2, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) {
+		cfg.TransientShare, cfg.TransientAttempts, cfg.TransientKinds = 1, 1000, []string{"5xx"}
+	})
+	o := down.run(discoverArgs(down, "--output", "parquet:"+filepath.Join(down.dir, "down"), "--rate", "0",
+		"--max-attempts", "1", "--max-transient-streak", "5")...)
+	msg, _ := o.summary["error"].(string)
+	if o.code != ExitAborted || !strings.Contains(msg, "5 querycalls requests in a row failed") || strings.Contains(msg, "IP locked") {
+		t.Errorf("API down: exit %d, error %q; want 1, the streak named, no word of the signature", o.code, msg)
 	}
 }
 

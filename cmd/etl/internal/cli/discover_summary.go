@@ -159,11 +159,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func logDiscoveryGaps(log zerolog.Logger, s *discoverySummary, cfg discover.Config, started time.Time) {
 	t := s.total()
 	if t.Open > 0 {
-		lag := cfg.SettleLag
-		if lag == 0 {
-			lag = discover.DefaultSettleLag
-		}
-		log.Warn().Int("slices_open", t.Open).Time("listable_after", cfg.To.Add(lag)).
+		log.Warn().Int("slices_open", t.Open).Time("listable_after", cfg.To.Add(cfg.SettleLag)).
 			Msg("slices of the window had not closed (ended less than --settle-lag ago) and were not listed: run etl discover again after listable_after")
 	}
 	if t.Failed > 0 || t.Rejected > 0 {
