@@ -13,11 +13,14 @@
 package discover
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,8 +174,9 @@ type Slice struct {
 	Inbound    bool
 	Begin, End time.Time // [Begin, End)
 	Calls      []Call
-	// Rejected are rows whose callId is not a valid key: counted, never
-	// kept (the reason names the value).
+	// Rejected are rows that are no valid key (no callId, an undecodable
+	// row, a callId that is not a key): counted, never kept; each names its
+	// offset, the reason and the row as listed.
 	Rejected []string
 }
 
@@ -187,7 +191,7 @@ type Tally struct {
 	Reported   int64 `json:"count_reported"` // sum of the accepted slices' counts
 	Kept       int64 `json:"rows_kept"`      // unique calls kept
 	Bisections int   `json:"bisections"`
-	Rejected   int64 `json:"rows_rejected"` // rows whose callId is not a valid key
+	Rejected   int64 `json:"rows_rejected"` // rows that are no valid key (see Slice.Rejected)
 	// BothDirections counts calls already listed by the other direction's
 	// pass (kept once, with the first pass's direction).
 	BothDirections int64 `json:"both_directions"`
@@ -378,6 +382,28 @@ func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.
 	return nil
 }
 
+// rowPlace stands for a row without a call ID among a slice's unique call
+// IDs: its offset, in a form no call ID takes.
+func rowPlace(offset int) string { return "\x00row " + strconv.Itoa(offset) }
+
+// maxRawShown bounds the raw row a rejection quotes.
+const maxRawShown = 512
+
+// rejectRow describes a rejected row: its offset in the slice's listing,
+// why, and the row as listed (compacted, cut at maxRawShown bytes).
+// describe() adds the VDN, direction and window.
+func rejectRow(offset int, reason string, raw json.RawMessage) string {
+	var b bytes.Buffer
+	shown := strconv.Quote(string(raw)) // not JSON: quoted, so it stays one line
+	if json.Compact(&b, raw) == nil {
+		shown = b.String()
+	}
+	if len(shown) > maxRawShown {
+		shown = fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(shown[:maxRawShown], ""), len(shown))
+	}
+	return fmt.Sprintf("row at offset %d rejected: %s; listed as %s", offset, reason, shown)
+}
+
 func describe(vdn int, inbound bool, begin, end time.Time) string {
 	dir := "outbound"
 	if inbound {
@@ -415,10 +441,20 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 		case l.Count != count:
 			return nil, nil, 0, pages, fmt.Errorf("%w: count changed from %d to %d between pages", errInconsistent, count, l.Count)
 		}
-		for _, raw := range l.Items {
+		for i, raw := range l.Items {
+			at := q.Offset + i
 			rec, err := cms.DecodeListedCall(raw)
-			if err != nil || rec.CallID == nil {
-				return nil, nil, 0, pages, fmt.Errorf("%w: a row without a callId", errInconsistent)
+			if err != nil || rec.CallID == nil || *rec.CallID == "" {
+				// A row that is no call's: rejected, the rest of the
+				// slice kept. It still counts towards the slice's unique
+				// rows, under its place, so the count reconciles.
+				reason := "no callId"
+				if err != nil {
+					reason = "undecodable: " + err.Error()
+				}
+				ids[rowPlace(at)] = true
+				rejected = append(rejected, rejectRow(at, reason, raw))
+				continue
 			}
 			key := extract.Key{CCID: d.cfg.CCID, VDN: vdn, CallID: *rec.CallID}
 			if ids[key.CallID] {
@@ -426,7 +462,7 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 			}
 			ids[key.CallID] = true
 			if err := key.Validate(); err != nil {
-				rejected = append(rejected, "row rejected: "+err.Error())
+				rejected = append(rejected, rejectRow(at, err.Error(), raw))
 				continue
 			}
 			calls = append(calls, Call{Key: key, Inbound: inbound, Record: rec, Raw: raw, FetchedAt: a.FetchedAt})

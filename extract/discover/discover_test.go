@@ -31,6 +31,9 @@ type fakeCalls struct {
 	stopAt       time.Time
 	// sameIDs gives both directions the same call IDs (a call both passes list).
 	sameIDs bool
+	// bad replaces the listed rows of these calls (by index in calls) with
+	// raw rows.
+	bad map[int]string
 
 	mu       sync.Mutex
 	requests int
@@ -51,9 +54,16 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	if q.Inbound && !f.sameIDs {
 		dir = 1
 	}
+	var rows []string
 	for i, at := range f.calls[tallyKey{q.VDN, q.Inbound}] {
 		if !at.Before(q.Begin) && !at.After(q.End) {
-			ids = append(ids, strconv.FormatInt(at.Unix(), 10)+"-"+strconv.Itoa(2*i+dir))
+			id := strconv.FormatInt(at.Unix(), 10) + "-" + strconv.Itoa(2*i+dir)
+			ids = append(ids, id)
+			row := `{"callId":"` + id + `","callType":"0"}`
+			if b, ok := f.bad[i]; ok {
+				row = b
+			}
+			rows = append(rows, row)
 		}
 	}
 	count := int64(len(ids))
@@ -61,13 +71,13 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	if f.driftAbove > 0 && span > f.driftAbove {
 		count += int64(q.Offset / q.Limit)
 	}
-	page := ids[min(q.Offset, len(ids)):min(q.Offset+q.Limit, len(ids))]
+	page := rows[min(q.Offset, len(rows)):min(q.Offset+q.Limit, len(rows))]
 	if f.shortAbove > 0 && span > f.shortAbove && len(page) > 1 {
 		page = page[:len(page)-1]
 	}
 	l := cms.Listing{Code: cms.CodeSuccess, Count: count, HasCount: true}
-	for _, id := range page {
-		l.Items = append(l.Items, []byte(`{"callId":"`+id+`","callType":"0"}`))
+	for _, row := range page {
+		l.Items = append(l.Items, []byte(row))
 	}
 	return cms.ListResult{Class: cms.ClassOK, Listing: l, FetchedAt: q.End}
 }
@@ -256,6 +266,53 @@ func TestDiscoverReportsSlicesThatFail(t *testing.T) {
 	}
 	if !res.Failed() || !strings.Contains(res.Failures[0], "unique call IDs for a count of") {
 		t.Fatalf("failures = %q", res.Failures)
+	}
+}
+
+// A listed row that is no call's (no callId, an empty one, a row that is
+// not an object, a callId that is not a key) is rejected, naming the slice,
+// its offset and the row as listed; the slice still reconciles (the row
+// counts under its place) and every other call of it is kept, without a
+// bisection. The discovery reports it (a rejected row makes etl discover
+// exit 3).
+func TestDiscoverRejectsARowThatIsNoCall(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, row, reason, shown string
+	}{
+		{"no callId", `{"callType":"0", "vdn": 25}`, "no callId", `{"callType":"0","vdn":25}`},
+		{"empty callId", `{"callId":" ","callType":"0"}`, "no callId", `{"callId":" ","callType":"0"}`},
+		{"null callId", `{"callId":null}`, "no callId", `{"callId":null}`},
+		{"not an object", `[1,2]`, "undecodable", `[1,2]`},
+		{"callId not a key", `{"callId":"abc"}`, `callId "abc"`, `{"callId":"abc"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// 180 calls an hour: two pages a slice; the bad row is the
+			// 150th of 05:00..06:00, on its second page.
+			times := everyMinute(3, 24)
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times}, bad: map[int]string{5*180 + 149: tt.row}}
+			cfg := config(25)
+			cfg.Outbound = false
+			got, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ta := res.Tallies[0]
+			if n := len(got[tallyKey{25, true}]); n != len(times)-1 || ta.Kept != int64(n) || ta.Rejected != 1 || ta.Failed != 0 ||
+				ta.Bisections != 0 || ta.Reported != int64(len(times)) {
+				t.Fatalf("kept %d of %d calls, tally %+v: want all but the bad row, one rejected, nothing failed or bisected", n, len(times), ta)
+			}
+			want := "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: row at offset 149 rejected: " + tt.reason
+			if len(res.Failures) != 1 || !strings.HasPrefix(res.Failures[0], want) || !strings.HasSuffix(res.Failures[0], "; listed as "+tt.shown) {
+				t.Fatalf("failures = %q, want %q ... listed as %s", res.Failures, want, tt.shown)
+			}
+			// One page per 100 rows: the rejection costs no request.
+			if f.requests != 24*2 {
+				t.Errorf("%d requests, want the minimum %d", f.requests, 24*2)
+			}
+		})
 	}
 }
 

@@ -70,6 +70,11 @@ type CallsConfig struct {
 	// windows holding more than one page, whose count is reported 1..3 too
 	// high, as if rows were being written between pages.
 	CountDriftShare float64
+	// UnkeyedRowShare is the share (0..1) of calls querycalls lists with
+	// an empty callId, or none (half each): a row no client can key, to
+	// prove a discovery keeps the rest of its slice. Decided per call, so
+	// every listing of the call is the same.
+	UnkeyedRowShare float64
 	// CDRBodyShape is the querycalldetailbyid body the server accepts:
 	// CDRBodyFlat, CDRBodyWrapped or CDRBodyBoth (default). The other shape
 	// gets 0100002.
@@ -143,7 +148,7 @@ func (c *CallsConfig) validate() []error {
 		name string
 		v    float64
 	}{{"InboundShare", c.InboundShare}, {"AbandonShare", c.AbandonShare},
-		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}} {
+		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}, {"UnkeyedRowShare", c.UnkeyedRowShare}} {
 		if !(s.v >= 0 && s.v <= 1) {
 			bad(s.name, "%v outside 0..1", s.v)
 		}

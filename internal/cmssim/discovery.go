@@ -251,8 +251,13 @@ func (c Call) appendRow(b []byte) []byte {
 	b = append(b, c.CallerNo...)
 	b = append(b, `","calleeNo":"`...)
 	b = append(b, c.CalleeNo...)
-	b = append(b, `","callId":"`...)
-	b = append(b, c.CallID...)
+	switch {
+	case !c.Unkeyed:
+		b = append(b, `","callId":"`...)
+		b = append(b, c.CallID...)
+	case c.WaitBegin.UnixMilli()%2 == 0:
+		b = append(b, `","callId":"`...)
+	}
 	b = append(b, `","callType":"`...)
 	b = strconv.AppendInt(b, int64(c.CallType), 10)
 	b = append(b, '"')

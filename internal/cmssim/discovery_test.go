@@ -50,7 +50,8 @@ func (c *client) queryCalls(t *testing.T, body map[string]any) page {
 	}
 	p.Rows, p.N = desc.Data, *desc.Count
 	for _, row := range p.Rows {
-		p.IDs = append(p.IDs, row["callId"].(string))
+		id, _ := row["callId"].(string) // "" for an unkeyed row (CallsConfig.UnkeyedRowShare)
+		p.IDs = append(p.IDs, id)
 	}
 	return p
 }
@@ -316,6 +317,49 @@ func TestQueryCallsFaults(t *testing.T) {
 	st := s.Stats().QueryCalls
 	if st.ShortPages == 0 || st.CountDrifts == 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// UnkeyedRowShare lists a share of the calls without their callId (empty,
+// or no member at all); the schedule, the count and every other row stay
+// as they are.
+func TestQueryCallsUnkeyedRows(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	plain, _ := liveServer(t, clock, nil)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.UnkeyedRowShare = 0.1 })
+	from, to := day.Add(8*time.Hour), day.Add(9*time.Hour-time.Millisecond)
+	want := plain.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now())
+	var got []string
+	var n, empty, absent int
+	for offset := 0; offset < len(want); offset += 100 {
+		p := c.queryCalls(t, with(window(25, from, to, true), "limit", 100, "offset", offset))
+		n = p.N
+		for i, row := range p.Rows {
+			got = append(got, p.IDs[i])
+			switch id, ok := row["callId"]; {
+			case !ok:
+				absent++
+			case id == "":
+				empty++
+			}
+		}
+	}
+	if n != len(want) || len(got) != len(want) {
+		t.Fatalf("count %d, %d rows; the schedule lists %d", n, len(got), len(want))
+	}
+	for i, c := range s.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now()) {
+		switch {
+		case c.CallID != want[i].CallID || c.WaitBegin != want[i].WaitBegin:
+			t.Fatalf("row %d: the share changed the schedule: %v, want %v", i, c.CallID, want[i].CallID)
+		case c.Unkeyed != (got[i] == ""):
+			t.Errorf("row %d: unkeyed %v, listed callId %q", i, c.Unkeyed, got[i])
+		case !c.Unkeyed && got[i] != c.CallID:
+			t.Errorf("row %d: callId %q, want %q", i, got[i], c.CallID)
+		}
+	}
+	if share := float64(empty+absent) / float64(len(want)); empty == 0 || absent == 0 || share < 0.05 || share > 0.15 {
+		t.Errorf("%d empty and %d absent callIds of %d rows, want about 10%% of both kinds", empty, absent, len(want))
 	}
 }
 

@@ -44,6 +44,9 @@ type Call struct {
 	// lookup without the VDN, as querycalldetailbyid does, finds it).
 	CallID  string
 	Inbound bool
+	// Unkeyed: querycalls lists the call without its callId
+	// (CallsConfig.UnkeyedRowShare): "" or no member at all.
+	Unkeyed bool
 	Outcome string // Call* constants
 	// WaitBegin is the start (millisecond precision), AckBegin the answer
 	// and CallBegin the start of talk (equal to AckBegin; both zero when
@@ -269,6 +272,8 @@ const (
 	saltSecond = 0x3c6ef372fe94f82b
 	saltCall   = 0xa54ff53a5f1d36f1
 	saltDetail = 0x1f83d9abfb41bd6b
+	// saltUnkeyed decides CallsConfig.UnkeyedRowShare.
+	saltUnkeyed = 0x5be0cd19137e2179
 )
 
 // secondHash is FNV-1a over seed, ccId, vdn and the second, mixed.
@@ -297,6 +302,7 @@ type head struct {
 	logDate   int64  // epoch ms
 	inbound   bool
 	answered  bool
+	unkeyed   bool // CallsConfig.UnkeyedRowShare
 }
 
 // heads appends the calls of (ccID, vdn) starting in second sec, sorted by
@@ -320,6 +326,8 @@ func (s *Schedule) heads(ccID, vdn int, sec int64, buf []head) []head {
 		hd.answered = !cr.chance(s.cfg.AbandonShare)
 		hd.seconds = int(cr.intn(minS, maxS))
 		hd.logDate = hd.start + int64(hd.seconds)*1000 + cr.intn(0, s.cfg.SettleDelay.Milliseconds())
+		// Off the call's draws: the schedule stays the same whatever the share.
+		hd.unkeyed = s.cfg.UnkeyedRowShare > 0 && unit(mix(hd.h^saltUnkeyed)) < s.cfg.UnkeyedRowShare
 		buf = append(buf, hd)
 	}
 	slices.SortFunc(buf[first:], func(a, b head) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.seq, b.seq)) })
@@ -397,7 +405,7 @@ const (
 func (s *Schedule) call(hd *head) Call {
 	r := rng{s: mix(hd.h ^ saltDetail)}
 	sec := floorDiv(hd.start, 1000)
-	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound,
+	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound, Unkeyed: hd.unkeyed,
 		CallID: strconv.FormatInt(sec, 10) + "-" + strconv.Itoa(hd.vdn*maxPerSecond+hd.seq)}
 	answered, total := hd.answered, hd.seconds
 	c.AgentID = int(r.intn(101, 160))

@@ -365,6 +365,60 @@ func TestDiscoverFailedSlicesThenRerun(t *testing.T) {
 	}
 }
 
+// Listed rows without a callId are rejected one by one, naming the slice,
+// the offset and the row: every other call of their slices is written, no
+// slice fails, and the discovery exits 3 (rejected rows). A rerun writes
+// nothing twice and says the same.
+func TestDiscoverRejectsRowsWithoutACallID(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	h := scheduleHarness(t, 3, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.UnkeyedRowShare = 0.02 })
+	day := yesterday()
+	from, to := day, day.Add(6*time.Hour)
+	want, unkeyed := map[string]cmssim.Call{}, 0
+	for k, c := range listed(h, from, to) {
+		if c.Unkeyed {
+			unkeyed++
+			continue
+		}
+		want[k] = c
+	}
+	if unkeyed == 0 {
+		t.Fatal("the schedule lists no call without its callId")
+	}
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--rate", "0", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	for run := range 2 {
+		o := h.run(args...)
+		checkAccounting(t, o)
+		d := discoveryOf(t, o)
+		total := d["total"].(map[string]any)
+		failures := d["failures"].([]any)
+		if o.code != ExitPartial || total["rows_rejected"] != float64(unkeyed) || total["slices_failed"] != 0.0 ||
+			total["count_reported"] != float64(len(want)+unkeyed) || total["rows_kept"] != float64(len(want)) || len(failures) != unkeyed {
+			t.Fatalf("run %d: exit %d, discovery %v, %d failures; want 3, %d rows rejected of %d", run, o.code, total, len(failures), unkeyed, len(want)+unkeyed)
+		}
+		if f := failures[0].(string); !strings.Contains(f, "vdn 2") || !strings.Contains(f, "row at offset ") ||
+			!strings.Contains(f, "rejected: no callId; listed as {") || !strings.Contains(f, `"logDate":"`) {
+			t.Errorf("a rejection does not name its slice, offset, reason and row: %q", f)
+		}
+		if got := o.outcome("loaded") + o.outcome("already_loaded"); got != int64(len(want)) || run == 1 && o.outcome("loaded") != 0 {
+			t.Errorf("run %d: outcomes %v, want the %d keyed calls", run, o.summary["outcomes"], len(want))
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range readDataset(t, out) {
+		k := datasetKey(r)
+		if _, ok := want[k]; !ok || seen[k] {
+			t.Errorf("the dataset holds %s (listed: %v, twice: %v)", k, ok, seen[k])
+		}
+		seen[k] = true
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the dataset holds %d calls, want %d", len(seen), len(want))
+	}
+}
+
 // SIGINT stops a discovery: what is listed and collected commits, the
 // summary says interrupted (exit 1) and counts what committed; the same
 // command again lists the rest. With Parquet alone, --enqueue queues the
