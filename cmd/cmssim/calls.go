@@ -51,6 +51,7 @@ func (f *callFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.ShortPageShare, "short-page-share", 0, "share of querycalls pages (of windows over one page) returning fewer rows than asked")
 	fs.Float64Var(&c.CountDriftShare, "count-drift-share", 0, "share of querycalls pages (of windows over one page) reporting a count 1..3 too high")
 	fs.Float64Var(&c.UnkeyedRowShare, "unkeyed-row-share", 0, "share of calls querycalls lists without a callId (empty or absent)")
+	fs.Float64Var(&c.BothPassesShare, "both-passes-share", 0, "share of calls querycalls lists in both directions (internal, consultation); their CDR answers either")
 	fs.StringVar(&c.CDRBodyShape, "cdr-body", d.CDRBodyShape, "querycalldetailbyid body accepted: flat, wrapped or both")
 	fs.BoolVar(&c.CDRAgentIDSpace, "cdr-agent-id-space", false, `send the CDR's agentId as "agentId " (trailing space), as Huawei's sample does`)
 	fs.StringVar(&f.generateCSV, "generate-csv", "", `write each call at its start as a CSV row "ccId,vdn,callId,isCallIn" to this file ("-" = stdout)`)

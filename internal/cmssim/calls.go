@@ -75,6 +75,11 @@ type CallsConfig struct {
 	// prove a discovery keeps the rest of its slice. Decided per call, so
 	// every listing of the call is the same.
 	UnkeyedRowShare float64
+	// BothPassesShare is the share (0..1) of calls querycalls lists in
+	// both directions' passes (internal or consultation calls,
+	// cms-discovery.md 6.2), the same row in each; querycalldetailbyid
+	// answers them in either direction. Decided per call.
+	BothPassesShare float64
 	// CDRBodyShape is the querycalldetailbyid body the server accepts:
 	// CDRBodyFlat, CDRBodyWrapped or CDRBodyBoth (default). The other shape
 	// gets 0100002.
@@ -148,7 +153,8 @@ func (c *CallsConfig) validate() []error {
 		name string
 		v    float64
 	}{{"InboundShare", c.InboundShare}, {"AbandonShare", c.AbandonShare},
-		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}, {"UnkeyedRowShare", c.UnkeyedRowShare}} {
+		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}, {"UnkeyedRowShare", c.UnkeyedRowShare},
+		{"BothPassesShare", c.BothPassesShare}} {
 		if !(s.v >= 0 && s.v <= 1) {
 			bad(s.name, "%v outside 0..1", s.v)
 		}

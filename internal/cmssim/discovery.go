@@ -290,7 +290,7 @@ func (s *Schedule) listPage(q queryCallsRequest, now time.Time) (page []Call, co
 	vis := s.visibleAt(now)
 	filtered := q.callerNo != "" || q.calleeNo != ""
 	s.eachHead(q.ccID, q.vdn, time.UnixMilli(q.begin), time.UnixMilli(q.end), func(hd *head) bool {
-		if !dir.matches(hd.inbound) || !vis.stored(hd.start, hd.logDate) {
+		if !hd.listedIn(dir) || !vis.stored(hd.start, hd.logDate) {
 			return true
 		}
 		inPage := count >= q.offset && count < q.offset+q.limit

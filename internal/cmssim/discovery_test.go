@@ -363,6 +363,52 @@ func TestQueryCallsUnkeyedRows(t *testing.T) {
 	}
 }
 
+// BothPassesShare lists a share of the calls in both passes, the same row
+// in each, and their CDR answers in either direction; other calls are
+// listed and answered in their own direction only.
+func TestQueryCallsBothPasses(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.BothPassesShare = 0.2 })
+	from, to := day.Add(8*time.Hour), day.Add(9*time.Hour-time.Millisecond)
+	listing := map[bool]map[string]map[string]any{}
+	for _, in := range []bool{true, false} {
+		listing[in] = map[string]map[string]any{}
+		for offset := 0; ; offset += 100 {
+			p := c.queryCalls(t, with(window(25, from, to, in), "limit", 100, "offset", offset))
+			for i, row := range p.Rows {
+				listing[in][p.IDs[i]] = row
+			}
+			if offset+100 >= p.N {
+				break
+			}
+		}
+	}
+	both := 0
+	for _, call := range s.Schedule().Calls(1, 25, from, to, DirectionBoth) {
+		inRow, inOK := listing[true][call.CallID]
+		outRow, outOK := listing[false][call.CallID]
+		switch {
+		case call.BothPasses:
+			both++
+			if !inOK || !outOK || fmt.Sprint(inRow) != fmt.Sprint(outRow) {
+				t.Errorf("%s (both passes): listed inbound %v, outbound %v", call.CallID, inOK, outOK)
+			}
+		case inOK != call.Inbound || outOK == call.Inbound:
+			t.Errorf("%s (inbound %v): listed inbound %v, outbound %v", call.CallID, call.Inbound, inOK, outOK)
+		}
+		for _, in := range []bool{true, false} {
+			_, _, top := c.callDetail(t, flatBody(call, in))
+			if found := string(top["resultDesc"]) != "{}"; found != (call.BothPasses || in == call.Inbound) {
+				t.Errorf("%s (inbound %v, both %v): CDR asked inbound %v found %v", call.CallID, call.Inbound, call.BothPasses, in, found)
+			}
+		}
+	}
+	if n := len(s.Schedule().Calls(1, 25, from, to, DirectionBoth)); both < n/10 || both > n*3/10 {
+		t.Errorf("%d of %d calls listed by both passes, want about 20%%", both, n)
+	}
+}
+
 func TestQueryCallsGolden(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock(nextDay1)

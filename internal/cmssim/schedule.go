@@ -47,7 +47,10 @@ type Call struct {
 	// Unkeyed: querycalls lists the call without its callId
 	// (CallsConfig.UnkeyedRowShare): "" or no member at all.
 	Unkeyed bool
-	Outcome string // Call* constants
+	// BothPasses: querycalls lists the call in both directions, and its
+	// CDR answers either (CallsConfig.BothPassesShare).
+	BothPasses bool
+	Outcome    string // Call* constants
 	// WaitBegin is the start (millisecond precision), AckBegin the answer
 	// and CallBegin the start of talk (equal to AckBegin; both zero when
 	// never answered), CallEnd the end, LogDate the storage time: CallEnd
@@ -133,13 +136,14 @@ func (s *Schedule) Now() time.Time { return s.cfg.Now() }
 // Scheduled reports whether (ccID, vdn) has calls.
 func (s *Schedule) Scheduled(ccID, vdn int) bool { return s.vdns[VDN{ccID, vdn}] }
 
-// Calls lists every scheduled call of (ccID, vdn) in dir whose WaitBegin
-// lies in [from, to] (both inclusive, millisecond precision), whatever the
-// clock says, in the querycalls order: WaitBegin, then CallID.
+// Calls lists every scheduled call of (ccID, vdn) in dir (the calls a
+// pass of dir lists: BothPasses calls in either) whose WaitBegin lies in
+// [from, to] (both inclusive, millisecond precision), whatever the clock
+// says, in the querycalls order: WaitBegin, then CallID.
 func (s *Schedule) Calls(ccID, vdn int, from, to time.Time, dir Direction) []Call {
 	var out []Call
 	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
-		if dir.matches(hd.inbound) {
+		if hd.listedIn(dir) {
 			out = append(out, s.call(hd))
 		}
 		return true
@@ -154,7 +158,7 @@ func (s *Schedule) Listed(ccID, vdn int, from, to time.Time, dir Direction, now 
 	var out []Call
 	vis := s.visibleAt(now)
 	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
-		if dir.matches(hd.inbound) && vis.stored(hd.start, hd.logDate) {
+		if hd.listedIn(dir) && vis.stored(hd.start, hd.logDate) {
 			out = append(out, s.call(hd))
 		}
 		return true
@@ -272,8 +276,10 @@ const (
 	saltSecond = 0x3c6ef372fe94f82b
 	saltCall   = 0xa54ff53a5f1d36f1
 	saltDetail = 0x1f83d9abfb41bd6b
-	// saltUnkeyed decides CallsConfig.UnkeyedRowShare.
+	// saltUnkeyed and saltBoth decide CallsConfig.UnkeyedRowShare and
+	// BothPassesShare.
 	saltUnkeyed = 0x5be0cd19137e2179
+	saltBoth    = 0x9b05688c2b3e6c1f
 )
 
 // secondHash is FNV-1a over seed, ccId, vdn and the second, mixed.
@@ -303,7 +309,11 @@ type head struct {
 	inbound   bool
 	answered  bool
 	unkeyed   bool // CallsConfig.UnkeyedRowShare
+	both      bool // CallsConfig.BothPassesShare
 }
+
+// listedIn reports whether querycalls lists the call in a pass of dir.
+func (hd *head) listedIn(dir Direction) bool { return hd.both || dir.matches(hd.inbound) }
 
 // heads appends the calls of (ccID, vdn) starting in second sec, sorted by
 // start, then sequence (the callId order: one VDN's suffixes have one
@@ -328,6 +338,7 @@ func (s *Schedule) heads(ccID, vdn int, sec int64, buf []head) []head {
 		hd.logDate = hd.start + int64(hd.seconds)*1000 + cr.intn(0, s.cfg.SettleDelay.Milliseconds())
 		// Off the call's draws: the schedule stays the same whatever the share.
 		hd.unkeyed = s.cfg.UnkeyedRowShare > 0 && unit(mix(hd.h^saltUnkeyed)) < s.cfg.UnkeyedRowShare
+		hd.both = s.cfg.BothPassesShare > 0 && unit(mix(hd.h^saltBoth)) < s.cfg.BothPassesShare
 		buf = append(buf, hd)
 	}
 	slices.SortFunc(buf[first:], func(a, b head) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.seq, b.seq)) })
@@ -405,7 +416,7 @@ const (
 func (s *Schedule) call(hd *head) Call {
 	r := rng{s: mix(hd.h ^ saltDetail)}
 	sec := floorDiv(hd.start, 1000)
-	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound, Unkeyed: hd.unkeyed,
+	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound, Unkeyed: hd.unkeyed, BothPasses: hd.both,
 		CallID: strconv.FormatInt(sec, 10) + "-" + strconv.Itoa(hd.vdn*maxPerSecond+hd.seq)}
 	answered, total := hd.answered, hd.seconds
 	c.AgentID = int(r.intn(101, 160))
