@@ -161,26 +161,35 @@ func (c Config) Validate(now time.Time) error {
 
 // Call is one discovered call.
 type Call struct {
-	Key       extract.Key
-	Inbound   bool
-	Record    *cms.ListedCall
-	Raw       json.RawMessage
-	FetchedAt time.Time
+	Key extract.Key
+	// Inbound is the direction kept: that of the pass that listed the
+	// call, inbound when both did.
+	Inbound bool
+	// BothDirections: the inbound and the outbound pass of the same time
+	// slice both listed the call (internal or consultation calls,
+	// cms-discovery.md 6.2). It is kept once, as inbound, with this flag.
+	BothDirections bool
+	Record         *cms.ListedCall
+	Raw            json.RawMessage
+	FetchedAt      time.Time
 }
 
-// Slice is a finished slice: its calls, in the order listed.
+// Slice is what Run hands to emit: one time slice of one VDN with both
+// directions' passes done, its calls not kept before, the inbound pass's
+// first, each pass's in the order listed.
 type Slice struct {
 	VDN        int
-	Inbound    bool
 	Begin, End time.Time // [Begin, End)
 	Calls      []Call
-	// Rejected are rows that are no valid key (no callId, an undecodable
-	// row, a callId that is not a key): counted, never kept; each names its
-	// offset, the reason and the row as listed.
-	Rejected []string
+	// Covered is how much of [Begin, End) the passes accepted, added over
+	// the directions: twice End-Begin with both passes whole, less when
+	// part of a pass failed.
+	Covered time.Duration
 }
 
-// Tally reconciles one VDN and direction.
+// Tally reconciles one VDN and direction: the counts the API reported in
+// the accepted slices are the calls kept, the rows rejected, and the calls
+// dropped as listed before (BothDirections, SamePass).
 type Tally struct {
 	VDN        int   `json:"vdn"`
 	Inbound    bool  `json:"inbound"`
@@ -191,32 +200,40 @@ type Tally struct {
 	Reported   int64 `json:"count_reported"` // sum of the accepted slices' counts
 	Kept       int64 `json:"rows_kept"`      // unique calls kept
 	Bisections int   `json:"bisections"`
-	Rejected   int64 `json:"rows_rejected"` // rows that are no valid key (see Slice.Rejected)
-	// BothDirections counts calls already listed by the other direction's
-	// pass (kept once, with the first pass's direction).
+	Rejected   int64 `json:"rows_rejected"` // rows that are no valid key (no callId, undecodable, not a key)
+	// BothDirections counts this pass's listings of calls the other
+	// direction's pass listed too: dropped here, kept once by the other
+	// pass (the inbound one when both listed it in the same slice).
 	BothDirections int64 `json:"both_directions"`
+	// SamePass counts this pass's listings of calls it had already listed
+	// in another slice (a call on a slice boundary): dropped, kept once.
+	SamePass int64 `json:"duplicates_same_pass"`
 }
 
 // Result of a discovery.
 type Result struct {
 	Tallies []Tally // by VDN, then inbound first
-	// Failures describe slices that did not add up or whose requests failed.
+	// Failures describe slices that did not add up or whose requests
+	// failed, and rejected rows.
 	Failures []string
 }
 
 // Failed reports whether any slice failed.
 func (r Result) Failed() bool { return len(r.Failures) > 0 }
 
-// Run discovers the calls of cfg's window and hands each accepted slice to
-// emit, one at a time (emit need not be safe for concurrent use). It returns
-// when every slice is done, emit fails, ctx ends or the Lister says stop.
+// Run discovers the calls of cfg's window and hands each time slice of each
+// VDN to emit once both directions' passes of it are done, one at a time
+// and in a fixed order (VDN, then time), whatever order the concurrent
+// passes finish in: which pass keeps a call listed twice does not depend on
+// timing. emit need not be safe for concurrent use. Run returns when every
+// slice is done, emit fails, ctx ends or the Lister says stop.
 func Run(ctx context.Context, cfg Config, l Lister, emit func(context.Context, Slice) error) (Result, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(cfg.Now()); err != nil {
 		return Result{}, err
 	}
-	d := &run{cfg: cfg, l: l, tallies: map[tallyKey]*Tally{}, seen: map[extract.Key]bool{}}
-	var dirs []bool
+	d := &run{cfg: cfg, l: l, tallies: map[tallyKey]*Tally{}, seen: map[extract.Key]uint8{}}
+	var dirs []bool // inbound first: it wins a call both passes list
 	if cfg.Inbound {
 		dirs = append(dirs, true)
 	}
@@ -224,40 +241,58 @@ func Run(ctx context.Context, cfg Config, l Lister, emit func(context.Context, S
 		dirs = append(dirs, false)
 	}
 	closedBy := cfg.Now().Add(-cfg.SettleLag)
-	type task struct {
+	type unit struct {
 		vdn        int
-		inbound    bool
 		begin, end time.Time
 	}
-	var tasks []task
+	var units []unit
 	for _, vdn := range cfg.VDNs {
 		for _, in := range dirs {
-			t := d.tally(vdn, in)
-			for b := cfg.From; b.Before(cfg.To); b = b.Add(cfg.Slice) {
-				e := b.Add(cfg.Slice)
-				if e.After(cfg.To) {
-					e = cfg.To
-				}
-				if e.After(closedBy) {
-					t.Open++
-					continue
-				}
-				tasks = append(tasks, task{vdn, in, b, e})
+			d.tally(vdn, in)
+		}
+		for b := cfg.From; b.Before(cfg.To); b = b.Add(cfg.Slice) {
+			e := b.Add(cfg.Slice)
+			if e.After(cfg.To) {
+				e = cfg.To
 			}
+			if e.After(closedBy) {
+				for _, in := range dirs {
+					d.count(vdn, in, func(t *Tally) { t.Open++ })
+				}
+				continue
+			}
+			units = append(units, unit{vdn, b, e})
 		}
 	}
 
+	// Units run concurrently and emit in order: each waits for the one
+	// before it. They start in order, at most Concurrency at once, so the
+	// first unfinished one always runs, and at most Concurrency slices'
+	// calls are held.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.Concurrency)
-	var emitMu sync.Mutex
-	for _, tk := range tasks {
+	prev := make(chan struct{})
+	close(prev)
+	for _, u := range units {
+		turn, done := prev, make(chan struct{})
+		prev = done
 		g.Go(func() error {
-			return d.slice(gctx, tk.vdn, tk.inbound, tk.begin, tk.end, 0, func(s Slice) error {
-				emitMu.Lock()
-				defer emitMu.Unlock()
-				s.Calls = d.keepNew(s)
-				return emit(gctx, s)
-			})
+			defer close(done)
+			passes := make(map[bool][]pass, len(dirs))
+			for _, in := range dirs {
+				err := d.slice(gctx, u.vdn, in, u.begin, u.end, 0, func(p pass) { passes[in] = append(passes[in], p) })
+				if err != nil {
+					return err
+				}
+			}
+			select {
+			case <-turn:
+			case <-gctx.Done():
+			}
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			return emit(gctx, d.merge(u.vdn, u.begin, u.end, dirs, passes))
 		})
 	}
 	err := g.Wait()
@@ -276,7 +311,7 @@ type run struct {
 	mu       sync.Mutex
 	tallies  map[tallyKey]*Tally
 	failures []string
-	seen     map[extract.Key]bool // keys kept so far, across directions
+	seen     map[extract.Key]uint8 // keys listed so far: the passes that listed them (listedBy)
 }
 
 func (d *run) tally(vdn int, inbound bool) *Tally {
@@ -302,26 +337,61 @@ func (d *run) fail(msg string) {
 	d.failures = append(d.failures, msg)
 }
 
-// keepNew drops calls an earlier slice kept (a call listed by both passes,
-// or on a slice boundary) and counts what is kept; called under emitMu.
-func (d *run) keepNew(s Slice) []Call {
-	kept := s.Calls[:0]
-	var both int64
+// pass is an accepted part of one direction's pass over a time slice: the
+// slice itself, or a part bisection cut.
+type pass struct {
+	begin, end time.Time
+	calls      []Call
+}
+
+// merge makes one time slice's Slice from its accepted passes, in the
+// order of dirs (inbound first), keeping each call once: a call the other
+// pass listed too is kept by the pass that listed it first (in the same
+// slice the inbound one), and flagged BothDirections when both listings are
+// of this slice; a call this pass listed before (another slice) is a
+// same-pass duplicate. It counts what it keeps and drops. Slices are merged
+// in Run's fixed order, so the outcome does not depend on timing.
+func (d *run) merge(vdn int, begin, end time.Time, dirs []bool, passes map[bool][]pass) Slice {
+	s := Slice{VDN: vdn, Begin: begin, End: end}
+	here := map[extract.Key]int{} // calls kept by this slice: index in s.Calls
 	d.mu.Lock()
-	for _, c := range s.Calls {
-		if d.seen[c.Key] {
-			both++
-			continue
+	defer d.mu.Unlock()
+	for _, in := range dirs {
+		t := d.tallies[tallyKey{vdn, in}]
+		bit := listedBy(in)
+		for _, p := range passes[in] {
+			s.Covered += p.end.Sub(p.begin)
+			for _, c := range p.calls {
+				prior := d.seen[c.Key]
+				switch {
+				case prior&bit != 0:
+					t.SamePass++
+					continue
+				case prior != 0:
+					// The other pass listed it: kept there.
+					d.seen[c.Key] = prior | bit
+					t.BothDirections++
+					if i, ok := here[c.Key]; ok {
+						s.Calls[i].BothDirections = true
+					}
+					continue
+				}
+				d.seen[c.Key] = bit
+				here[c.Key] = len(s.Calls)
+				s.Calls = append(s.Calls, c)
+				t.Kept++
+			}
 		}
-		d.seen[c.Key] = true
-		kept = append(kept, c)
 	}
-	t := d.tallies[tallyKey{s.VDN, s.Inbound}]
-	t.Kept += int64(len(kept))
-	t.Rejected += int64(len(s.Rejected))
-	t.BothDirections += both
-	d.mu.Unlock()
-	return kept
+	return s
+}
+
+// listedBy is a pass's bit in run.seen.
+func listedBy(inbound bool) uint8 {
+	if inbound {
+		return 1
+	}
+	return 2
 }
 
 func (d *run) result() Result {
@@ -346,18 +416,19 @@ func (d *run) result() Result {
 // errInconsistent marks a slice whose pages did not add up.
 var errInconsistent = errors.New("pages do not add up")
 
-// slice pages [begin, end) and emits it, or bisects it when it does not add
-// up; at MinSlice it retries, then records a failure.
-func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.Time, tries int, emit func(Slice) error) error {
+// slice pages [begin, end) in one direction and accepts it, or bisects it
+// when it does not add up; at MinSlice it retries, then records a failure.
+func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.Time, tries int, accept func(pass)) error {
 	calls, rejected, count, pages, err := d.page(ctx, vdn, inbound, begin, end)
 	d.count(vdn, inbound, func(t *Tally) { t.Pages += pages })
 	switch {
 	case err == nil:
-		d.count(vdn, inbound, func(t *Tally) { t.Slices++; t.Reported += count })
+		d.count(vdn, inbound, func(t *Tally) { t.Slices++; t.Reported += count; t.Rejected += int64(len(rejected)) })
 		for _, r := range rejected {
 			d.fail(describe(vdn, inbound, begin, end) + ": " + r)
 		}
-		return emit(Slice{VDN: vdn, Inbound: inbound, Begin: begin, End: end, Calls: calls, Rejected: rejected})
+		accept(pass{begin: begin, end: end, calls: calls})
+		return nil
 	case errors.Is(err, ErrStop) || ctx.Err() != nil:
 		return err
 	case !errors.Is(err, errInconsistent):
@@ -369,13 +440,13 @@ func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.
 	if half := end.Sub(begin) / 2; half >= d.cfg.MinSlice {
 		d.count(vdn, inbound, func(t *Tally) { t.Bisections++ })
 		mid := begin.Add(half).Truncate(time.Millisecond)
-		if err := d.slice(ctx, vdn, inbound, begin, mid, 0, emit); err != nil {
+		if err := d.slice(ctx, vdn, inbound, begin, mid, 0, accept); err != nil {
 			return err
 		}
-		return d.slice(ctx, vdn, inbound, mid, end, 0, emit)
+		return d.slice(ctx, vdn, inbound, mid, end, 0, accept)
 	}
 	if tries < d.cfg.Retries {
-		return d.slice(ctx, vdn, inbound, begin, end, tries+1, emit)
+		return d.slice(ctx, vdn, inbound, begin, end, tries+1, accept)
 	}
 	d.count(vdn, inbound, func(t *Tally) { t.Failed++ })
 	d.fail(describe(vdn, inbound, begin, end) + ": " + err.Error())

@@ -3,6 +3,7 @@ package discover
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,12 @@ type fakeCalls struct {
 	// bad replaces the listed rows of these calls (by index in calls) with
 	// raw rows.
 	bad map[int]string
+	// overlap widens every window's end: the calls of its first part are
+	// listed by two slices of the same pass.
+	overlap time.Duration
+	// jitter delays answers randomly, so concurrent passes finish in a
+	// different order each run.
+	jitter bool
 
 	mu       sync.Mutex
 	requests int
@@ -43,6 +50,9 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	f.mu.Lock()
 	f.requests++
 	f.mu.Unlock()
+	if f.jitter {
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+	}
 	if q.Begin.Equal(f.stopAt) {
 		return cms.ListResult{Class: cms.ClassFatal, HTTPStatus: 401, Message: "HTTP 401 Unauthorized: signature rejected"}
 	}
@@ -56,7 +66,7 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	}
 	var rows []string
 	for i, at := range f.calls[tallyKey{q.VDN, q.Inbound}] {
-		if !at.Before(q.Begin) && !at.After(q.End) {
+		if !at.Before(q.Begin) && !at.After(q.End.Add(f.overlap)) {
 			id := strconv.FormatInt(at.Unix(), 10) + "-" + strconv.Itoa(2*i+dir)
 			ids = append(ids, id)
 			row := `{"callId":"` + id + `","callType":"0"}`
@@ -107,18 +117,33 @@ func config(vdns ...int) Config {
 // collect runs a discovery and returns the keys emitted per (vdn, inbound).
 func collect(t *testing.T, cfg Config, l Lister) (map[tallyKey][]string, Result, error) {
 	t.Helper()
+	got, _, res, err := collectCalls(t, cfg, l)
+	return got, res, err
+}
+
+// collectCalls runs a discovery and returns the keys emitted per (vdn,
+// inbound) and every call in the order emitted.
+func collectCalls(t *testing.T, cfg Config, l Lister) (map[tallyKey][]string, []Call, Result, error) {
+	t.Helper()
 	got := map[tallyKey][]string{}
+	var calls []Call
+	var last Slice
 	res, err := Run(t.Context(), cfg, l, func(_ context.Context, s Slice) error {
+		if last.End.After(s.Begin) && last.VDN == s.VDN || last.VDN > s.VDN {
+			t.Errorf("slice vdn %d %v emitted after vdn %d %v", s.VDN, s.Begin, last.VDN, last.Begin)
+		}
+		last = s
 		for _, c := range s.Calls {
-			if c.Key.CCID != 1 || c.Key.VDN != s.VDN || c.Inbound != s.Inbound || c.Record == nil {
-				t.Errorf("call %+v in slice vdn %d inbound %v", c.Key, s.VDN, s.Inbound)
+			if c.Key.CCID != 1 || c.Key.VDN != s.VDN || c.Record == nil || c.BothDirections && !c.Inbound {
+				t.Errorf("call %+v (inbound %v, both %v) in slice vdn %d", c.Key, c.Inbound, c.BothDirections, s.VDN)
 			}
-			k := tallyKey{s.VDN, s.Inbound}
+			k := tallyKey{s.VDN, c.Inbound}
 			got[k] = append(got[k], c.Key.CallID)
+			calls = append(calls, c)
 		}
 		return nil
 	})
-	return got, res, err
+	return got, calls, res, err
 }
 
 func TestDiscoverFindsEveryCallAndReconciles(t *testing.T) {
@@ -326,26 +351,89 @@ func TestDiscoverStopsOnFatal(t *testing.T) {
 	}
 }
 
-func TestDiscoverKeepsACallListedByBothPassesOnce(t *testing.T) {
+// A call both passes of a time slice list is kept once, as inbound, with
+// BothDirections set, whatever order the concurrent passes answer in: the
+// same calls, directions and flags in the same order on every run. The
+// dropped outbound listings are counted as both_directions on the outbound
+// tally; a call a pass lists in two slices (a boundary) is counted apart,
+// as a same-pass duplicate. Each tally reconciles: reported = kept +
+// rejected + both_directions + same-pass duplicates.
+func TestDiscoverIsDeterministicAboutCallsListedTwice(t *testing.T) {
 	t.Parallel()
-	times := everyMinute(1, 1)
-	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times, {25, false}: times}, sameIDs: true}
-	cfg := config(25)
-	cfg.Concurrency = 1
-	cfg.To = day.Add(time.Hour)
-	got, res, err := collect(t, cfg, f)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name                  string
+		sameIDs               bool
+		overlap               time.Duration
+		wantIn, wantOut       int // calls kept per direction
+		wantBoth, wantSame    int64
+		wantFlagged           int
+		wantSameIn, wantSame0 int64 // same-pass duplicates per tally
+	}{
+		{name: "both passes list every call", sameIDs: true, wantIn: 480, wantOut: 0, wantBoth: 480, wantFlagged: 480},
+		{name: "distinct calls", wantIn: 480, wantOut: 480},
+		// Windows reaching a minute into the next slice: each pass lists
+		// that minute's calls twice (2 calls x 3 boundaries x 2 passes).
+		{name: "overlapping slices", overlap: time.Minute, wantIn: 480, wantOut: 480, wantSame: 12, wantSameIn: 6, wantSame0: 6},
+		{name: "both, overlapping", sameIDs: true, overlap: time.Minute, wantIn: 480, wantBoth: 480, wantFlagged: 480, wantSame: 12, wantSameIn: 6, wantSame0: 6},
 	}
-	if len(got[tallyKey{25, true}])+len(got[tallyKey{25, false}]) != 60 {
-		t.Fatalf("kept %d + %d, want 60 calls once", len(got[tallyKey{25, true}]), len(got[tallyKey{25, false}]))
-	}
-	both := int64(0)
-	for _, ta := range res.Tallies {
-		both += ta.BothDirections
-	}
-	if both != 60 {
-		t.Fatalf("both_directions = %d, want 60", both)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			times := everyMinute(2, 4)
+			var first []Call
+			for run := range 8 {
+				f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times, {25, false}: times}, sameIDs: tt.sameIDs,
+					overlap: tt.overlap, jitter: true}
+				cfg := config(25)
+				cfg.To = day.Add(4 * time.Hour)
+				got, calls, res, err := collectCalls(t, cfg, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Failed() {
+					t.Fatalf("failures %v", res.Failures)
+				}
+				if len(got[tallyKey{25, true}]) != tt.wantIn || len(got[tallyKey{25, false}]) != tt.wantOut {
+					t.Fatalf("kept %d inbound, %d outbound; want %d, %d", len(got[tallyKey{25, true}]), len(got[tallyKey{25, false}]), tt.wantIn, tt.wantOut)
+				}
+				flagged := 0
+				for _, c := range calls {
+					if c.BothDirections {
+						flagged++
+					}
+				}
+				var both, same int64
+				for _, ta := range res.Tallies {
+					both += ta.BothDirections
+					same += ta.SamePass
+					if ta.Reported != ta.Kept+ta.Rejected+ta.BothDirections+ta.SamePass {
+						t.Errorf("tally %+v does not reconcile", ta)
+					}
+					if want := map[bool]int64{true: tt.wantSameIn, false: tt.wantSame0}[ta.Inbound]; ta.SamePass != want {
+						t.Errorf("tally %+v: same-pass duplicates %d, want %d", ta, ta.SamePass, want)
+					}
+					if ta.Inbound && ta.BothDirections != 0 {
+						t.Errorf("inbound tally %+v counts both-direction drops: inbound wins", ta)
+					}
+				}
+				if flagged != tt.wantFlagged || both != tt.wantBoth || same != tt.wantSame {
+					t.Fatalf("%d flagged, both_directions %d, same-pass %d; want %d, %d, %d", flagged, both, same, tt.wantFlagged, tt.wantBoth, tt.wantSame)
+				}
+				if run == 0 {
+					first = calls
+					continue
+				}
+				if len(calls) != len(first) {
+					t.Fatalf("run %d emitted %d calls, run 0 %d", run, len(calls), len(first))
+				}
+				for i := range calls {
+					if calls[i].Key != first[i].Key || calls[i].Inbound != first[i].Inbound || calls[i].BothDirections != first[i].BothDirections {
+						t.Fatalf("run %d, call %d: %v inbound %v both %v; run 0: %v inbound %v both %v", run, i, calls[i].Key,
+							calls[i].Inbound, calls[i].BothDirections, first[i].Key, first[i].Inbound, first[i].BothDirections)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -20,9 +20,9 @@ import (
 )
 
 // Discovery is a discovery (extract/discover) as the pipeline's source: each
-// call of an accepted slice becomes an item in the direction of the pass
-// that listed it, carrying its listing (Payload, a discover.Call) for
-// ListedQuery. Start runs the discovery in its own goroutine; Stop ends it
+// call of a slice becomes an item in the direction the discovery kept (the
+// inbound one for a call both passes listed), carrying its listing
+// (Payload, a discover.Call) for ListedQuery. Start runs the discovery in its own goroutine; Stop ends it
 // and Result reports it.
 type Discovery struct {
 	cfg    discover.Config
@@ -71,7 +71,7 @@ func (d *Discovery) emit(ctx context.Context, s discover.Slice) error {
 			return ctx.Err()
 		}
 	}
-	d.covered.Add(int64(s.End.Sub(s.Begin)))
+	d.covered.Add(int64(s.Covered))
 	return nil
 }
 
@@ -135,7 +135,7 @@ func ListedQuery(runID string) pipeline.Query[transform.CallRecordRow] {
 		}
 		a := pipeline.Answer[transform.CallRecordRow]{Outcome: outcome.Loaded, Attempts: 1}
 		a.Row, a.Unknown = transform.ToCallRecordRow(transform.CallRecordInput{Key: c.Key, Record: c.Record, Raw: c.Raw,
-			Inbound: c.Inbound, FetchedAt: c.FetchedAt, RunID: runID})
+			Inbound: c.Inbound, BothDirections: c.BothDirections, FetchedAt: c.FetchedAt, RunID: runID})
 		if c.Record != nil {
 			a.Problems = c.Record.Problems
 		}
