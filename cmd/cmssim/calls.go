@@ -52,6 +52,8 @@ func (f *callFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.CountDriftShare, "count-drift-share", 0, "share of querycalls pages (of windows over one page) reporting a count 1..3 too high")
 	fs.Float64Var(&c.UnkeyedRowShare, "unkeyed-row-share", 0, "share of calls querycalls lists without a callId (empty or absent)")
 	fs.Float64Var(&c.BothPassesShare, "both-passes-share", 0, "share of calls querycalls lists in both directions (internal, consultation); their CDR answers either")
+	fs.Float64Var(&c.QueuedChatShare, "queued-chat-share", 0, "share of social-chat calls listed with a waitBegin --queued-chat-wait earlier than the time the listing filters on")
+	fs.DurationVar(&c.QueuedChatWait, "queued-chat-wait", 4*24*time.Hour, "how much earlier a queued chat's listed waitBegin is")
 	fs.StringVar(&c.CDRBodyShape, "cdr-body", d.CDRBodyShape, "querycalldetailbyid body accepted: flat, wrapped or both")
 	fs.BoolVar(&c.CDRAgentIDSpace, "cdr-agent-id-space", false, `send the CDR's agentId as "agentId " (trailing space), as Huawei's sample does`)
 	fs.StringVar(&f.generateCSV, "generate-csv", "", `write each call at its start as a CSV row "ccId,vdn,callId,isCallIn" to this file ("-" = stdout)`)

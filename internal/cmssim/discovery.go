@@ -261,7 +261,7 @@ func (c Call) appendRow(b []byte) []byte {
 	b = append(b, `","callType":"`...)
 	b = strconv.AppendInt(b, int64(c.CallType), 10)
 	b = append(b, '"')
-	msString("waitBegin", c.WaitBegin)
+	msString("waitBegin", c.ListedWaitBegin())
 	msString("ackBegin", c.AckBegin)
 	msString("callBegin", c.CallBegin)
 	msString("callEnd", c.CallEnd)

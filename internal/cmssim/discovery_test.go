@@ -409,6 +409,41 @@ func TestQueryCallsBothPasses(t *testing.T) {
 	}
 }
 
+// QueuedChatShare lists a share of the social chats with a waitBegin
+// QueuedChatWait before the start the listing filters on; every other row,
+// the filter and the count are unchanged.
+func TestQueryCallsQueuedChats(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	plain, _ := liveServer(t, clock, nil)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.QueuedChatShare = 1 })
+	from, to := day.Add(8*time.Hour), day.Add(12*time.Hour-time.Millisecond)
+	want := plain.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now())
+	var rows []map[string]any
+	for offset := 0; offset < len(want); offset += 100 {
+		p := c.queryCalls(t, with(window(25, from, to, true), "limit", 100, "offset", offset))
+		if p.N != len(want) {
+			t.Fatalf("count %d, want %d", p.N, len(want))
+		}
+		rows = append(rows, p.Rows...)
+	}
+	queued := 0
+	for i, call := range s.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now()) {
+		wait := call.WaitBegin
+		if call.MediaType == 53 {
+			queued++
+			wait = wait.Add(-4 * 24 * time.Hour)
+		}
+		if call.CallID != want[i].CallID || rows[i]["callId"] != call.CallID || call.ListedWaitBegin() != wait ||
+			rows[i]["waitBegin"] != strconv.FormatInt(wait.UnixMilli(), 10) {
+			t.Errorf("row %d: %v; want %s waiting from %v", i, rows[i], call.CallID, wait)
+		}
+	}
+	if queued == 0 {
+		t.Error("no social chat in the window")
+	}
+}
+
 func TestQueryCallsGolden(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock(nextDay1)

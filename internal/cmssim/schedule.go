@@ -50,7 +50,11 @@ type Call struct {
 	// BothPasses: querycalls lists the call in both directions, and its
 	// CDR answers either (CallsConfig.BothPassesShare).
 	BothPasses bool
-	Outcome    string // Call* constants
+	// QueuedFor is how long the chat waited in a queue before WaitBegin
+	// (CallsConfig.QueuedChatShare): querycalls lists its waitBegin that
+	// much earlier (ListedWaitBegin), still filtering it by WaitBegin.
+	QueuedFor time.Duration
+	Outcome   string // Call* constants
 	// WaitBegin is the start (millisecond precision), AckBegin the answer
 	// and CallBegin the start of talk (equal to AckBegin; both zero when
 	// never answered), CallEnd the end, LogDate the storage time: CallEnd
@@ -88,6 +92,10 @@ type Call struct {
 	// IVR (querybasiccallinfo's deviceNo).
 	IVRDevice int
 }
+
+// ListedWaitBegin is the waitBegin querycalls lists: WaitBegin, earlier by
+// QueuedFor.
+func (c Call) ListedWaitBegin() time.Time { return c.WaitBegin.Add(-c.QueuedFor) }
 
 // Key returns the querybasiccallinfo key of the call.
 func (c Call) Key() extract.Key { return extract.Key{CCID: c.CCID, VDN: c.VDN, CallID: c.CallID} }
@@ -276,10 +284,11 @@ const (
 	saltSecond = 0x3c6ef372fe94f82b
 	saltCall   = 0xa54ff53a5f1d36f1
 	saltDetail = 0x1f83d9abfb41bd6b
-	// saltUnkeyed and saltBoth decide CallsConfig.UnkeyedRowShare and
-	// BothPassesShare.
+	// saltUnkeyed, saltBoth and saltQueued decide CallsConfig's
+	// UnkeyedRowShare, BothPassesShare and QueuedChatShare.
 	saltUnkeyed = 0x5be0cd19137e2179
 	saltBoth    = 0x9b05688c2b3e6c1f
+	saltQueued  = 0x428a2f98d728ae22
 )
 
 // secondHash is FNV-1a over seed, ccId, vdn and the second, mixed.
@@ -484,6 +493,10 @@ func (s *Schedule) call(hd *head) Call {
 	}
 	c.CallEnd = c.WaitBegin.Add(time.Duration(total) * time.Second)
 	c.LogDate = time.UnixMilli(hd.logDate).UTC()
+	// Off the call's draws: the schedule stays the same whatever the share.
+	if c.MediaType == 53 && s.cfg.QueuedChatShare > 0 && unit(mix(hd.h^saltQueued)) < s.cfg.QueuedChatShare {
+		c.QueuedFor = s.cfg.QueuedChatWait
+	}
 	return c
 }
 

@@ -209,7 +209,7 @@ func checkRecords(t *testing.T, db *pgxpool.Pool, dir string, want map[string]cm
 		switch {
 		case !ok:
 			t.Errorf("cms.call_record holds %s, which the simulator does not list", key)
-		case in != keptInbound(c) || both != c.BothPasses || !sameJSON(t, []byte(raw), c.QueryCallsRow()) || !waitBegin.Equal(c.WaitBegin) ||
+		case in != keptInbound(c) || both != c.BothPasses || !sameJSON(t, []byte(raw), c.QueryCallsRow()) || !waitBegin.Equal(c.ListedWaitBegin()) ||
 			!callEnd.Equal(c.CallEnd) || int(callType) != c.CallType || int(leave) != c.LeaveReason || int(media) != c.MediaType || !labelled:
 			if bad++; bad <= 5 {
 				t.Errorf("%s: in %v both %v raw %s wait %v end %v; the simulator lists %+v", key, in, both, raw, waitBegin, callEnd, c)
@@ -235,7 +235,7 @@ func checkRecords(t *testing.T, db *pgxpool.Pool, dir string, want map[string]cm
 			t.Errorf("the call_record dataset holds %s twice", k)
 		case !ok:
 			t.Errorf("the call_record dataset holds %s, which the simulator does not list", k)
-		case r["is_call_in"] != keptInbound(c) || r["listed_both_directions"] != c.BothPasses || r["wait_begin"] != c.WaitBegin.UnixMicro() ||
+		case r["is_call_in"] != keptInbound(c) || r["listed_both_directions"] != c.BothPasses || r["wait_begin"] != c.ListedWaitBegin().UnixMicro() ||
 			r["leave_reason"] != int32(c.LeaveReason):
 			t.Errorf("%s in Parquet: %v; the simulator lists %+v", k, r, c)
 		}
