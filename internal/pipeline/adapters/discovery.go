@@ -16,6 +16,7 @@ import (
 	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/internal/outcome"
 	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/transform"
 )
 
@@ -141,6 +142,18 @@ func ListedQuery(runID string) pipeline.Query[transform.CallRecordRow] {
 		}
 		return a, pool.Answered, nil
 	}
+}
+
+// ListedPartition names the partition of the call_record dataset a
+// discovered call's row goes to: that of the row ListedQuery makes of it
+// (parquet.PartitionForListed), for NewPartitionedParquet.
+func ListedPartition(it pipeline.Item) (string, error) {
+	c, ok := it.Payload.(discover.Call)
+	if !ok {
+		return "", fmt.Errorf("discovered call %s carries no listing", it.Key)
+	}
+	row, _ := transform.ToCallRecordRow(transform.CallRecordInput{Key: c.Key, Record: c.Record})
+	return parquet.PartitionForListed(&row), nil
 }
 
 // Enqueue is the ledger of etl discover --enqueue: the calls a commit holds

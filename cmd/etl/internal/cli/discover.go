@@ -321,19 +321,11 @@ func wireDiscovery(ctx context.Context, d *discoverConfig, log zerolog.Logger) (
 			c.Outputs = append(c.Outputs, "queue:"+q)
 		}
 	}
-	// A rerun can only list again calls of the window's days (a call is
-	// filed under the day it started, and the API keeps two days): only
-	// those partitions are read, however long the dataset's history.
-	lo, hi := d.disc.From.UTC().AddDate(0, 0, -2), d.disc.To.UTC().AddDate(0, 0, 2)
-	w.committedKeys = func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error) {
-		keys, st, err := parquet.CommittedKeys(ctx, dir, &parquet.Filter{Partitions: func(day time.Time, dated bool) bool {
-			return !dated || (!day.Before(lo) && day.Before(hi))
-		}})
-		if err != nil {
-			return nil, st, fmt.Errorf("read committed keys in %s: %w", dir, err)
-		}
-		return keys, st, nil
-	}
+	// A rerun skips the calls the dataset holds: each is looked up in the
+	// partition its listing files it under, read when first met, so a call
+	// filed days before the window (a chat that waited in a queue) is found
+	// too, and memory follows the partitions the listing names.
+	w.partitionOf = adapters.ListedPartition
 	src = adapters.NewDiscovery(d.disc, &streakLister{l: w.client, limit: c.MaxTransient})
 	w.source = src
 	w.run, err = build(ctx, c, w, log, adapters.ListedQuery(c.RunID), parquet.CallRecord, postgres.CallRecord)

@@ -419,6 +419,55 @@ func TestDiscoverRejectsRowsWithoutACallID(t *testing.T) {
 	}
 }
 
+// A listed call is filed under the UTC date of its waitBegin, which for a
+// chat that waited in a queue lies days before the window listed: a rerun
+// finds it there and writes nothing twice, however far back its partition
+// is (the committed keys are read per partition the listed rows name).
+func TestDiscoverRerunFindsRowsFiledBeforeTheWindow(t *testing.T) {
+	t.Parallel()
+	awayFromMidnight(t)
+	h := scheduleHarness(t, 3, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.QueuedChatShare = 1 })
+	day := yesterday()
+	from, to := day, day.Add(6*time.Hour)
+	want := listed(h, from, to)
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--rate", "0", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	o := h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitOK || o.outcome("loaded") != int64(len(want)) {
+		t.Fatalf("discover: exit %d, outcomes %v, want all %d calls loaded:\n%s", o.code, o.summary["outcomes"], len(want), tail(o.stderr, 3000))
+	}
+	early := day.AddDate(0, 0, -3).Format(time.DateOnly)
+	old, _ := filepath.Glob(filepath.Join(out, "call_date=*", "part-*.parquet"))
+	n := 0
+	for _, f := range old {
+		if d := strings.TrimPrefix(filepath.Base(filepath.Dir(f)), "call_date="); d <= early {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no part file dated %s or earlier: the test needs rows filed before the window (%v)", early, old)
+	}
+
+	o = h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitOK || o.outcome("loaded") != 0 || o.outcome("already_loaded") != int64(len(want)) {
+		t.Errorf("rerun: exit %d, outcomes %v, want all %d calls already loaded", o.code, o.summary["outcomes"], len(want))
+	}
+	seen := map[string]int{}
+	for _, r := range readDataset(t, out) {
+		seen[datasetKey(r)]++
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("the dataset holds %s %d times", k, c)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the dataset holds %d calls, want %d", len(seen), len(want))
+	}
+}
+
 // SIGINT stops a discovery: what is listed and collected commits, the
 // summary says interrupted (exit 1) and counts what committed; the same
 // command again lists the rest. With Parquet alone, --enqueue queues the
