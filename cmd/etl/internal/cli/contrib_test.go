@@ -286,7 +286,6 @@ func TestSystemdUnits(t *testing.T) {
 // the recipe are an alert and exit 2.
 func TestCronWrapperRunsTheNightlyRecipe(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 1, nil)
 	day := yesterday()
@@ -317,7 +316,7 @@ func TestCronWrapperRunsTheNightlyRecipe(t *testing.T) {
 		_ = os.Remove(syslog)
 		logFile := filepath.Join(dir, "log.json")
 		cmd := exec.CommandContext(t.Context(), "/bin/sh", wrapperSource)
-		env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), beMainEnv + "=1", "CMS_ETL_ENV_FILE=" + envFile,
+		env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), beMainEnv + "=1", testClockEnv(), "CMS_ETL_ENV_FILE=" + envFile,
 			"CMS_ETL_BIN=" + os.Args[0], "CMS_ETL_LOG=" + logFile, "CMS_ETL_METRICS_FILE=" + filepath.Join(dir, "cms_etl.prom")}
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "CMS_") && !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "DATABASE_URL=") {

@@ -185,9 +185,10 @@ func cmdDiscover(ctx context.Context, args []string, env Env, rep reporter) int 
 	if err := d.applyEnv(fs); err != nil {
 		return rep.exit(err)
 	}
-	if err := d.validate(time.Now()); err != nil {
+	if err := d.validate(env.now()); err != nil {
 		return rep.exit(err)
 	}
+	d.disc.Now = env.Now // nil: discover's own default, time.Now
 	code, _ := discoverJob(ctx, &d, env, rep)
 	return code
 }
@@ -241,7 +242,7 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 	log.Info().Int("cc_id", disc.CCID).Ints("vdns", disc.VDNs).Time("from", disc.From).Time("to", disc.To).
 		Str("direction", d.Passes).Dur("slice", disc.Slice).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("discovery started")
-	if floor := started.Add(-24 * time.Hour); disc.From.Before(floor) {
+	if floor := env.now().Add(-24 * time.Hour); disc.From.Before(floor) {
 		// The window rule keeps calendar days; if "one day" is a rolling
 		// 24 hours instead, the window's start is already gone.
 		// Info, not a warning: every nightly run of a whole day meets it.

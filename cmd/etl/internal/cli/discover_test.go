@@ -19,27 +19,13 @@ import (
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
-// The discovery tests run the simulator on the real clock: etl decides its
+// The discovery tests run etl and the simulator on one clock, testNow
+// (noon of the day the tests started, at the real pace): etl decides its
 // window ("yesterday") and the simulator applies the API's window rule and
 // retention with the same clock, as a tenant would.
 
-// awayFromMidnight waits while UTC midnight is less than three minutes
-// ahead or one minute behind: a test that discovers yesterday must not see
-// the day change between etl's window and the simulator's rule.
-func awayFromMidnight(t *testing.T) {
-	t.Helper()
-	now := time.Now().UTC()
-	midnight := now.Truncate(24 * time.Hour)
-	switch {
-	case now.Sub(midnight) < time.Minute:
-		time.Sleep(time.Minute - now.Sub(midnight))
-	case midnight.Add(24*time.Hour).Sub(now) < 3*time.Minute:
-		time.Sleep(midnight.Add(24*time.Hour + time.Minute).Sub(now))
-	}
-}
-
 // yesterday is the day etl discover lists by default (--tz UTC).
-func yesterday() time.Time { return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1) }
+func yesterday() time.Time { return testNow().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1) }
 
 // scheduleHarness starts the simulator over TLS with a call schedule for
 // VDNs 25 and 26 of call center 1 at perMinute calls a minute each, half of
@@ -50,6 +36,7 @@ func scheduleHarness(t *testing.T, perMinute float64, edit func(*cmssim.Config, 
 	calls.VDNs = []cmssim.VDN{{CCID: 1, VDN: 25}, {CCID: 1, VDN: 26}}
 	calls.CallsPerMinute = perMinute
 	calls.InboundShare = 0.5
+	calls.Now = testNow
 	cfg := cmssim.Config{Calls: &calls}
 	if edit != nil {
 		edit(&cfg, &calls)
@@ -333,7 +320,6 @@ func discoveryOf(t *testing.T, o runOutput) map[string]any {
 // nothing twice.
 func TestDiscoverADayThenItsCDRs(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 5, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.ShortPageShare, c.BothPassesShare = 0.3, 0.02 })
 	day := yesterday()
@@ -501,7 +487,8 @@ func TestDiscoverUsageErrorsNameTheFlag(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, terminal := range []bool{false, true} {
 				var stdout, stderr strings.Builder
-				code := Main(t.Context(), append(append([]string{"discover"}, base...), tc.args...), Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal})
+				code := Main(t.Context(), append(append([]string{"discover"}, base...), tc.args...),
+					Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal, Now: testNow})
 				if code != ExitUsage {
 					t.Fatalf("terminal=%v: exit %d, want %d; stderr:\n%s", terminal, code, ExitUsage, stderr.String())
 				}
