@@ -38,6 +38,7 @@ func TestFinishedCallRowsGolden(t *testing.T) {
 				Record  string          `json:"record"`
 				Key     extract.Key     `json:"key"`
 				Inbound bool            `json:"inbound"`
+				Both    bool            `json:"bothDirections"`
 				Zone    string          `json:"zone"`
 				At      time.Time       `json:"fetchedAt"`
 				RunID   string          `json:"runId"`
@@ -72,7 +73,7 @@ func TestFinishedCallRowsGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				out.Row, out.Unknown = ToCallRecordRow(CallRecordInput{Key: in.Key, Record: rec, Raw: in.Object,
-					Inbound: in.Inbound, FetchedAt: in.At, RunID: in.RunID})
+					Inbound: in.Inbound, BothDirections: in.Both, FetchedAt: in.At, RunID: in.RunID})
 				out.Problems = rec.Problems
 			default:
 				t.Fatalf("record %q", in.Record)

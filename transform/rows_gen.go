@@ -238,27 +238,28 @@ func ToDetailRow(in DetailInput) (DetailRow, []Unknown) {
 // CallRecordRow is one output row of cms.call_record: the same columns, names and meaning in
 // Parquet and in the warehouse. Pointer fields are nullable.
 type CallRecordRow struct {
-	CCID              int32
-	VDN               int32
-	CallID            string
-	IsCallIn          bool       // listed by the inbound (true) or outbound pass
-	LogDate           *time.Time // when CC-CMS stored the record, UTC
-	CallerNo          *string
-	CalleeNo          *string
-	CallType          *int32
-	CallTypeLabel     *string    // label of call_type from the CallType code table
-	WaitBegin         *time.Time // when the call started waiting, UTC
-	AckBegin          *time.Time // when the call was answered, UTC
-	CallBegin         *time.Time // when the talk started, UTC
-	CallEnd           *time.Time // when the talk ended, UTC
-	LeaveReason       *int32
-	LeaveReasonLabel  *string // label of leave_reason from the LeaveReason code table
-	MediaType         *int32
-	MediaTypeLabel    *string // label of media_type from the MediaType code table
-	SubMediaType      *int32
-	SubMediaTypeLabel *string // label of sub_media_type from the SubMediaType code table
-	FetchedAt         time.Time
-	RunID             string
+	CCID                 int32
+	VDN                  int32
+	CallID               string
+	IsCallIn             bool       // listed by the inbound (true) or outbound pass; true when both listed it
+	ListedBothDirections bool       // listed by both the inbound and the outbound pass (kept once, as inbound)
+	LogDate              *time.Time // when CC-CMS stored the record, UTC
+	CallerNo             *string
+	CalleeNo             *string
+	CallType             *int32
+	CallTypeLabel        *string    // label of call_type from the CallType code table
+	WaitBegin            *time.Time // when the call started waiting, UTC
+	AckBegin             *time.Time // when the call was answered, UTC
+	CallBegin            *time.Time // when the talk started, UTC
+	CallEnd              *time.Time // when the talk ended, UTC
+	LeaveReason          *int32
+	LeaveReasonLabel     *string // label of leave_reason from the LeaveReason code table
+	MediaType            *int32
+	MediaTypeLabel       *string // label of media_type from the MediaType code table
+	SubMediaType         *int32
+	SubMediaTypeLabel    *string // label of sub_media_type from the SubMediaType code table
+	FetchedAt            time.Time
+	RunID                string
 
 	// Raw is the result object as received; the warehouse stores it (jsonb).
 	Raw json.RawMessage
@@ -266,20 +267,21 @@ type CallRecordRow struct {
 
 // CallRecordColumns lists the columns of CallRecordRow in order (Parquet schema and Postgres).
 var CallRecordColumns = []string{
-	"cc_id", "vdn", "call_id", "is_call_in", "log_date", "caller_no", "callee_no", "call_type",
-	"call_type_label", "wait_begin", "ack_begin", "call_begin", "call_end", "leave_reason",
-	"leave_reason_label", "media_type", "media_type_label", "sub_media_type",
-	"sub_media_type_label", "fetched_at", "run_id",
+	"cc_id", "vdn", "call_id", "is_call_in", "listed_both_directions", "log_date", "caller_no",
+	"callee_no", "call_type", "call_type_label", "wait_begin", "ack_begin", "call_begin",
+	"call_end", "leave_reason", "leave_reason_label", "media_type", "media_type_label",
+	"sub_media_type", "sub_media_type_label", "fetched_at", "run_id",
 }
 
 // CallRecordInput is everything one CallRecordRow is made of.
 type CallRecordInput struct {
-	Key       extract.Key     // a validated key: CCID and VDN fit int32
-	Record    *cms.ListedCall // the decoded result object; nil is treated as empty
-	Raw       json.RawMessage // the result object as received, stored as is
-	Inbound   bool            // the call's direction as asked: true = inbound
-	FetchedAt time.Time       // when the response arrived
-	RunID     string          // the run that fetched it
+	Key            extract.Key     // a validated key: CCID and VDN fit int32
+	Record         *cms.ListedCall // the decoded result object; nil is treated as empty
+	Raw            json.RawMessage // the result object as received, stored as is
+	Inbound        bool            // the call's direction as asked: true = inbound
+	BothDirections bool            // listed by both directions' passes
+	FetchedAt      time.Time       // when the response arrived
+	RunID          string          // the run that fetched it
 }
 
 // listedRowStore holds the values a CallRecordRow points to, in one allocation.
@@ -304,15 +306,16 @@ func ToCallRecordRow(in CallRecordInput) (CallRecordRow, []Unknown) {
 	st := new(listedRowStore)
 	c := converter{unknown: st.unknown[:0], i32: st.i32[:0], labels: st.labels[:0], times: st.times[:0]}
 	row := CallRecordRow{
-		CCID:      int32(in.Key.CCID),
-		VDN:       int32(in.Key.VDN),
-		CallID:    in.Key.CallID,
-		IsCallIn:  in.Inbound,
-		CallerNo:  text(rec.CallerNo),
-		CalleeNo:  text(rec.CalleeNo),
-		FetchedAt: in.FetchedAt.UTC(),
-		RunID:     in.RunID,
-		Raw:       withoutNUL(in.Raw),
+		CCID:                 int32(in.Key.CCID),
+		VDN:                  int32(in.Key.VDN),
+		CallID:               in.Key.CallID,
+		IsCallIn:             in.Inbound,
+		ListedBothDirections: in.BothDirections,
+		CallerNo:             text(rec.CallerNo),
+		CalleeNo:             text(rec.CalleeNo),
+		FetchedAt:            in.FetchedAt.UTC(),
+		RunID:                in.RunID,
+		Raw:                  withoutNUL(in.Raw),
 	}
 	row.LogDate = c.epochMillis("log_date", rec.LogDate)
 	row.CallType, row.CallTypeLabel = c.coded("call_type", rec.CallType, CallTypeLabel)

@@ -197,6 +197,16 @@ func Classify(status int, resp Response, err error) Class {
 	return ClassPermanent
 }
 
+// Refused reports a failure Classify holds fatal because of who is calling
+// or where: 401, 403 or a failed TLS verification (status is the HTTP
+// status, 0 without a response; err the failure's cause). Retrying it with
+// the same signature can get the caller's IP locked. A caller that makes
+// other failures fatal for its own reasons (a streak of failures) tells
+// them apart with it.
+func Refused(status int, err error) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden || err != nil && isTLSVerifyError(err)
+}
+
 // isTLSVerifyError reports a certificate the client refused: unknown
 // authority, wrong name, expired or otherwise invalid.
 func isTLSVerifyError(err error) bool {

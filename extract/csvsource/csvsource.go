@@ -2,10 +2,12 @@
 //
 // The first non-blank row is a header naming the columns (case-insensitively,
 // surrounding spaces ignored): callId or call_id is required; ccId/cc_id and
-// vdn may be left out when Config gives a default. The optional isCallIn
-// (is_call_in) column gives a call's direction, for the interfaces that ask
-// it (the CDR): true/false or 1/0, empty for unknown. Other columns are
-// ignored.
+// vdn may be left out when Config gives a default. When Config.Direction
+// asks for it (the CDR query, whose request names the direction), the
+// optional isCallIn (is_call_in) column gives a call's direction: true/false
+// or 1/0, empty for unknown. Other columns, and isCallIn when not asked for,
+// are ignored: a file made for another consumer, with the producer's own
+// spelling of a direction (Y/N), reads as it always did.
 // The file may be UTF-8 with or without a byte order mark, with LF or CRLF
 // line ends, quoted fields and blank lines. UTF-16 and CR-only line ends are
 // refused by name.
@@ -48,6 +50,9 @@ type Config struct {
 	// DefaultVDN (flag --vdn) does the same for vdn. 0 means not given;
 	// otherwise 1..5000.
 	DefaultVDN int
+	// Direction reads and checks the isCallIn column (etl run --query cdr,
+	// etl enqueue --query cdr); false ignores it like any unknown column.
+	Direction bool
 }
 
 // Validate reports the first invalid field of c.
@@ -76,7 +81,8 @@ type Item struct {
 	// rows that failed CSV parsing and for lines over MaxRowBytes.
 	Raw [3]string
 	// Inbound is the row's isCallIn cell: the call's direction, nil when the
-	// header has no such column or the cell is empty.
+	// header has no such column, the cell is empty or Config.Direction is
+	// off.
 	Inbound *bool
 	// Err is non-nil when the row is rejected; its text names the field
 	// (an *extract.FieldError for bad values).
@@ -103,7 +109,8 @@ type Reader struct {
 	size  int64
 	info  os.FileInfo          // at Open; nil unless a regular file
 	col   [3]int               // column index of ccId, vdn, callId; -1 when absent
-	dir   int                  // column index of isCallIn; -1 when absent
+	dir   int                  // column index of isCallIn; -1 when absent or not asked for
+	dirAs string               // the isCallIn column's name as the header spells it
 	seen  [2]map[string]string // ccId and vdn cells met so far, copied (see intern)
 	ncols int                  // fields per row, from the header
 	line  int64                // physical lines read so far
@@ -215,10 +222,14 @@ func (r *Reader) start() error {
 		case "callid", "call_id":
 			c = colCallID
 		case "iscallin", "is_call_in":
-			if r.dir >= 0 {
-				return fmt.Errorf("%s: header on line %d has two isCallIn columns (%d and %d)", r.name, line, r.dir+1, i+1)
+			if !r.cfg.Direction {
+				continue
 			}
-			r.dir = i
+			if r.dir >= 0 {
+				return fmt.Errorf("%s: header on line %d has two direction columns, %s (column %d) and %s (column %d)",
+					r.name, line, extract.QuoteValue(r.dirAs), r.dir+1, extract.QuoteValue(strings.TrimSpace(h)), i+1)
+			}
+			r.dir, r.dirAs = i, strings.TrimSpace(h)
 		}
 		if c < 0 {
 			continue
@@ -468,7 +479,7 @@ func (r *Reader) item(line int64, rec []string) Item {
 		return it
 	}
 	if r.dir >= 0 {
-		if it.Inbound, err = direction(strings.TrimSpace(rec[r.dir])); err != nil {
+		if it.Inbound, err = direction(r.dirAs, strings.TrimSpace(rec[r.dir])); err != nil {
 			it.Err = err
 			return it
 		}
@@ -518,8 +529,8 @@ func number(cell, field string, def int, flag string, max int) (int, error) {
 }
 
 // direction parses an isCallIn cell: true/false or 1/0 (any case); empty is
-// unknown (nil).
-func direction(cell string) (*bool, error) {
+// unknown (nil). column is the column's name as the header spells it.
+func direction(column, cell string) (*bool, error) {
 	var in bool
 	switch strings.ToLower(cell) {
 	case "":
@@ -528,7 +539,7 @@ func direction(cell string) (*bool, error) {
 		in = true
 	case "false", "0":
 	default:
-		return nil, &extract.FieldError{Field: "isCallIn", Value: cell, Reason: "want true, false, 1 or 0"}
+		return nil, &extract.FieldError{Field: column, Value: cell, Reason: "want true, false, 1 or 0"}
 	}
 	return &in, nil
 }

@@ -720,57 +720,90 @@ func TestItemsDoNotPinTheirLines(t *testing.T) {
 	runtime.KeepAlive(kept)
 }
 
-// The optional isCallIn column gives each row's direction: true/false or
-// 1/0 in any case, empty for unknown; any other value rejects the row,
-// naming the field, and the reader goes on.
+// The optional isCallIn column gives each row's direction when the caller
+// asks for it (Config.Direction: the CDR query): true/false or 1/0 in any
+// case, empty for unknown; any other value rejects the row, naming the
+// column as the header spells it, and the reader goes on. Not asked for, the
+// column is ignored like any other: a basic-query file with the producer's
+// own spelling (Y/N), or two such columns, reads as it always did.
 func TestDirectionColumn(t *testing.T) {
 	t.Parallel()
-	r, err := Open(Config{Path: "testdata/direction.csv"})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, path string
+		direction  bool
+		want       []string // items; nil with openErr
+		openErr    string
+	}{
+		{name: "asked", path: "testdata/direction.csv", direction: true, want: []string{
+			"2 1/25/1762523104-25001 inbound=true",
+			"3 1/25/1762523105-25002 inbound=false",
+			"4 1/25/1762523106-25003 inbound=true",
+			"5 1/25/1762523107-25004 inbound=false",
+			"6 1/25/1762523108-25005 unknown",
+			"7 1/25/1762523109-25006 inbound=true",
+			`8 reject isCallIn: isCallIn "yes": want true, false, 1 or 0`,
+			"9 1/25/1762523111-25008 inbound=false",
+		}},
+		{name: "not asked", path: "testdata/direction.csv", want: []string{
+			"2 1/25/1762523104-25001 unknown",
+			"3 1/25/1762523105-25002 unknown",
+			"4 1/25/1762523106-25003 unknown",
+			"5 1/25/1762523107-25004 unknown",
+			"6 1/25/1762523108-25005 unknown",
+			"7 1/25/1762523109-25006 unknown",
+			"8 1/25/1762523110-25007 unknown",
+			"9 1/25/1762523111-25008 unknown",
+		}},
+		{name: "producer's Y/N, not asked", path: "testdata/direction_yn.csv", want: []string{
+			"2 1/25/1762523104-25001 unknown",
+			"3 1/25/1762523105-25002 unknown",
+			"4 1/25/1762523106-25003 unknown",
+		}},
+		{name: "producer's Y/N, asked", path: "testdata/direction_yn.csv", direction: true, want: []string{
+			`2 reject is_call_in: is_call_in "Y": want true, false, 1 or 0`,
+			`3 reject is_call_in: is_call_in "N": want true, false, 1 or 0`,
+			"4 1/25/1762523106-25003 unknown",
+		}},
+		{name: "no column, asked", path: "testdata/basic.csv", direction: true, want: []string{
+			"2 1/1/1795392000123-10457 unknown",
+			"3 2/3/1659513159000-546750 unknown",
+			"4 65535/5000/1795392000-1 unknown",
+		}},
+		{name: "two columns, not asked", path: "testdata/dup_direction.csv", want: []string{"2 1/1/1762523104-25001 unknown"}},
+		{name: "two columns, asked", path: "testdata/dup_direction.csv", direction: true,
+			openErr: `two direction columns, "is_call_in" (column 2) and "isCallIn" (column 3)`},
 	}
-	defer r.Close()
-	var got []string
-	eachItem(t, r, func(it Item) {
-		switch {
-		case it.Err != nil:
-			var fe *extract.FieldError
-			if !errors.As(it.Err, &fe) || fe.Field != "isCallIn" {
-				t.Errorf("line %d: Err = %v, want an *extract.FieldError for isCallIn", it.Line, it.Err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := Open(Config{Path: tt.path, DefaultCCID: 1, DefaultVDN: 1, Direction: tt.direction})
+			if tt.openErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.openErr) {
+					t.Fatalf("Open = %v, want an error with %q", err, tt.openErr)
+				}
+				return
 			}
-			got = append(got, fmt.Sprintf("%d reject: %v", it.Line, it.Err))
-		case it.Inbound == nil:
-			got = append(got, fmt.Sprintf("%d %s unknown", it.Line, it.Key))
-		default:
-			got = append(got, fmt.Sprintf("%d %s inbound=%v", it.Line, it.Key, *it.Inbound))
-		}
-	})
-	want := []string{
-		"2 1/25/1762523104-25001 inbound=true",
-		"3 1/25/1762523105-25002 inbound=false",
-		"4 1/25/1762523106-25003 inbound=true",
-		"5 1/25/1762523107-25004 inbound=false",
-		"6 1/25/1762523108-25005 unknown",
-		"7 1/25/1762523109-25006 inbound=true",
-		`8 reject: isCallIn "yes": want true, false, 1 or 0`,
-		"9 1/25/1762523111-25008 inbound=false",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-
-	// Without the column every row's direction is unknown.
-	r2, err := Open(Config{Path: "testdata/basic.csv"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r2.Close()
-	eachItem(t, r2, func(it Item) {
-		if it.Inbound != nil {
-			t.Errorf("line %d: direction %v from a file without isCallIn", it.Line, *it.Inbound)
-		}
-	})
-	if _, err := Open(Config{Path: "testdata/dup_direction.csv", DefaultCCID: 1, DefaultVDN: 1}); err == nil || !strings.Contains(err.Error(), "two isCallIn columns") {
-		t.Errorf("two direction columns: %v", err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var got []string
+			eachItem(t, r, func(it Item) {
+				var fe *extract.FieldError
+				switch {
+				case it.Err != nil && errors.As(it.Err, &fe):
+					got = append(got, fmt.Sprintf("%d reject %s: %v", it.Line, fe.Field, it.Err))
+				case it.Err != nil:
+					got = append(got, fmt.Sprintf("%d reject: %v", it.Line, it.Err))
+				case it.Inbound == nil:
+					got = append(got, fmt.Sprintf("%d %s unknown", it.Line, it.Key))
+				default:
+					got = append(got, fmt.Sprintf("%d %s inbound=%v", it.Line, it.Key, *it.Inbound))
+				}
+			})
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

@@ -13,11 +13,14 @@
 package discover
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +39,20 @@ type Lister interface {
 
 // ErrStop wraps the error of a discovery stopped by a fatal answer.
 var ErrStop = errors.New("discovery stopped")
+
+// StopError is the fatal answer that stopped a discovery; it is ErrStop.
+// The Lister decides what is fatal: the API refusing the caller (401, 403,
+// TLS), or the caller's own reasons (a streak of failed pages, its rate
+// group lost); HTTPStatus and Err tell them apart.
+type StopError struct {
+	Message    string
+	HTTPStatus int   // of the answer; 0 without one
+	Err        error // the answer's cause (cms.ListResult.Err), may be nil
+}
+
+func (e *StopError) Error() string        { return ErrStop.Error() + ": " + e.Message }
+func (e *StopError) Is(target error) bool { return target == ErrStop }
+func (e *StopError) Unwrap() error        { return e.Err }
 
 // PageLimit is the most rows querycalls returns per page.
 const PageLimit = 100
@@ -63,7 +80,9 @@ type Config struct {
 	// MinSlice is the shortest a slice is bisected to. Default 1m.
 	MinSlice time.Duration
 	// SettleLag: only slices ending at least this long before now are
-	// asked. Default 15m.
+	// asked; 0 asks every slice that has ended. etl discover's --settle-lag
+	// defaults to DefaultSettleLag; here zero means zero, so that an
+	// explicit --settle-lag 0 is not turned into the default.
 	SettleLag time.Duration
 	// Concurrency is how many slices are paged at once. Default 4.
 	Concurrency int
@@ -80,9 +99,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinSlice == 0 {
 		c.MinSlice = DefaultMinSlice
-	}
-	if c.SettleLag == 0 {
-		c.SettleLag = DefaultSettleLag
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -119,6 +135,8 @@ func (c Config) Validate(now time.Time) error {
 		return fmt.Errorf("--to %s must be after --from %s", c.To.Format(time.RFC3339), c.From.Format(time.RFC3339))
 	case c.Slice < c.MinSlice || c.MinSlice < time.Second:
 		return fmt.Errorf("--slice %s: must be at least %s", c.Slice, max(c.MinSlice, time.Second))
+	case c.SettleLag < 0:
+		return fmt.Errorf("--settle-lag %s: must not be negative", c.SettleLag)
 	case c.Concurrency < 1 || c.Concurrency > 64:
 		return fmt.Errorf("concurrency %d: want 1..64", c.Concurrency)
 	}
@@ -143,25 +161,35 @@ func (c Config) Validate(now time.Time) error {
 
 // Call is one discovered call.
 type Call struct {
-	Key       extract.Key
-	Inbound   bool
-	Record    *cms.ListedCall
-	Raw       json.RawMessage
-	FetchedAt time.Time
+	Key extract.Key
+	// Inbound is the direction kept: that of the pass that listed the
+	// call, inbound when both did.
+	Inbound bool
+	// BothDirections: the inbound and the outbound pass of the same time
+	// slice both listed the call (internal or consultation calls,
+	// cms-discovery.md 6.2). It is kept once, as inbound, with this flag.
+	BothDirections bool
+	Record         *cms.ListedCall
+	Raw            json.RawMessage
+	FetchedAt      time.Time
 }
 
-// Slice is a finished slice: its calls, in the order listed.
+// Slice is what Run hands to emit: one time slice of one VDN with both
+// directions' passes done, its calls not kept before, the inbound pass's
+// first, each pass's in the order listed.
 type Slice struct {
 	VDN        int
-	Inbound    bool
 	Begin, End time.Time // [Begin, End)
 	Calls      []Call
-	// Rejected are rows whose callId is not a valid key: counted, never
-	// kept (the reason names the value).
-	Rejected []string
+	// Covered is how much of [Begin, End) the passes accepted, added over
+	// the directions: twice End-Begin with both passes whole, less when
+	// part of a pass failed.
+	Covered time.Duration
 }
 
-// Tally reconciles one VDN and direction.
+// Tally reconciles one VDN and direction: the counts the API reported in
+// the accepted slices are the calls kept, the rows rejected, and the calls
+// dropped as listed before (BothDirections, SamePass).
 type Tally struct {
 	VDN        int   `json:"vdn"`
 	Inbound    bool  `json:"inbound"`
@@ -172,32 +200,40 @@ type Tally struct {
 	Reported   int64 `json:"count_reported"` // sum of the accepted slices' counts
 	Kept       int64 `json:"rows_kept"`      // unique calls kept
 	Bisections int   `json:"bisections"`
-	Rejected   int64 `json:"rows_rejected"` // rows whose callId is not a valid key
-	// BothDirections counts calls already listed by the other direction's
-	// pass (kept once, with the first pass's direction).
+	Rejected   int64 `json:"rows_rejected"` // rows that are no valid key (no callId, undecodable, not a key)
+	// BothDirections counts this pass's listings of calls the other
+	// direction's pass listed too: dropped here, kept once by the other
+	// pass (the inbound one when both listed it in the same slice).
 	BothDirections int64 `json:"both_directions"`
+	// SamePass counts this pass's listings of calls it had already listed
+	// in another slice (a call on a slice boundary): dropped, kept once.
+	SamePass int64 `json:"duplicates_same_pass"`
 }
 
 // Result of a discovery.
 type Result struct {
 	Tallies []Tally // by VDN, then inbound first
-	// Failures describe slices that did not add up or whose requests failed.
+	// Failures describe slices that did not add up or whose requests
+	// failed, and rejected rows.
 	Failures []string
 }
 
 // Failed reports whether any slice failed.
 func (r Result) Failed() bool { return len(r.Failures) > 0 }
 
-// Run discovers the calls of cfg's window and hands each accepted slice to
-// emit, one at a time (emit need not be safe for concurrent use). It returns
-// when every slice is done, emit fails, ctx ends or the Lister says stop.
+// Run discovers the calls of cfg's window and hands each time slice of each
+// VDN to emit once both directions' passes of it are done, one at a time
+// and in a fixed order (VDN, then time), whatever order the concurrent
+// passes finish in: which pass keeps a call listed twice does not depend on
+// timing. emit need not be safe for concurrent use. Run returns when every
+// slice is done, emit fails, ctx ends or the Lister says stop.
 func Run(ctx context.Context, cfg Config, l Lister, emit func(context.Context, Slice) error) (Result, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(cfg.Now()); err != nil {
 		return Result{}, err
 	}
-	d := &run{cfg: cfg, l: l, tallies: map[tallyKey]*Tally{}, seen: map[extract.Key]bool{}}
-	var dirs []bool
+	d := &run{cfg: cfg, l: l, tallies: map[tallyKey]*Tally{}, seen: map[extract.Key]uint8{}}
+	var dirs []bool // inbound first: it wins a call both passes list
 	if cfg.Inbound {
 		dirs = append(dirs, true)
 	}
@@ -205,40 +241,58 @@ func Run(ctx context.Context, cfg Config, l Lister, emit func(context.Context, S
 		dirs = append(dirs, false)
 	}
 	closedBy := cfg.Now().Add(-cfg.SettleLag)
-	type task struct {
+	type unit struct {
 		vdn        int
-		inbound    bool
 		begin, end time.Time
 	}
-	var tasks []task
+	var units []unit
 	for _, vdn := range cfg.VDNs {
 		for _, in := range dirs {
-			t := d.tally(vdn, in)
-			for b := cfg.From; b.Before(cfg.To); b = b.Add(cfg.Slice) {
-				e := b.Add(cfg.Slice)
-				if e.After(cfg.To) {
-					e = cfg.To
-				}
-				if e.After(closedBy) {
-					t.Open++
-					continue
-				}
-				tasks = append(tasks, task{vdn, in, b, e})
+			d.tally(vdn, in)
+		}
+		for b := cfg.From; b.Before(cfg.To); b = b.Add(cfg.Slice) {
+			e := b.Add(cfg.Slice)
+			if e.After(cfg.To) {
+				e = cfg.To
 			}
+			if e.After(closedBy) {
+				for _, in := range dirs {
+					d.count(vdn, in, func(t *Tally) { t.Open++ })
+				}
+				continue
+			}
+			units = append(units, unit{vdn, b, e})
 		}
 	}
 
+	// Units run concurrently and emit in order: each waits for the one
+	// before it. They start in order, at most Concurrency at once, so the
+	// first unfinished one always runs, and at most Concurrency slices'
+	// calls are held.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.Concurrency)
-	var emitMu sync.Mutex
-	for _, tk := range tasks {
+	prev := make(chan struct{})
+	close(prev)
+	for _, u := range units {
+		turn, done := prev, make(chan struct{})
+		prev = done
 		g.Go(func() error {
-			return d.slice(gctx, tk.vdn, tk.inbound, tk.begin, tk.end, 0, func(s Slice) error {
-				emitMu.Lock()
-				defer emitMu.Unlock()
-				s.Calls = d.keepNew(s)
-				return emit(gctx, s)
-			})
+			defer close(done)
+			passes := make(map[bool][]pass, len(dirs))
+			for _, in := range dirs {
+				err := d.slice(gctx, u.vdn, in, u.begin, u.end, 0, func(p pass) { passes[in] = append(passes[in], p) })
+				if err != nil {
+					return err
+				}
+			}
+			select {
+			case <-turn:
+			case <-gctx.Done():
+			}
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			return emit(gctx, d.merge(u.vdn, u.begin, u.end, dirs, passes))
 		})
 	}
 	err := g.Wait()
@@ -257,7 +311,7 @@ type run struct {
 	mu       sync.Mutex
 	tallies  map[tallyKey]*Tally
 	failures []string
-	seen     map[extract.Key]bool // keys kept so far, across directions
+	seen     map[extract.Key]uint8 // keys listed so far: the passes that listed them (listedBy)
 }
 
 func (d *run) tally(vdn int, inbound bool) *Tally {
@@ -283,26 +337,61 @@ func (d *run) fail(msg string) {
 	d.failures = append(d.failures, msg)
 }
 
-// keepNew drops calls an earlier slice kept (a call listed by both passes,
-// or on a slice boundary) and counts what is kept; called under emitMu.
-func (d *run) keepNew(s Slice) []Call {
-	kept := s.Calls[:0]
-	var both int64
+// pass is an accepted part of one direction's pass over a time slice: the
+// slice itself, or a part bisection cut.
+type pass struct {
+	begin, end time.Time
+	calls      []Call
+}
+
+// merge makes one time slice's Slice from its accepted passes, in the
+// order of dirs (inbound first), keeping each call once: a call the other
+// pass listed too is kept by the pass that listed it first (in the same
+// slice the inbound one), and flagged BothDirections when both listings are
+// of this slice; a call this pass listed before (another slice) is a
+// same-pass duplicate. It counts what it keeps and drops. Slices are merged
+// in Run's fixed order, so the outcome does not depend on timing.
+func (d *run) merge(vdn int, begin, end time.Time, dirs []bool, passes map[bool][]pass) Slice {
+	s := Slice{VDN: vdn, Begin: begin, End: end}
+	here := map[extract.Key]int{} // calls kept by this slice: index in s.Calls
 	d.mu.Lock()
-	for _, c := range s.Calls {
-		if d.seen[c.Key] {
-			both++
-			continue
+	defer d.mu.Unlock()
+	for _, in := range dirs {
+		t := d.tallies[tallyKey{vdn, in}]
+		bit := listedBy(in)
+		for _, p := range passes[in] {
+			s.Covered += p.end.Sub(p.begin)
+			for _, c := range p.calls {
+				prior := d.seen[c.Key]
+				switch {
+				case prior&bit != 0:
+					t.SamePass++
+					continue
+				case prior != 0:
+					// The other pass listed it: kept there.
+					d.seen[c.Key] = prior | bit
+					t.BothDirections++
+					if i, ok := here[c.Key]; ok {
+						s.Calls[i].BothDirections = true
+					}
+					continue
+				}
+				d.seen[c.Key] = bit
+				here[c.Key] = len(s.Calls)
+				s.Calls = append(s.Calls, c)
+				t.Kept++
+			}
 		}
-		d.seen[c.Key] = true
-		kept = append(kept, c)
 	}
-	t := d.tallies[tallyKey{s.VDN, s.Inbound}]
-	t.Kept += int64(len(kept))
-	t.Rejected += int64(len(s.Rejected))
-	t.BothDirections += both
-	d.mu.Unlock()
-	return kept
+	return s
+}
+
+// listedBy is a pass's bit in run.seen.
+func listedBy(inbound bool) uint8 {
+	if inbound {
+		return 1
+	}
+	return 2
 }
 
 func (d *run) result() Result {
@@ -327,18 +416,19 @@ func (d *run) result() Result {
 // errInconsistent marks a slice whose pages did not add up.
 var errInconsistent = errors.New("pages do not add up")
 
-// slice pages [begin, end) and emits it, or bisects it when it does not add
-// up; at MinSlice it retries, then records a failure.
-func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.Time, tries int, emit func(Slice) error) error {
+// slice pages [begin, end) in one direction and accepts it, or bisects it
+// when it does not add up; at MinSlice it retries, then records a failure.
+func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.Time, tries int, accept func(pass)) error {
 	calls, rejected, count, pages, err := d.page(ctx, vdn, inbound, begin, end)
 	d.count(vdn, inbound, func(t *Tally) { t.Pages += pages })
 	switch {
 	case err == nil:
-		d.count(vdn, inbound, func(t *Tally) { t.Slices++; t.Reported += count })
+		d.count(vdn, inbound, func(t *Tally) { t.Slices++; t.Reported += count; t.Rejected += int64(len(rejected)) })
 		for _, r := range rejected {
 			d.fail(describe(vdn, inbound, begin, end) + ": " + r)
 		}
-		return emit(Slice{VDN: vdn, Inbound: inbound, Begin: begin, End: end, Calls: calls, Rejected: rejected})
+		accept(pass{begin: begin, end: end, calls: calls})
+		return nil
 	case errors.Is(err, ErrStop) || ctx.Err() != nil:
 		return err
 	case !errors.Is(err, errInconsistent):
@@ -350,17 +440,39 @@ func (d *run) slice(ctx context.Context, vdn int, inbound bool, begin, end time.
 	if half := end.Sub(begin) / 2; half >= d.cfg.MinSlice {
 		d.count(vdn, inbound, func(t *Tally) { t.Bisections++ })
 		mid := begin.Add(half).Truncate(time.Millisecond)
-		if err := d.slice(ctx, vdn, inbound, begin, mid, 0, emit); err != nil {
+		if err := d.slice(ctx, vdn, inbound, begin, mid, 0, accept); err != nil {
 			return err
 		}
-		return d.slice(ctx, vdn, inbound, mid, end, 0, emit)
+		return d.slice(ctx, vdn, inbound, mid, end, 0, accept)
 	}
 	if tries < d.cfg.Retries {
-		return d.slice(ctx, vdn, inbound, begin, end, tries+1, emit)
+		return d.slice(ctx, vdn, inbound, begin, end, tries+1, accept)
 	}
 	d.count(vdn, inbound, func(t *Tally) { t.Failed++ })
 	d.fail(describe(vdn, inbound, begin, end) + ": " + err.Error())
 	return nil
+}
+
+// rowPlace stands for a row without a call ID among a slice's unique call
+// IDs: its offset, in a form no call ID takes.
+func rowPlace(offset int) string { return "\x00row " + strconv.Itoa(offset) }
+
+// maxRawShown bounds the raw row a rejection quotes.
+const maxRawShown = 512
+
+// rejectRow describes a rejected row: its offset in the slice's listing,
+// why, and the row as listed (compacted, cut at maxRawShown bytes).
+// describe() adds the VDN, direction and window.
+func rejectRow(offset int, reason string, raw json.RawMessage) string {
+	var b bytes.Buffer
+	shown := strconv.Quote(string(raw)) // not JSON: quoted, so it stays one line
+	if json.Compact(&b, raw) == nil {
+		shown = b.String()
+	}
+	if len(shown) > maxRawShown {
+		shown = fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(shown[:maxRawShown], ""), len(shown))
+	}
+	return fmt.Sprintf("row at offset %d rejected: %s; listed as %s", offset, reason, shown)
 }
 
 func describe(vdn int, inbound bool, begin, end time.Time) string {
@@ -383,9 +495,10 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 		switch a.Class {
 		case cms.ClassOK:
 		case cms.ClassFatal:
-			return nil, nil, 0, pages, fmt.Errorf("%w: %s", ErrStop, a.Message)
+			return nil, nil, 0, pages, &StopError{Message: a.Message, HTTPStatus: a.HTTPStatus, Err: a.Err}
 		default:
-			return nil, nil, 0, pages, errors.New(a.Message)
+			// describe() adds the VDN, direction and window.
+			return nil, nil, 0, pages, fmt.Errorf("page at offset %d: %s", q.Offset, a.Message)
 		}
 		l := a.Listing
 		switch {
@@ -399,10 +512,20 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 		case l.Count != count:
 			return nil, nil, 0, pages, fmt.Errorf("%w: count changed from %d to %d between pages", errInconsistent, count, l.Count)
 		}
-		for _, raw := range l.Items {
+		for i, raw := range l.Items {
+			at := q.Offset + i
 			rec, err := cms.DecodeListedCall(raw)
-			if err != nil || rec.CallID == nil {
-				return nil, nil, 0, pages, fmt.Errorf("%w: a row without a callId", errInconsistent)
+			if err != nil || rec.CallID == nil || *rec.CallID == "" {
+				// A row that is no call's: rejected, the rest of the
+				// slice kept. It still counts towards the slice's unique
+				// rows, under its place, so the count reconciles.
+				reason := "no callId"
+				if err != nil {
+					reason = "undecodable: " + err.Error()
+				}
+				ids[rowPlace(at)] = true
+				rejected = append(rejected, rejectRow(at, reason, raw))
+				continue
 			}
 			key := extract.Key{CCID: d.cfg.CCID, VDN: vdn, CallID: *rec.CallID}
 			if ids[key.CallID] {
@@ -410,7 +533,7 @@ func (d *run) page(ctx context.Context, vdn int, inbound bool, begin, end time.T
 			}
 			ids[key.CallID] = true
 			if err := key.Validate(); err != nil {
-				rejected = append(rejected, "row rejected: "+err.Error())
+				rejected = append(rejected, rejectRow(at, err.Error(), raw))
 				continue
 			}
 			calls = append(calls, Call{Key: key, Inbound: inbound, Record: rec, Raw: raw, FetchedAt: a.FetchedAt})

@@ -3,6 +3,7 @@ package discover
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,11 +26,21 @@ type fakeCalls struct {
 	// drift makes the count of windows longer than driftAbove grow between
 	// pages.
 	driftAbove time.Duration
-	// broken windows (by begin) answer a transient failure.
-	broken map[time.Time]bool
-	stopAt time.Time
+	// broken windows (by begin) answer a transient failure at brokenOffset.
+	broken       map[time.Time]bool
+	brokenOffset int
+	stopAt       time.Time
 	// sameIDs gives both directions the same call IDs (a call both passes list).
 	sameIDs bool
+	// bad replaces the listed rows of these calls (by index in calls) with
+	// raw rows.
+	bad map[int]string
+	// overlap widens every window's end: the calls of its first part are
+	// listed by two slices of the same pass.
+	overlap time.Duration
+	// jitter delays answers randomly, so concurrent passes finish in a
+	// different order each run.
+	jitter bool
 
 	mu       sync.Mutex
 	requests int
@@ -39,10 +50,13 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	f.mu.Lock()
 	f.requests++
 	f.mu.Unlock()
+	if f.jitter {
+		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+	}
 	if q.Begin.Equal(f.stopAt) {
 		return cms.ListResult{Class: cms.ClassFatal, HTTPStatus: 401, Message: "HTTP 401 Unauthorized: signature rejected"}
 	}
-	if f.broken[q.Begin] {
+	if f.broken[q.Begin] && q.Offset == f.brokenOffset {
 		return cms.ListResult{Class: cms.ClassTransient, HTTPStatus: 503, Message: "HTTP 503 after 5 attempts"}
 	}
 	var ids []string
@@ -50,9 +64,16 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	if q.Inbound && !f.sameIDs {
 		dir = 1
 	}
+	var rows []string
 	for i, at := range f.calls[tallyKey{q.VDN, q.Inbound}] {
-		if !at.Before(q.Begin) && !at.After(q.End) {
-			ids = append(ids, strconv.FormatInt(at.Unix(), 10)+"-"+strconv.Itoa(2*i+dir))
+		if !at.Before(q.Begin) && !at.After(q.End.Add(f.overlap)) {
+			id := strconv.FormatInt(at.Unix(), 10) + "-" + strconv.Itoa(2*i+dir)
+			ids = append(ids, id)
+			row := `{"callId":"` + id + `","callType":"0"}`
+			if b, ok := f.bad[i]; ok {
+				row = b
+			}
+			rows = append(rows, row)
 		}
 	}
 	count := int64(len(ids))
@@ -60,13 +81,13 @@ func (f *fakeCalls) List(ctx context.Context, q cms.ListRequest) cms.ListResult 
 	if f.driftAbove > 0 && span > f.driftAbove {
 		count += int64(q.Offset / q.Limit)
 	}
-	page := ids[min(q.Offset, len(ids)):min(q.Offset+q.Limit, len(ids))]
+	page := rows[min(q.Offset, len(rows)):min(q.Offset+q.Limit, len(rows))]
 	if f.shortAbove > 0 && span > f.shortAbove && len(page) > 1 {
 		page = page[:len(page)-1]
 	}
 	l := cms.Listing{Code: cms.CodeSuccess, Count: count, HasCount: true}
-	for _, id := range page {
-		l.Items = append(l.Items, []byte(`{"callId":"`+id+`","callType":"0"}`))
+	for _, row := range page {
+		l.Items = append(l.Items, []byte(row))
 	}
 	return cms.ListResult{Class: cms.ClassOK, Listing: l, FetchedAt: q.End}
 }
@@ -96,18 +117,33 @@ func config(vdns ...int) Config {
 // collect runs a discovery and returns the keys emitted per (vdn, inbound).
 func collect(t *testing.T, cfg Config, l Lister) (map[tallyKey][]string, Result, error) {
 	t.Helper()
+	got, _, res, err := collectCalls(t, cfg, l)
+	return got, res, err
+}
+
+// collectCalls runs a discovery and returns the keys emitted per (vdn,
+// inbound) and every call in the order emitted.
+func collectCalls(t *testing.T, cfg Config, l Lister) (map[tallyKey][]string, []Call, Result, error) {
+	t.Helper()
 	got := map[tallyKey][]string{}
+	var calls []Call
+	var last Slice
 	res, err := Run(t.Context(), cfg, l, func(_ context.Context, s Slice) error {
+		if last.End.After(s.Begin) && last.VDN == s.VDN || last.VDN > s.VDN {
+			t.Errorf("slice vdn %d %v emitted after vdn %d %v", s.VDN, s.Begin, last.VDN, last.Begin)
+		}
+		last = s
 		for _, c := range s.Calls {
-			if c.Key.CCID != 1 || c.Key.VDN != s.VDN || c.Inbound != s.Inbound || c.Record == nil {
-				t.Errorf("call %+v in slice vdn %d inbound %v", c.Key, s.VDN, s.Inbound)
+			if c.Key.CCID != 1 || c.Key.VDN != s.VDN || c.Record == nil || c.BothDirections && !c.Inbound {
+				t.Errorf("call %+v (inbound %v, both %v) in slice vdn %d", c.Key, c.Inbound, c.BothDirections, s.VDN)
 			}
-			k := tallyKey{s.VDN, s.Inbound}
+			k := tallyKey{s.VDN, c.Inbound}
 			got[k] = append(got[k], c.Key.CallID)
+			calls = append(calls, c)
 		}
 		return nil
 	})
-	return got, res, err
+	return got, calls, res, err
 }
 
 func TestDiscoverFindsEveryCallAndReconciles(t *testing.T) {
@@ -165,18 +201,67 @@ func TestDiscoverFindsEveryCallAndReconciles(t *testing.T) {
 	}
 }
 
+// Only slices that ended at least SettleLag before now are asked; the rest
+// are counted open. Zero asks every slice that has ended: an explicit
+// --settle-lag 0 is not the default.
 func TestDiscoverSkipsOpenSlices(t *testing.T) {
 	t.Parallel()
-	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}}
-	cfg := config(25)
-	cfg.Outbound = false
-	cfg.From, cfg.To = now.Add(-3*time.Hour), now // the last slice ends now: open
-	_, res, err := collect(t, cfg, f)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		lag        time.Duration
+		open, done int
+	}{
+		{0, 0, 3},
+		{time.Minute, 1, 2},
+		{15 * time.Minute, 1, 2},
+		{time.Hour, 1, 2}, // the second slice ends exactly an hour ago: closed
+		{time.Hour + time.Millisecond, 2, 1},
 	}
-	if ta := res.Tallies[0]; ta.Open != 1 || ta.Slices != 2 {
-		t.Fatalf("tally %+v: want 2 slices asked, 1 open", ta)
+	for _, tt := range tests {
+		t.Run(tt.lag.String(), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}}
+			cfg := config(25)
+			cfg.Outbound = false
+			cfg.SettleLag = tt.lag
+			cfg.From, cfg.To = now.Add(-3*time.Hour), now // the last slice ends now
+			_, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ta := res.Tallies[0]; ta.Open != tt.open || ta.Slices != tt.done {
+				t.Fatalf("tally %+v: want %d slices asked, %d open", ta, tt.done, tt.open)
+			}
+		})
+	}
+}
+
+// A page that fails after its retries fails its slice; the failure names
+// the slice (VDN, direction, window) and the page's offset.
+func TestFailedPageNamesItsOffset(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		offset int
+		want   string
+	}{
+		{0, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 0: HTTP 503 after 5 attempts"},
+		{100, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 100: HTTP 503 after 5 attempts"},
+		{200, "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 200: HTTP 503 after 5 attempts"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.offset), func(t *testing.T) {
+			t.Parallel()
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(4, 24)}, // 240 an hour: three pages
+				broken: map[time.Time]bool{day.Add(5 * time.Hour): true}, brokenOffset: tt.offset}
+			cfg := config(25)
+			cfg.Outbound = false
+			_, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Failures) != 1 || res.Failures[0] != tt.want {
+				t.Fatalf("failures = %q, want %q", res.Failures, tt.want)
+			}
+		})
 	}
 }
 
@@ -190,7 +275,7 @@ func TestDiscoverReportsSlicesThatFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0], "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: HTTP 503") {
+	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0], "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: page at offset 0: HTTP 503") {
 		t.Fatalf("failures = %q", res.Failures)
 	}
 	if n := len(got[tallyKey{25, true}]); n != 23*60 {
@@ -209,35 +294,146 @@ func TestDiscoverReportsSlicesThatFail(t *testing.T) {
 	}
 }
 
+// A listed row that is no call's (no callId, an empty one, a row that is
+// not an object, a callId that is not a key) is rejected, naming the slice,
+// its offset and the row as listed; the slice still reconciles (the row
+// counts under its place) and every other call of it is kept, without a
+// bisection. The discovery reports it (a rejected row makes etl discover
+// exit 3).
+func TestDiscoverRejectsARowThatIsNoCall(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, row, reason, shown string
+	}{
+		{"no callId", `{"callType":"0", "vdn": 25}`, "no callId", `{"callType":"0","vdn":25}`},
+		{"empty callId", `{"callId":" ","callType":"0"}`, "no callId", `{"callId":" ","callType":"0"}`},
+		{"null callId", `{"callId":null}`, "no callId", `{"callId":null}`},
+		{"not an object", `[1,2]`, "undecodable", `[1,2]`},
+		{"callId not a key", `{"callId":"abc"}`, `callId "abc"`, `{"callId":"abc"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// 180 calls an hour: two pages a slice; the bad row is the
+			// 150th of 05:00..06:00, on its second page.
+			times := everyMinute(3, 24)
+			f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times}, bad: map[int]string{5*180 + 149: tt.row}}
+			cfg := config(25)
+			cfg.Outbound = false
+			got, res, err := collect(t, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ta := res.Tallies[0]
+			if n := len(got[tallyKey{25, true}]); n != len(times)-1 || ta.Kept != int64(n) || ta.Rejected != 1 || ta.Failed != 0 ||
+				ta.Bisections != 0 || ta.Reported != int64(len(times)) {
+				t.Fatalf("kept %d of %d calls, tally %+v: want all but the bad row, one rejected, nothing failed or bisected", n, len(times), ta)
+			}
+			want := "vdn 25 inbound 2026-12-01T05:00:00Z..2026-12-01T06:00:00Z: row at offset 149 rejected: " + tt.reason
+			if len(res.Failures) != 1 || !strings.HasPrefix(res.Failures[0], want) || !strings.HasSuffix(res.Failures[0], "; listed as "+tt.shown) {
+				t.Fatalf("failures = %q, want %q ... listed as %s", res.Failures, want, tt.shown)
+			}
+			// One page per 100 rows: the rejection costs no request.
+			if f.requests != 24*2 {
+				t.Errorf("%d requests, want the minimum %d", f.requests, 24*2)
+			}
+		})
+	}
+}
+
 func TestDiscoverStopsOnFatal(t *testing.T) {
 	t.Parallel()
 	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: everyMinute(1, 24)}, stopAt: day}
 	_, _, err := collect(t, config(25), f)
-	if !errors.Is(err, ErrStop) {
-		t.Fatalf("err = %v, want ErrStop", err)
+	var se *StopError
+	if !errors.Is(err, ErrStop) || !errors.As(err, &se) || se.HTTPStatus != 401 || !strings.Contains(err.Error(), "signature rejected") {
+		t.Fatalf("err = %v, want a StopError of the 401", err)
 	}
 }
 
-func TestDiscoverKeepsACallListedByBothPassesOnce(t *testing.T) {
+// A call both passes of a time slice list is kept once, as inbound, with
+// BothDirections set, whatever order the concurrent passes answer in: the
+// same calls, directions and flags in the same order on every run. The
+// dropped outbound listings are counted as both_directions on the outbound
+// tally; a call a pass lists in two slices (a boundary) is counted apart,
+// as a same-pass duplicate. Each tally reconciles: reported = kept +
+// rejected + both_directions + same-pass duplicates.
+func TestDiscoverIsDeterministicAboutCallsListedTwice(t *testing.T) {
 	t.Parallel()
-	times := everyMinute(1, 1)
-	f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times, {25, false}: times}, sameIDs: true}
-	cfg := config(25)
-	cfg.Concurrency = 1
-	cfg.To = day.Add(time.Hour)
-	got, res, err := collect(t, cfg, f)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name                  string
+		sameIDs               bool
+		overlap               time.Duration
+		wantIn, wantOut       int // calls kept per direction
+		wantBoth, wantSame    int64
+		wantFlagged           int
+		wantSameIn, wantSame0 int64 // same-pass duplicates per tally
+	}{
+		{name: "both passes list every call", sameIDs: true, wantIn: 480, wantOut: 0, wantBoth: 480, wantFlagged: 480},
+		{name: "distinct calls", wantIn: 480, wantOut: 480},
+		// Windows reaching a minute into the next slice: each pass lists
+		// that minute's calls twice (2 calls x 3 boundaries x 2 passes).
+		{name: "overlapping slices", overlap: time.Minute, wantIn: 480, wantOut: 480, wantSame: 12, wantSameIn: 6, wantSame0: 6},
+		{name: "both, overlapping", sameIDs: true, overlap: time.Minute, wantIn: 480, wantBoth: 480, wantFlagged: 480, wantSame: 12, wantSameIn: 6, wantSame0: 6},
 	}
-	if len(got[tallyKey{25, true}])+len(got[tallyKey{25, false}]) != 60 {
-		t.Fatalf("kept %d + %d, want 60 calls once", len(got[tallyKey{25, true}]), len(got[tallyKey{25, false}]))
-	}
-	both := int64(0)
-	for _, ta := range res.Tallies {
-		both += ta.BothDirections
-	}
-	if both != 60 {
-		t.Fatalf("both_directions = %d, want 60", both)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			times := everyMinute(2, 4)
+			var first []Call
+			for run := range 8 {
+				f := &fakeCalls{calls: map[tallyKey][]time.Time{{25, true}: times, {25, false}: times}, sameIDs: tt.sameIDs,
+					overlap: tt.overlap, jitter: true}
+				cfg := config(25)
+				cfg.To = day.Add(4 * time.Hour)
+				got, calls, res, err := collectCalls(t, cfg, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Failed() {
+					t.Fatalf("failures %v", res.Failures)
+				}
+				if len(got[tallyKey{25, true}]) != tt.wantIn || len(got[tallyKey{25, false}]) != tt.wantOut {
+					t.Fatalf("kept %d inbound, %d outbound; want %d, %d", len(got[tallyKey{25, true}]), len(got[tallyKey{25, false}]), tt.wantIn, tt.wantOut)
+				}
+				flagged := 0
+				for _, c := range calls {
+					if c.BothDirections {
+						flagged++
+					}
+				}
+				var both, same int64
+				for _, ta := range res.Tallies {
+					both += ta.BothDirections
+					same += ta.SamePass
+					if ta.Reported != ta.Kept+ta.Rejected+ta.BothDirections+ta.SamePass {
+						t.Errorf("tally %+v does not reconcile", ta)
+					}
+					if want := map[bool]int64{true: tt.wantSameIn, false: tt.wantSame0}[ta.Inbound]; ta.SamePass != want {
+						t.Errorf("tally %+v: same-pass duplicates %d, want %d", ta, ta.SamePass, want)
+					}
+					if ta.Inbound && ta.BothDirections != 0 {
+						t.Errorf("inbound tally %+v counts both-direction drops: inbound wins", ta)
+					}
+				}
+				if flagged != tt.wantFlagged || both != tt.wantBoth || same != tt.wantSame {
+					t.Fatalf("%d flagged, both_directions %d, same-pass %d; want %d, %d, %d", flagged, both, same, tt.wantFlagged, tt.wantBoth, tt.wantSame)
+				}
+				if run == 0 {
+					first = calls
+					continue
+				}
+				if len(calls) != len(first) {
+					t.Fatalf("run %d emitted %d calls, run 0 %d", run, len(calls), len(first))
+				}
+				for i := range calls {
+					if calls[i].Key != first[i].Key || calls[i].Inbound != first[i].Inbound || calls[i].BothDirections != first[i].BothDirections {
+						t.Fatalf("run %d, call %d: %v inbound %v both %v; run 0: %v inbound %v both %v", run, i, calls[i].Key,
+							calls[i].Inbound, calls[i].BothDirections, first[i].Key, first[i].Inbound, first[i].BothDirections)
+					}
+				}
+			}
+		})
 	}
 }
 

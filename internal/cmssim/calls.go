@@ -70,6 +70,24 @@ type CallsConfig struct {
 	// windows holding more than one page, whose count is reported 1..3 too
 	// high, as if rows were being written between pages.
 	CountDriftShare float64
+	// UnkeyedRowShare is the share (0..1) of calls querycalls lists with
+	// an empty callId, or none (half each): a row no client can key, to
+	// prove a discovery keeps the rest of its slice. Decided per call, so
+	// every listing of the call is the same.
+	UnkeyedRowShare float64
+	// BothPassesShare is the share (0..1) of calls querycalls lists in
+	// both directions' passes (internal or consultation calls,
+	// cms-discovery.md 6.2), the same row in each; querycalldetailbyid
+	// answers them in either direction. Decided per call.
+	BothPassesShare float64
+	// QueuedChatShare is the share (0..1) of social-chat calls (mediaType
+	// 53) that waited in a queue long before the time querycalls files
+	// them under: their row's waitBegin is QueuedChatWait earlier than the
+	// start the listing filters on (Call.QueuedFor), so a client filing
+	// rows by waitBegin files them days before the window it listed.
+	QueuedChatShare float64
+	// QueuedChatWait is how much earlier; default 4 days.
+	QueuedChatWait time.Duration
 	// CDRBodyShape is the querycalldetailbyid body the server accepts:
 	// CDRBodyFlat, CDRBodyWrapped or CDRBodyBoth (default). The other shape
 	// gets 0100002.
@@ -92,6 +110,7 @@ const (
 	defaultMinDuration  = 20 * time.Second
 	defaultMaxDuration  = 120 * time.Second
 	defaultSettleDelay  = 10 * time.Second
+	defaultQueuedWait   = 4 * 24 * time.Hour
 	minCallDuration     = 5 * time.Second
 	maxCallDuration     = 4 * time.Hour
 	defaultInbound      = 0.7
@@ -143,7 +162,8 @@ func (c *CallsConfig) validate() []error {
 		name string
 		v    float64
 	}{{"InboundShare", c.InboundShare}, {"AbandonShare", c.AbandonShare},
-		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}} {
+		{"ShortPageShare", c.ShortPageShare}, {"CountDriftShare", c.CountDriftShare}, {"UnkeyedRowShare", c.UnkeyedRowShare},
+		{"BothPassesShare", c.BothPassesShare}, {"QueuedChatShare", c.QueuedChatShare}} {
 		if !(s.v >= 0 && s.v <= 1) {
 			bad(s.name, "%v outside 0..1", s.v)
 		}
@@ -162,6 +182,9 @@ func (c *CallsConfig) validate() []error {
 	}
 	if c.Retention < 0 {
 		bad("Retention", "%v is negative", c.Retention)
+	}
+	if c.QueuedChatWait < 0 {
+		bad("QueuedChatWait", "%v is negative", c.QueuedChatWait)
 	}
 	switch c.CDRBodyShape {
 	case "", CDRBodyFlat, CDRBodyWrapped, CDRBodyBoth:
@@ -190,6 +213,9 @@ func (c CallsConfig) withDefaults() CallsConfig {
 	c.MinDuration, c.MaxDuration = c.minDuration(), c.maxDuration()
 	if c.SettleDelay == 0 {
 		c.SettleDelay = defaultSettleDelay
+	}
+	if c.QueuedChatWait == 0 {
+		c.QueuedChatWait = defaultQueuedWait
 	}
 	if c.TenantZone == nil {
 		c.TenantZone = time.UTC

@@ -172,7 +172,7 @@ func (s *Server) callDetail(w http.ResponseWriter, r *http.Request, body []byte)
 	switch {
 	case !ok:
 		cs.cdrUnknown.Add(1)
-	case c.Inbound != q.inbound:
+	case c.Inbound != q.inbound && !c.BothPasses:
 		cs.wrongDir.Add(1)
 	case c.LogDate.After(now):
 		cs.notStored.Add(1)

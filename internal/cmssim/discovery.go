@@ -251,12 +251,17 @@ func (c Call) appendRow(b []byte) []byte {
 	b = append(b, c.CallerNo...)
 	b = append(b, `","calleeNo":"`...)
 	b = append(b, c.CalleeNo...)
-	b = append(b, `","callId":"`...)
-	b = append(b, c.CallID...)
+	switch {
+	case !c.Unkeyed:
+		b = append(b, `","callId":"`...)
+		b = append(b, c.CallID...)
+	case c.WaitBegin.UnixMilli()%2 == 0:
+		b = append(b, `","callId":"`...)
+	}
 	b = append(b, `","callType":"`...)
 	b = strconv.AppendInt(b, int64(c.CallType), 10)
 	b = append(b, '"')
-	msString("waitBegin", c.WaitBegin)
+	msString("waitBegin", c.ListedWaitBegin())
 	msString("ackBegin", c.AckBegin)
 	msString("callBegin", c.CallBegin)
 	msString("callEnd", c.CallEnd)
@@ -285,7 +290,7 @@ func (s *Schedule) listPage(q queryCallsRequest, now time.Time) (page []Call, co
 	vis := s.visibleAt(now)
 	filtered := q.callerNo != "" || q.calleeNo != ""
 	s.eachHead(q.ccID, q.vdn, time.UnixMilli(q.begin), time.UnixMilli(q.end), func(hd *head) bool {
-		if !dir.matches(hd.inbound) || !vis.stored(hd.start, hd.logDate) {
+		if !hd.listedIn(dir) || !vis.stored(hd.start, hd.logDate) {
 			return true
 		}
 		inPage := count >= q.offset && count < q.offset+q.limit

@@ -50,7 +50,8 @@ func (c *client) queryCalls(t *testing.T, body map[string]any) page {
 	}
 	p.Rows, p.N = desc.Data, *desc.Count
 	for _, row := range p.Rows {
-		p.IDs = append(p.IDs, row["callId"].(string))
+		id, _ := row["callId"].(string) // "" for an unkeyed row (CallsConfig.UnkeyedRowShare)
+		p.IDs = append(p.IDs, id)
 	}
 	return p
 }
@@ -316,6 +317,130 @@ func TestQueryCallsFaults(t *testing.T) {
 	st := s.Stats().QueryCalls
 	if st.ShortPages == 0 || st.CountDrifts == 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// UnkeyedRowShare lists a share of the calls without their callId (empty,
+// or no member at all); the schedule, the count and every other row stay
+// as they are.
+func TestQueryCallsUnkeyedRows(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	plain, _ := liveServer(t, clock, nil)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.UnkeyedRowShare = 0.1 })
+	from, to := day.Add(8*time.Hour), day.Add(9*time.Hour-time.Millisecond)
+	want := plain.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now())
+	var got []string
+	var n, empty, absent int
+	for offset := 0; offset < len(want); offset += 100 {
+		p := c.queryCalls(t, with(window(25, from, to, true), "limit", 100, "offset", offset))
+		n = p.N
+		for i, row := range p.Rows {
+			got = append(got, p.IDs[i])
+			switch id, ok := row["callId"]; {
+			case !ok:
+				absent++
+			case id == "":
+				empty++
+			}
+		}
+	}
+	if n != len(want) || len(got) != len(want) {
+		t.Fatalf("count %d, %d rows; the schedule lists %d", n, len(got), len(want))
+	}
+	for i, c := range s.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now()) {
+		switch {
+		case c.CallID != want[i].CallID || c.WaitBegin != want[i].WaitBegin:
+			t.Fatalf("row %d: the share changed the schedule: %v, want %v", i, c.CallID, want[i].CallID)
+		case c.Unkeyed != (got[i] == ""):
+			t.Errorf("row %d: unkeyed %v, listed callId %q", i, c.Unkeyed, got[i])
+		case !c.Unkeyed && got[i] != c.CallID:
+			t.Errorf("row %d: callId %q, want %q", i, got[i], c.CallID)
+		}
+	}
+	if share := float64(empty+absent) / float64(len(want)); empty == 0 || absent == 0 || share < 0.05 || share > 0.15 {
+		t.Errorf("%d empty and %d absent callIds of %d rows, want about 10%% of both kinds", empty, absent, len(want))
+	}
+}
+
+// BothPassesShare lists a share of the calls in both passes, the same row
+// in each, and their CDR answers in either direction; other calls are
+// listed and answered in their own direction only.
+func TestQueryCallsBothPasses(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.BothPassesShare = 0.2 })
+	from, to := day.Add(8*time.Hour), day.Add(9*time.Hour-time.Millisecond)
+	listing := map[bool]map[string]map[string]any{}
+	for _, in := range []bool{true, false} {
+		listing[in] = map[string]map[string]any{}
+		for offset := 0; ; offset += 100 {
+			p := c.queryCalls(t, with(window(25, from, to, in), "limit", 100, "offset", offset))
+			for i, row := range p.Rows {
+				listing[in][p.IDs[i]] = row
+			}
+			if offset+100 >= p.N {
+				break
+			}
+		}
+	}
+	both := 0
+	for _, call := range s.Schedule().Calls(1, 25, from, to, DirectionBoth) {
+		inRow, inOK := listing[true][call.CallID]
+		outRow, outOK := listing[false][call.CallID]
+		switch {
+		case call.BothPasses:
+			both++
+			if !inOK || !outOK || fmt.Sprint(inRow) != fmt.Sprint(outRow) {
+				t.Errorf("%s (both passes): listed inbound %v, outbound %v", call.CallID, inOK, outOK)
+			}
+		case inOK != call.Inbound || outOK == call.Inbound:
+			t.Errorf("%s (inbound %v): listed inbound %v, outbound %v", call.CallID, call.Inbound, inOK, outOK)
+		}
+		for _, in := range []bool{true, false} {
+			_, _, top := c.callDetail(t, flatBody(call, in))
+			if found := string(top["resultDesc"]) != "{}"; found != (call.BothPasses || in == call.Inbound) {
+				t.Errorf("%s (inbound %v, both %v): CDR asked inbound %v found %v", call.CallID, call.Inbound, call.BothPasses, in, found)
+			}
+		}
+	}
+	if n := len(s.Schedule().Calls(1, 25, from, to, DirectionBoth)); both < n/10 || both > n*3/10 {
+		t.Errorf("%d of %d calls listed by both passes, want about 20%%", both, n)
+	}
+}
+
+// QueuedChatShare lists a share of the social chats with a waitBegin
+// QueuedChatWait before the start the listing filters on; every other row,
+// the filter and the count are unchanged.
+func TestQueryCallsQueuedChats(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(nextDay1)
+	plain, _ := liveServer(t, clock, nil)
+	s, c := liveServer(t, clock, func(cfg *Config) { cfg.Calls.QueuedChatShare = 1 })
+	from, to := day.Add(8*time.Hour), day.Add(12*time.Hour-time.Millisecond)
+	want := plain.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now())
+	var rows []map[string]any
+	for offset := 0; offset < len(want); offset += 100 {
+		p := c.queryCalls(t, with(window(25, from, to, true), "limit", 100, "offset", offset))
+		if p.N != len(want) {
+			t.Fatalf("count %d, want %d", p.N, len(want))
+		}
+		rows = append(rows, p.Rows...)
+	}
+	queued := 0
+	for i, call := range s.Schedule().Listed(1, 25, from, to, DirectionIn, clock.Now()) {
+		wait := call.WaitBegin
+		if call.MediaType == 53 {
+			queued++
+			wait = wait.Add(-4 * 24 * time.Hour)
+		}
+		if call.CallID != want[i].CallID || rows[i]["callId"] != call.CallID || call.ListedWaitBegin() != wait ||
+			rows[i]["waitBegin"] != strconv.FormatInt(wait.UnixMilli(), 10) {
+			t.Errorf("row %d: %v; want %s waiting from %v", i, rows[i], call.CallID, wait)
+		}
+	}
+	if queued == 0 {
+		t.Error("no social chat in the window")
 	}
 }
 

@@ -44,7 +44,17 @@ type Call struct {
 	// lookup without the VDN, as querycalldetailbyid does, finds it).
 	CallID  string
 	Inbound bool
-	Outcome string // Call* constants
+	// Unkeyed: querycalls lists the call without its callId
+	// (CallsConfig.UnkeyedRowShare): "" or no member at all.
+	Unkeyed bool
+	// BothPasses: querycalls lists the call in both directions, and its
+	// CDR answers either (CallsConfig.BothPassesShare).
+	BothPasses bool
+	// QueuedFor is how long the chat waited in a queue before WaitBegin
+	// (CallsConfig.QueuedChatShare): querycalls lists its waitBegin that
+	// much earlier (ListedWaitBegin), still filtering it by WaitBegin.
+	QueuedFor time.Duration
+	Outcome   string // Call* constants
 	// WaitBegin is the start (millisecond precision), AckBegin the answer
 	// and CallBegin the start of talk (equal to AckBegin; both zero when
 	// never answered), CallEnd the end, LogDate the storage time: CallEnd
@@ -82,6 +92,10 @@ type Call struct {
 	// IVR (querybasiccallinfo's deviceNo).
 	IVRDevice int
 }
+
+// ListedWaitBegin is the waitBegin querycalls lists: WaitBegin, earlier by
+// QueuedFor.
+func (c Call) ListedWaitBegin() time.Time { return c.WaitBegin.Add(-c.QueuedFor) }
 
 // Key returns the querybasiccallinfo key of the call.
 func (c Call) Key() extract.Key { return extract.Key{CCID: c.CCID, VDN: c.VDN, CallID: c.CallID} }
@@ -130,13 +144,14 @@ func (s *Schedule) Now() time.Time { return s.cfg.Now() }
 // Scheduled reports whether (ccID, vdn) has calls.
 func (s *Schedule) Scheduled(ccID, vdn int) bool { return s.vdns[VDN{ccID, vdn}] }
 
-// Calls lists every scheduled call of (ccID, vdn) in dir whose WaitBegin
-// lies in [from, to] (both inclusive, millisecond precision), whatever the
-// clock says, in the querycalls order: WaitBegin, then CallID.
+// Calls lists every scheduled call of (ccID, vdn) in dir (the calls a
+// pass of dir lists: BothPasses calls in either) whose WaitBegin lies in
+// [from, to] (both inclusive, millisecond precision), whatever the clock
+// says, in the querycalls order: WaitBegin, then CallID.
 func (s *Schedule) Calls(ccID, vdn int, from, to time.Time, dir Direction) []Call {
 	var out []Call
 	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
-		if dir.matches(hd.inbound) {
+		if hd.listedIn(dir) {
 			out = append(out, s.call(hd))
 		}
 		return true
@@ -151,7 +166,7 @@ func (s *Schedule) Listed(ccID, vdn int, from, to time.Time, dir Direction, now 
 	var out []Call
 	vis := s.visibleAt(now)
 	s.eachHead(ccID, vdn, from, to, func(hd *head) bool {
-		if dir.matches(hd.inbound) && vis.stored(hd.start, hd.logDate) {
+		if hd.listedIn(dir) && vis.stored(hd.start, hd.logDate) {
 			out = append(out, s.call(hd))
 		}
 		return true
@@ -269,6 +284,11 @@ const (
 	saltSecond = 0x3c6ef372fe94f82b
 	saltCall   = 0xa54ff53a5f1d36f1
 	saltDetail = 0x1f83d9abfb41bd6b
+	// saltUnkeyed, saltBoth and saltQueued decide CallsConfig's
+	// UnkeyedRowShare, BothPassesShare and QueuedChatShare.
+	saltUnkeyed = 0x5be0cd19137e2179
+	saltBoth    = 0x9b05688c2b3e6c1f
+	saltQueued  = 0x428a2f98d728ae22
 )
 
 // secondHash is FNV-1a over seed, ccId, vdn and the second, mixed.
@@ -297,7 +317,12 @@ type head struct {
 	logDate   int64  // epoch ms
 	inbound   bool
 	answered  bool
+	unkeyed   bool // CallsConfig.UnkeyedRowShare
+	both      bool // CallsConfig.BothPassesShare
 }
+
+// listedIn reports whether querycalls lists the call in a pass of dir.
+func (hd *head) listedIn(dir Direction) bool { return hd.both || dir.matches(hd.inbound) }
 
 // heads appends the calls of (ccID, vdn) starting in second sec, sorted by
 // start, then sequence (the callId order: one VDN's suffixes have one
@@ -320,6 +345,9 @@ func (s *Schedule) heads(ccID, vdn int, sec int64, buf []head) []head {
 		hd.answered = !cr.chance(s.cfg.AbandonShare)
 		hd.seconds = int(cr.intn(minS, maxS))
 		hd.logDate = hd.start + int64(hd.seconds)*1000 + cr.intn(0, s.cfg.SettleDelay.Milliseconds())
+		// Off the call's draws: the schedule stays the same whatever the share.
+		hd.unkeyed = s.cfg.UnkeyedRowShare > 0 && unit(mix(hd.h^saltUnkeyed)) < s.cfg.UnkeyedRowShare
+		hd.both = s.cfg.BothPassesShare > 0 && unit(mix(hd.h^saltBoth)) < s.cfg.BothPassesShare
 		buf = append(buf, hd)
 	}
 	slices.SortFunc(buf[first:], func(a, b head) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.seq, b.seq)) })
@@ -397,7 +425,7 @@ const (
 func (s *Schedule) call(hd *head) Call {
 	r := rng{s: mix(hd.h ^ saltDetail)}
 	sec := floorDiv(hd.start, 1000)
-	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound,
+	c := Call{CCID: hd.ccID, VDN: hd.vdn, Inbound: hd.inbound, Unkeyed: hd.unkeyed, BothPasses: hd.both,
 		CallID: strconv.FormatInt(sec, 10) + "-" + strconv.Itoa(hd.vdn*maxPerSecond+hd.seq)}
 	answered, total := hd.answered, hd.seconds
 	c.AgentID = int(r.intn(101, 160))
@@ -465,6 +493,10 @@ func (s *Schedule) call(hd *head) Call {
 	}
 	c.CallEnd = c.WaitBegin.Add(time.Duration(total) * time.Second)
 	c.LogDate = time.UnixMilli(hd.logDate).UTC()
+	// Off the call's draws: the schedule stays the same whatever the share.
+	if c.MediaType == 53 && s.cfg.QueuedChatShare > 0 && unit(mix(hd.h^saltQueued)) < s.cfg.QueuedChatShare {
+		c.QueuedFor = s.cfg.QueuedChatWait
+	}
 	return c
 }
 

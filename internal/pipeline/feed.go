@@ -29,7 +29,6 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 		}
 	}
 	batch := make([]Item, 0, p.cfg.Lookahead)
-	keys := make([]extract.Key, 0, p.cfg.Lookahead)
 	send := func(it Item) {
 		if ctx.Err() == nil {
 			select {
@@ -56,12 +55,8 @@ func (p *Pipeline[R]) feed(ctx context.Context, work chan<- Item, direct chan<- 
 			batch[i].need = all
 		}
 		if len(holders) > 0 {
-			keys = keys[:0]
-			for _, it := range batch {
-				keys = append(keys, it.Key)
-			}
 			for _, o := range holders {
-				held, err := p.cfg.Outputs[o].(Holder).Holds(ctx, keys)
+				held, err := p.cfg.Outputs[o].(Holder).Holds(ctx, batch)
 				if err != nil {
 					unprocessed()
 					if ctx.Err() != nil {

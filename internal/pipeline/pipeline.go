@@ -136,11 +136,13 @@ type FinalRowsOnly interface {
 	FinalRowsOnly()
 }
 
-// Holder is an output that can say which keys it already holds, so a rerun
-// does not ask for them again. Lookups are batched (a database answers per
-// round trip).
+// Holder is an output that can say which items' keys it already holds, so
+// a rerun does not ask for them again. Lookups are batched (a database
+// answers per round trip); an output may look at more than the key (the
+// Parquet dataset of listed calls finds a call's partition in its
+// listing, Item.Payload).
 type Holder interface {
-	Holds(ctx context.Context, keys []extract.Key) ([]bool, error)
+	Holds(ctx context.Context, items []Item) ([]bool, error)
 }
 
 // Settlement is how one row ended, for the ledgers.

@@ -122,10 +122,10 @@ func (f *fileOutput) Commit(ctx context.Context, rows []row) (int, error) {
 	return 1, f.store(ctx, rows, nil)
 }
 
-func (f *fileOutput) Holds(_ context.Context, keys []extract.Key) ([]bool, error) {
-	out := make([]bool, len(keys))
-	for i, k := range keys {
-		out[i] = f.held[k]
+func (f *fileOutput) Holds(_ context.Context, items []Item) ([]bool, error) {
+	out := make([]bool, len(items))
+	for i, it := range items {
+		out[i] = f.held[it.Key]
 	}
 	return out, nil
 }

@@ -143,18 +143,19 @@ func validate(r rs.Record) error {
 			field    bool
 			required bool // must be, or must not be
 		}{
-			rs.KeyCCID:     {rs.Int32, 0, false, true},
-			rs.KeyVDN:      {rs.Int32, 0, false, true},
-			rs.KeyCallID:   {rs.String, 0, false, true},
-			rs.CallIDTime:  {rs.Timestamp, 0, false, false},
-			rs.Narrow:      {rs.Int32, rs.Int, true, false},
-			rs.Coded:       {rs.Int32, rs.Int, true, false},
-			rs.EpochMillis: {rs.Timestamp, rs.Int, true, false},
-			rs.LocalTime:   {rs.Timestamp, rs.Text, true, false},
-			rs.Direction:   {rs.Bool, 0, false, true},
-			rs.FetchedAt:   {rs.Timestamp, 0, false, true},
-			rs.RunID:       {rs.String, 0, false, true},
-			rs.Copy:        {rs.Int64, rs.Int, true, false},
+			rs.KeyCCID:        {rs.Int32, 0, false, true},
+			rs.KeyVDN:         {rs.Int32, 0, false, true},
+			rs.KeyCallID:      {rs.String, 0, false, true},
+			rs.CallIDTime:     {rs.Timestamp, 0, false, false},
+			rs.Narrow:         {rs.Int32, rs.Int, true, false},
+			rs.Coded:          {rs.Int32, rs.Int, true, false},
+			rs.EpochMillis:    {rs.Timestamp, rs.Int, true, false},
+			rs.LocalTime:      {rs.Timestamp, rs.Text, true, false},
+			rs.Direction:      {rs.Bool, 0, false, true},
+			rs.BothDirections: {rs.Bool, 0, false, true},
+			rs.FetchedAt:      {rs.Timestamp, 0, false, true},
+			rs.RunID:          {rs.String, 0, false, true},
+			rs.Copy:           {rs.Int64, rs.Int, true, false},
 		}[c.Conv]
 		if c.Conv == rs.Copy && hasField && f.Kind == rs.Text {
 			want.typ, want.kind = rs.String, rs.Text
@@ -393,6 +394,9 @@ func emitTransform(e *emitter, r rs.Record) {
 	if hasConv(r, rs.Direction) {
 		e.p("\tInbound   bool // the call's direction as asked: true = inbound")
 	}
+	if hasConv(r, rs.BothDirections) {
+		e.p("\tBothDirections bool // listed by both directions' passes")
+	}
 	if hasConv(r, rs.LocalTime) {
 		e.p("\tZone      *time.Location // the tenant's time zone, for local date-times; nil = UTC")
 	}
@@ -470,6 +474,8 @@ func emitTransform(e *emitter, r rs.Record) {
 			e.p("\t\t%s: in.RunID,", c.Go)
 		case rs.Direction:
 			e.p("\t\t%s: in.Inbound,", c.Go)
+		case rs.BothDirections:
+			e.p("\t\t%s: in.BothDirections,", c.Go)
 		case rs.LocalTime:
 			later = append(later, fmt.Sprintf("row.%s = c.localTime(%q, %s, in.Zone)", c.Go, c.Name, f))
 		case rs.CallIDTime:

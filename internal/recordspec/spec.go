@@ -77,6 +77,9 @@ const (
 	// Direction is the call's direction as asked (true = inbound): the
 	// row's Input.Inbound.
 	Direction
+	// BothDirections says the call was listed by both directions' passes
+	// (querycalls): the row's Input.BothDirections.
+	BothDirections
 	// FetchedAt is when the answer arrived; RunID the run that fetched it.
 	FetchedAt
 	RunID
@@ -93,6 +96,13 @@ type Column struct {
 	Codes    string // code table (Coded): transform.<Codes>Label labels it
 	Required bool   // NOT NULL; otherwise the row field is a pointer
 	Doc      string // what it is, for the generated comment
+	// Appended marks a column a later migration added to an existing
+	// warehouse table (ALTER TABLE ... ADD COLUMN): PostgreSQL puts it
+	// after every column the table had (raw and the maintained ones
+	// included), in the order added. In the row and the Parquet files it
+	// sits where it is declared. The statements name their columns, so
+	// the position only matters to the check of the table.
+	Appended bool
 }
 
 // Names are the Go identifiers generated for one record type.
@@ -170,7 +180,7 @@ func (r Record) Outputs() []Column {
 	for _, c := range r.Columns {
 		out = append(out, c)
 		if c.Conv == Coded {
-			out = append(out, Column{Name: c.Name + "_label", Go: c.Go + "Label", Type: String, Conv: Copy,
+			out = append(out, Column{Name: c.Name + "_label", Go: c.Go + "Label", Type: String, Conv: Copy, Appended: c.Appended,
 				Doc: "label of " + c.Name + " from the " + c.Codes + " code table"})
 		}
 	}

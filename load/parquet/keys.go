@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -34,29 +33,6 @@ type Filter struct {
 	// row group outside the range holds none of them and is not read:
 	// call IDs start with the call's time, so a lake's older files drop out.
 	MinCallID, MaxCallID string
-	// Partitions, when set, says which partitions to read: day is the
-	// partition's call_date (UTC midnight), dated false for Hive's null
-	// partition. A reader that can only meet keys of a few days (etl
-	// discover: those of its window) then reads those days, however long
-	// the dataset's history.
-	Partitions func(day time.Time, dated bool) bool
-}
-
-// wantPartition reports whether f reads the part file at path. A partition
-// whose name is not a date is read.
-func (f *Filter) wantPartition(path string) bool {
-	if f.Partitions == nil {
-		return true
-	}
-	name := filepath.Base(filepath.Dir(path))
-	if name == nullPartition {
-		return f.Partitions(time.Time{}, false)
-	}
-	day, err := time.Parse(partitionDateForm, strings.TrimPrefix(name, partitionPrefix))
-	if err != nil || !strings.HasPrefix(name, partitionPrefix) {
-		return true
-	}
-	return f.Partitions(day, true)
 }
 
 // CommittedStats says how much of DIR CommittedKeys read.
@@ -85,16 +61,46 @@ func CommittedKeys(ctx context.Context, dir string, f *Filter) (*extract.DigestS
 	if err != nil {
 		return nil, st, fmt.Errorf("read committed keys: %w", err)
 	}
+	if err := addKeys(ctx, files, f, keys, &st); err != nil {
+		keys.Close()
+		return nil, CommittedStats{}, fmt.Errorf("read committed keys: %w", err)
+	}
+	return keys, st, nil
+}
+
+// PartitionKeys adds to keys the digests of the keys in the committed part
+// files of one partition of dir, named as Table.Partition names it
+// ("call_date=2026-12-01"). Only that directory is read, whatever else the
+// dataset holds; a partition that does not exist holds no keys. A reader
+// that knows each key's partition (a listed call's follows from its
+// listing) can so hold the keys of the partitions it meets, however long
+// the dataset's history and however far back those partitions lie.
+func PartitionKeys(ctx context.Context, dir, partition string, keys *extract.DigestSet) (CommittedStats, error) {
+	var st CommittedStats
+	if !strings.HasPrefix(partition, partitionPrefix) || filepath.Base(partition) != partition {
+		return st, fmt.Errorf("read committed keys: %q is not a partition", partition)
+	}
+	files, err := partFiles(filepath.Join(dir, partition))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read committed keys: %w", err)
+	}
+	st.Files = len(files)
+	if err := addKeys(ctx, files, &Filter{}, keys, &st); err != nil {
+		return CommittedStats{}, fmt.Errorf("read committed keys of %s: %w", partition, err)
+	}
+	return st, nil
+}
+
+// addKeys reads the key columns of files, a few at once, and adds the
+// digests f keeps to keys; st counts what was read.
+func addKeys(ctx context.Context, files []string, f *Filter, keys *extract.DigestSet, st *CommittedStats) error {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, path := range files {
-		if !f.wantPartition(path) {
-			mu.Lock()
-			st.SkippedFiles++
-			mu.Unlock()
-			continue
-		}
 		g.Go(func() error {
 			var kept []extract.Digest
 			read, err := readKeys(gctx, path, f, func(batch []extract.Digest) error {
@@ -123,11 +129,7 @@ func CommittedKeys(ctx context.Context, dir string, f *Filter) (*extract.DigestS
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
-		keys.Close()
-		return nil, CommittedStats{}, fmt.Errorf("read committed keys: %w", err)
-	}
-	return keys, st, nil
+	return g.Wait()
 }
 
 // HasCommitted reports whether dir holds any committed part file.
@@ -147,15 +149,26 @@ func committedFiles(dir string) ([]string, error) {
 	}
 	var files []string
 	for _, p := range parts {
-		entries, err := os.ReadDir(p)
+		in, err := partFiles(p)
 		if err != nil {
 			return nil, fmt.Errorf("read committed keys: %w", err)
 		}
-		for _, e := range entries {
-			name := e.Name()
-			if e.Type().IsRegular() && strings.HasPrefix(name, partPrefix) && strings.HasSuffix(name, partSuffix) {
-				files = append(files, filepath.Join(p, name))
-			}
+		files = append(files, in...)
+	}
+	return files, nil
+}
+
+// partFiles lists the committed part files of one partition directory.
+func partFiles(partition string) ([]string, error) {
+	entries, err := os.ReadDir(partition)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(name, partPrefix) && strings.HasSuffix(name, partSuffix) {
+			files = append(files, filepath.Join(partition, name))
 		}
 	}
 	return files, nil

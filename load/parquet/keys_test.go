@@ -160,15 +160,15 @@ func TestCommittedKeysCorruptFile(t *testing.T) {
 	}
 }
 
-// A Partitions filter reads only the days it accepts (and the null
-// partition when asked): the other files are counted as skipped, never
-// opened.
-func TestCommittedKeysPartitions(t *testing.T) {
+// PartitionKeys reads one partition's committed files (the null partition
+// too), nothing else; a partition with no directory holds no keys, and a
+// name that is not a partition is refused. Keys add up across calls.
+func TestPartitionKeys(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := openSink(t, dir)
 	days := []*time.Time{ptr(time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)), ptr(time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)),
-		ptr(time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)), nil}
+		ptr(time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)), nil}
 	keyOf := map[int]extract.Key{}
 	for i, d := range days {
 		k := extract.Key{CCID: 1, VDN: 1, CallID: "1732400000000-" + strconv.Itoa(i)}
@@ -182,30 +182,42 @@ func TestCommittedKeysPartitions(t *testing.T) {
 	if _, err := s.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	lo := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	// A file being written is no committed file.
+	tmp := filepath.Join(dir, "call_date=2026-11-22", "part-x-00009.parquet.tmp")
+	if err := os.WriteFile(tmp, []byte("half a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := extract.NewDigestSet(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
 	for _, tc := range []struct {
-		null bool
-		want []int
-	}{{false, []int{1, 2}}, {true, []int{1, 2, 3}}} {
-		var asked []string
-		set, st, err := pqsink.CommittedKeys(t.Context(), dir, &pqsink.Filter{Partitions: func(day time.Time, dated bool) bool {
-			asked = append(asked, day.Format(time.DateOnly))
-			if !dated {
-				return tc.null
-			}
-			return !day.Before(lo) && day.Location() == time.UTC
-		}})
+		partition string
+		files     int
+		want      []int // keys held after this call, cumulative
+	}{
+		{"call_date=2026-11-23", 1, []int{1, 2}},
+		{"call_date=2026-11-21", 0, []int{1, 2}},
+		{"call_date=__HIVE_DEFAULT_PARTITION__", 1, []int{1, 2, 3}},
+		{"call_date=2026-11-22", 1, []int{0, 1, 2, 3}},
+	} {
+		st, err := pqsink.PartitionKeys(t.Context(), dir, tc.partition, set)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if set.Len() != len(tc.want) || st.Files != 4 || st.SkippedFiles != 4-len(tc.want) {
-			t.Errorf("null %v: %d keys, stats %+v, want %d keys of 4 files; partitions asked %v", tc.null, set.Len(), st, len(tc.want), asked)
+		if set.Len() != len(tc.want) || st.Files != tc.files {
+			t.Errorf("%s: %d keys held, stats %+v; want %d keys, %d files", tc.partition, set.Len(), st, len(tc.want), tc.files)
 		}
 		for _, i := range tc.want {
 			if !set.Has(keyOf[i].Digest()) {
-				t.Errorf("null %v: key %v of an accepted partition missing", tc.null, keyOf[i])
+				t.Errorf("%s: key %v missing", tc.partition, keyOf[i])
 			}
 		}
-		set.Close()
+	}
+	for _, bad := range []string{"../call_date=2026-11-23", "2026-11-23", "call_date=2026-11-23/x", ""} {
+		if _, err := pqsink.PartitionKeys(t.Context(), dir, bad, set); err == nil {
+			t.Errorf("partition %q: no error", bad)
+		}
 	}
 }

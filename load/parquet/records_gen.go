@@ -335,31 +335,32 @@ func PartitionForDetail(r *transform.DetailRow) string {
 // strings BYTE_ARRAY+UTF8, timestamps INT64 TIMESTAMP_MICROS adjusted to UTC,
 // pointer fields OPTIONAL. Raw is deliberately absent.
 type listedRecord struct {
-	CCID              int32   `parquet:"name=cc_id, type=INT32, repetitiontype=REQUIRED"`
-	VDN               int32   `parquet:"name=vdn, type=INT32, repetitiontype=REQUIRED"`
-	CallID            string  `parquet:"name=call_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
-	IsCallIn          bool    `parquet:"name=is_call_in, type=BOOLEAN, repetitiontype=REQUIRED"`
-	LogDate           *int64  `parquet:"name=log_date, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
-	CallerNo          *string `parquet:"name=caller_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	CalleeNo          *string `parquet:"name=callee_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	CallType          *int32  `parquet:"name=call_type, type=INT32, repetitiontype=OPTIONAL"`
-	CallTypeLabel     *string `parquet:"name=call_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	WaitBegin         *int64  `parquet:"name=wait_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
-	AckBegin          *int64  `parquet:"name=ack_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
-	CallBegin         *int64  `parquet:"name=call_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
-	CallEnd           *int64  `parquet:"name=call_end, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
-	LeaveReason       *int32  `parquet:"name=leave_reason, type=INT32, repetitiontype=OPTIONAL"`
-	LeaveReasonLabel  *string `parquet:"name=leave_reason_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	MediaType         *int32  `parquet:"name=media_type, type=INT32, repetitiontype=OPTIONAL"`
-	MediaTypeLabel    *string `parquet:"name=media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	SubMediaType      *int32  `parquet:"name=sub_media_type, type=INT32, repetitiontype=OPTIONAL"`
-	SubMediaTypeLabel *string `parquet:"name=sub_media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
-	FetchedAt         int64   `parquet:"name=fetched_at, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=REQUIRED"`
-	RunID             string  `parquet:"name=run_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+	CCID                 int32   `parquet:"name=cc_id, type=INT32, repetitiontype=REQUIRED"`
+	VDN                  int32   `parquet:"name=vdn, type=INT32, repetitiontype=REQUIRED"`
+	CallID               string  `parquet:"name=call_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
+	IsCallIn             bool    `parquet:"name=is_call_in, type=BOOLEAN, repetitiontype=REQUIRED"`
+	ListedBothDirections bool    `parquet:"name=listed_both_directions, type=BOOLEAN, repetitiontype=REQUIRED"`
+	LogDate              *int64  `parquet:"name=log_date, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallerNo             *string `parquet:"name=caller_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CalleeNo             *string `parquet:"name=callee_no, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	CallType             *int32  `parquet:"name=call_type, type=INT32, repetitiontype=OPTIONAL"`
+	CallTypeLabel        *string `parquet:"name=call_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	WaitBegin            *int64  `parquet:"name=wait_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	AckBegin             *int64  `parquet:"name=ack_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallBegin            *int64  `parquet:"name=call_begin, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	CallEnd              *int64  `parquet:"name=call_end, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=OPTIONAL"`
+	LeaveReason          *int32  `parquet:"name=leave_reason, type=INT32, repetitiontype=OPTIONAL"`
+	LeaveReasonLabel     *string `parquet:"name=leave_reason_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	MediaType            *int32  `parquet:"name=media_type, type=INT32, repetitiontype=OPTIONAL"`
+	MediaTypeLabel       *string `parquet:"name=media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	SubMediaType         *int32  `parquet:"name=sub_media_type, type=INT32, repetitiontype=OPTIONAL"`
+	SubMediaTypeLabel    *string `parquet:"name=sub_media_type_label, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=OPTIONAL"`
+	FetchedAt            int64   `parquet:"name=fetched_at, type=INT64, convertedtype=TIMESTAMP_MICROS, isadjustedtoutc=true, repetitiontype=REQUIRED"`
+	RunID                string  `parquet:"name=run_id, type=BYTE_ARRAY, convertedtype=UTF8, repetitiontype=REQUIRED"`
 }
 
 // listedNumRecordColumns is the number of fields of listedRecord, all leaf columns.
-const listedNumRecordColumns = 21
+const listedNumRecordColumns = 22
 
 // listedCells holds copies of one row's nullable values. The parquet writer keeps
 // records until it encodes a page, so their pointers must not alias the
@@ -374,27 +375,28 @@ type listedCells struct {
 func listedToRecord(r *transform.CallRecordRow, c *listedCells) listedRecord {
 	a := cellAlloc{i64: c.i64[:0], i32: c.i32[:0], str: c.str[:0]}
 	return listedRecord{
-		CCID:              r.CCID,
-		VDN:               r.VDN,
-		CallID:            r.CallID,
-		IsCallIn:          r.IsCallIn,
-		LogDate:           a.time(r.LogDate),
-		CallerNo:          a.string(r.CallerNo),
-		CalleeNo:          a.string(r.CalleeNo),
-		CallType:          a.int32(r.CallType),
-		CallTypeLabel:     a.string(r.CallTypeLabel),
-		WaitBegin:         a.time(r.WaitBegin),
-		AckBegin:          a.time(r.AckBegin),
-		CallBegin:         a.time(r.CallBegin),
-		CallEnd:           a.time(r.CallEnd),
-		LeaveReason:       a.int32(r.LeaveReason),
-		LeaveReasonLabel:  a.string(r.LeaveReasonLabel),
-		MediaType:         a.int32(r.MediaType),
-		MediaTypeLabel:    a.string(r.MediaTypeLabel),
-		SubMediaType:      a.int32(r.SubMediaType),
-		SubMediaTypeLabel: a.string(r.SubMediaTypeLabel),
-		FetchedAt:         r.FetchedAt.UTC().UnixMicro(),
-		RunID:             r.RunID,
+		CCID:                 r.CCID,
+		VDN:                  r.VDN,
+		CallID:               r.CallID,
+		IsCallIn:             r.IsCallIn,
+		ListedBothDirections: r.ListedBothDirections,
+		LogDate:              a.time(r.LogDate),
+		CallerNo:             a.string(r.CallerNo),
+		CalleeNo:             a.string(r.CalleeNo),
+		CallType:             a.int32(r.CallType),
+		CallTypeLabel:        a.string(r.CallTypeLabel),
+		WaitBegin:            a.time(r.WaitBegin),
+		AckBegin:             a.time(r.AckBegin),
+		CallBegin:            a.time(r.CallBegin),
+		CallEnd:              a.time(r.CallEnd),
+		LeaveReason:          a.int32(r.LeaveReason),
+		LeaveReasonLabel:     a.string(r.LeaveReasonLabel),
+		MediaType:            a.int32(r.MediaType),
+		MediaTypeLabel:       a.string(r.MediaTypeLabel),
+		SubMediaType:         a.int32(r.SubMediaType),
+		SubMediaTypeLabel:    a.string(r.SubMediaTypeLabel),
+		FetchedAt:            r.FetchedAt.UTC().UnixMicro(),
+		RunID:                r.RunID,
 	}
 }
 
@@ -405,23 +407,24 @@ func listedMarshalRow(c []*layout.Table, last *[listedNumRecordColumns]boxed, r 
 	required(c[1], r.VDN)
 	requiredText(c[2], &last[2], r.CallID)
 	required(c[3], r.IsCallIn)
-	optional(c[4], r.LogDate)
-	optionalText(c[5], &last[5], r.CallerNo)
-	optionalText(c[6], &last[6], r.CalleeNo)
-	optional(c[7], r.CallType)
-	optionalText(c[8], &last[8], r.CallTypeLabel)
-	optional(c[9], r.WaitBegin)
-	optional(c[10], r.AckBegin)
-	optional(c[11], r.CallBegin)
-	optional(c[12], r.CallEnd)
-	optional(c[13], r.LeaveReason)
-	optionalText(c[14], &last[14], r.LeaveReasonLabel)
-	optional(c[15], r.MediaType)
-	optionalText(c[16], &last[16], r.MediaTypeLabel)
-	optional(c[17], r.SubMediaType)
-	optionalText(c[18], &last[18], r.SubMediaTypeLabel)
-	required(c[19], r.FetchedAt)
-	requiredText(c[20], &last[20], r.RunID)
+	required(c[4], r.ListedBothDirections)
+	optional(c[5], r.LogDate)
+	optionalText(c[6], &last[6], r.CallerNo)
+	optionalText(c[7], &last[7], r.CalleeNo)
+	optional(c[8], r.CallType)
+	optionalText(c[9], &last[9], r.CallTypeLabel)
+	optional(c[10], r.WaitBegin)
+	optional(c[11], r.AckBegin)
+	optional(c[12], r.CallBegin)
+	optional(c[13], r.CallEnd)
+	optional(c[14], r.LeaveReason)
+	optionalText(c[15], &last[15], r.LeaveReasonLabel)
+	optional(c[16], r.MediaType)
+	optionalText(c[17], &last[17], r.MediaTypeLabel)
+	optional(c[18], r.SubMediaType)
+	optionalText(c[19], &last[19], r.SubMediaTypeLabel)
+	required(c[20], r.FetchedAt)
+	requiredText(c[21], &last[21], r.RunID)
 }
 
 // listedRecordCopy is a listedRecord and the values it points to in one allocation.

@@ -62,7 +62,7 @@ func listedAppendRowValues(dst []any, r *transform.CallRecordRow) []any {
 	if len(r.Raw) > 0 {
 		raw = json.RawMessage(r.Raw)
 	}
-	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.LogDate, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.WaitBegin, r.AckBegin, r.CallBegin, r.CallEnd, r.LeaveReason, r.LeaveReasonLabel, r.MediaType, r.MediaTypeLabel, r.SubMediaType, r.SubMediaTypeLabel, r.FetchedAt, r.RunID, raw)
+	return append(dst, r.CCID, r.VDN, r.CallID, r.IsCallIn, r.ListedBothDirections, r.LogDate, r.CallerNo, r.CalleeNo, r.CallType, r.CallTypeLabel, r.WaitBegin, r.AckBegin, r.CallBegin, r.CallEnd, r.LeaveReason, r.LeaveReasonLabel, r.MediaType, r.MediaTypeLabel, r.SubMediaType, r.SubMediaTypeLabel, r.FetchedAt, r.RunID, raw)
 }
 
 // CallRecord is the warehouse shape of transform.CallRecordRow: cms.call_record.

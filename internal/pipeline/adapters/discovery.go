@@ -16,13 +16,14 @@ import (
 	"github.com/cmsetl/cms-etl/extract/queue"
 	"github.com/cmsetl/cms-etl/internal/outcome"
 	"github.com/cmsetl/cms-etl/internal/pipeline"
+	"github.com/cmsetl/cms-etl/load/parquet"
 	"github.com/cmsetl/cms-etl/transform"
 )
 
 // Discovery is a discovery (extract/discover) as the pipeline's source: each
-// call of an accepted slice becomes an item in the direction of the pass
-// that listed it, carrying its listing (Payload, a discover.Call) for
-// ListedQuery. Start runs the discovery in its own goroutine; Stop ends it
+// call of a slice becomes an item in the direction the discovery kept (the
+// inbound one for a call both passes listed), carrying its listing
+// (Payload, a discover.Call) for ListedQuery. Start runs the discovery in its own goroutine; Stop ends it
 // and Result reports it.
 type Discovery struct {
 	cfg    discover.Config
@@ -71,7 +72,7 @@ func (d *Discovery) emit(ctx context.Context, s discover.Slice) error {
 			return ctx.Err()
 		}
 	}
-	d.covered.Add(int64(s.End.Sub(s.Begin)))
+	d.covered.Add(int64(s.Covered))
 	return nil
 }
 
@@ -135,12 +136,24 @@ func ListedQuery(runID string) pipeline.Query[transform.CallRecordRow] {
 		}
 		a := pipeline.Answer[transform.CallRecordRow]{Outcome: outcome.Loaded, Attempts: 1}
 		a.Row, a.Unknown = transform.ToCallRecordRow(transform.CallRecordInput{Key: c.Key, Record: c.Record, Raw: c.Raw,
-			Inbound: c.Inbound, FetchedAt: c.FetchedAt, RunID: runID})
+			Inbound: c.Inbound, BothDirections: c.BothDirections, FetchedAt: c.FetchedAt, RunID: runID})
 		if c.Record != nil {
 			a.Problems = c.Record.Problems
 		}
 		return a, pool.Answered, nil
 	}
+}
+
+// ListedPartition names the partition of the call_record dataset a
+// discovered call's row goes to: that of the row ListedQuery makes of it
+// (parquet.PartitionForListed), for NewPartitionedParquet.
+func ListedPartition(it pipeline.Item) (string, error) {
+	c, ok := it.Payload.(discover.Call)
+	if !ok {
+		return "", fmt.Errorf("discovered call %s carries no listing", it.Key)
+	}
+	row, _ := transform.ToCallRecordRow(transform.CallRecordInput{Key: c.Key, Record: c.Record})
+	return parquet.PartitionForListed(&row), nil
 }
 
 // Enqueue is the ledger of etl discover --enqueue: the calls a commit holds

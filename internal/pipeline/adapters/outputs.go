@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,10 +46,10 @@ type parquetResume[R any] struct {
 	committed *extract.DigestSet
 }
 
-func (p parquetResume[R]) Holds(_ context.Context, keys []extract.Key) ([]bool, error) {
-	held := make([]bool, len(keys))
-	for i, k := range keys {
-		held[i] = p.committed.Has(k.Digest())
+func (p parquetResume[R]) Holds(_ context.Context, items []pipeline.Item) ([]bool, error) {
+	held := make([]bool, len(items))
+	for i, it := range items {
+		held[i] = p.committed.Has(it.Key.Digest())
 	}
 	return held, nil
 }
@@ -61,6 +62,64 @@ func NewParquet[R any](sink *parquet.Sink[R], committed *extract.DigestSet) pipe
 		return Parquet[R]{sink}
 	}
 	return parquetResume[R]{Parquet[R]{sink}, committed}
+}
+
+// partitionedResume is the Parquet output of a run whose items name the
+// partition their row goes to (etl discover: a listed call's row is filed
+// by its listing's waitBegin, else callBegin, else logDate, which can lie
+// days before the window listed, a chat that waited in a queue). Whether
+// the dataset holds a key is looked up in that partition: its committed
+// keys are read the first time an item of it comes, then kept. Memory
+// follows the partitions the run meets, not the dataset's history, and the
+// lookup is exact however far back a partition lies.
+type partitionedResume[R any] struct {
+	Parquet[R]
+	dir       string
+	partition func(pipeline.Item) (string, error)
+	log       zerolog.Logger
+
+	mu   sync.Mutex
+	read map[string]bool    // partitions whose keys are in keys
+	keys *extract.DigestSet // committed keys of the partitions read
+}
+
+// NewPartitionedParquet is the Parquet output over sink, writing to dir,
+// whose Holds reads the committed keys of each partition partition names
+// for an item when it first meets it. Call the returned close when the run
+// is done with the output.
+func NewPartitionedParquet[R any](sink *parquet.Sink[R], dir string, partition func(pipeline.Item) (string, error),
+	log zerolog.Logger) (pipeline.Output[R], func(context.Context) error, error) {
+	keys, err := extract.NewDigestSet(0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hold committed keys: %w", err)
+	}
+	p := &partitionedResume[R]{Parquet: Parquet[R]{sink}, dir: dir, partition: partition, log: log, read: map[string]bool{}, keys: keys}
+	return p, func(context.Context) error { return keys.Close() }, nil
+}
+
+func (p *partitionedResume[R]) Holds(ctx context.Context, items []pipeline.Item) ([]bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	held := make([]bool, len(items))
+	for i, it := range items {
+		part, err := p.partition(it)
+		if err != nil {
+			return nil, err
+		}
+		if !p.read[part] {
+			st, err := parquet.PartitionKeys(ctx, p.dir, part, p.keys)
+			if err != nil {
+				return nil, err
+			}
+			p.read[part] = true
+			if st.Files > 0 {
+				p.log.Info().Str("dir", p.dir).Str("partition", part).Int("files", st.Files).Int("rows_read", st.Rows).
+					Msg("resuming: read the partition's committed keys; calls already committed there are not written again")
+			}
+		}
+		held[i] = p.keys.Has(it.Key.Digest())
+	}
+	return held, nil
 }
 
 // Warehouse is the PostgreSQL output: rows upserted into the table, in one
@@ -156,7 +215,11 @@ type warehouseResume[R any] struct {
 	db    *pgxpool.Pool
 }
 
-func (w warehouseResume[R]) Holds(ctx context.Context, keys []extract.Key) ([]bool, error) {
+func (w warehouseResume[R]) Holds(ctx context.Context, items []pipeline.Item) ([]bool, error) {
+	keys := make([]extract.Key, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
 	found, err := w.table.ExistingKeys(ctx, w.db, keys)
 	if err != nil {
 		return nil, err

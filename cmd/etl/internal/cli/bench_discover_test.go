@@ -28,6 +28,7 @@ func benchSchedule(b *testing.B, perMinute float64, edit func(*cmssim.Config, *c
 	calls.VDNs = []cmssim.VDN{{CCID: 1, VDN: 25}, {CCID: 1, VDN: 26}}
 	calls.CallsPerMinute = perMinute
 	calls.InboundShare = 0.5
+	calls.Now = testNow // etl's too (Env.Now): yesterday is whole whenever the benchmark runs
 	cfg := cmssim.Config{TLS: true, Calls: &calls}
 	if edit != nil {
 		edit(&cfg, &calls)
@@ -77,7 +78,7 @@ func BenchmarkDiscoveryPages(b *testing.B) {
 				before := sim.Stats().ByEndpoint[cmssim.EndpointQueryCalls]
 				var stderr bytes.Buffer
 				code := Main(b.Context(), benchDiscoverArgs(sim, sk, "--output", "parquet:"+filepath.Join(dir, strconv.Itoa(iter)), "--rate", "0"),
-					Env{Stdout: io.Discard, Stderr: &stderr})
+					Env{Stdout: io.Discard, Stderr: &stderr, Now: testNow})
 				o := summaryOf(b, code, stderr.String())
 				if o.code != ExitOK || o.outcome("loaded") != int64(len(want)) {
 					b.Fatalf("exit %d, loaded %d; the simulator lists %d calls", o.code, o.outcome("loaded"), len(want))
@@ -126,7 +127,7 @@ func BenchmarkCDREnrichment(b *testing.B) {
 	sim, sk := benchSchedule(b, 3, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) { cfg.Latency = 5 * time.Millisecond })
 	stderr.Reset()
 	code := Main(b.Context(), benchDiscoverArgs(sim, sk, "--output", "postgres", "--database-url", url, "--enqueue", "cdr", "--rate", "0"),
-		Env{Stdout: io.Discard, Stderr: &stderr})
+		Env{Stdout: io.Discard, Stderr: &stderr, Now: testNow})
 	queued := summaryOf(b, code, stderr.String()).outcome("loaded")
 	if code != ExitOK || queued < 8000 {
 		b.Fatalf("discover exit %d, %d calls queued:\n%s", code, queued, tail(stderr.String(), 3000))

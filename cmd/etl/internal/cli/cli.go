@@ -37,6 +37,18 @@ type Env struct {
 	// StderrIsTerminal decides console logs, one-line refusals, the human
 	// summary and the progress bar in auto mode.
 	StderrIsTerminal bool
+	// Now is the clock that decides etl discover's window: which day is
+	// yesterday, what CC-CMS still keeps, which slices have closed. nil is
+	// time.Now; tests pin it, with the simulator's, away from midnight.
+	Now func() time.Time
+}
+
+// now reads env's clock.
+func (e Env) now() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
 }
 
 const usageText = `etl: enrich Huawei CC-CMS call IDs with querybasiccallinfo, and discover
@@ -311,8 +323,11 @@ func newRunID() string {
 }
 
 // Run is the process entry point used by cmd/etl.
-func Run() int {
-	env := Env{Stdout: os.Stdout, Stderr: &termWriter{w: os.Stderr}, StderrIsTerminal: term.IsTerminal(int(os.Stderr.Fd()))}
+func Run() int { return run(nil) }
+
+// run is Run with the clock of Env.Now (nil: time.Now).
+func run(now func() time.Time) int {
+	env := Env{Stdout: os.Stdout, Stderr: &termWriter{w: os.Stderr}, StderrIsTerminal: term.IsTerminal(int(os.Stderr.Fd())), Now: now}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

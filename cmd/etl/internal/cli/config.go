@@ -289,7 +289,9 @@ func (c *Config) requireDB(when string) error {
 
 // csvConfig is the CSV source configuration for --input csv:FILE.
 func (c *Config) csvConfig() csvsource.Config {
-	return csvsource.Config{Path: c.CSVPath(), DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN}
+	// Only the CDR is asked per direction: for any other query an isCallIn
+	// column is the producer's business, ignored like any other.
+	return csvsource.Config{Path: c.CSVPath(), DefaultCCID: c.DefaultCCID, DefaultVDN: c.DefaultVDN, Direction: c.Query == queue.QueryCDR}
 }
 
 // ParquetDir is the output directory for parquet:DIR ("" otherwise).

@@ -286,60 +286,16 @@ func TestSystemdUnits(t *testing.T) {
 // the recipe are an alert and exit 2.
 func TestCronWrapperRunsTheNightlyRecipe(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 1, nil)
 	day := yesterday()
 	want := listed(h, day, day.Add(24*time.Hour))
-
-	bin := filepath.Join(h.dir, "bin")
-	syslog := filepath.Join(h.dir, "syslog")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "logger"), []byte("#!/bin/sh\necho \"$*\" >> "+syslog+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	details := filepath.Join(h.dir, "call_detail")
-	base := "CMS_API_URL=" + h.sim.URL() + "\nCMS_ETL_SK_FILE=" + h.skFile + "\nDATABASE_URL='" + url + "'" +
-		"\nCMS_ETL_CC_ID=1\nCMS_ETL_VDNS=25,26\nCMS_ETL_OUTPUT=postgres,parquet:" + details +
-		"\nCMS_ETL_ARGS=\"--ca-file " + h.sim.CAFile() + " --rate 0\"\nCMS_ETL_RUN_ARGS=\"--concurrency 16\"\n"
+	base := nightlyEnv(h, url) + "CMS_ETL_OUTPUT=postgres,parquet:" + details + "\n"
 	run := func(name, envText string) (code int, stdout, logText, syslogText, metricsDir string) {
 		t.Helper()
-		dir := filepath.Join(h.dir, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		envFile := filepath.Join(dir, "cms-etl.env")
-		if err := os.WriteFile(envFile, []byte(envText), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_ = os.Remove(syslog)
-		logFile := filepath.Join(dir, "log.json")
-		cmd := exec.CommandContext(t.Context(), "/bin/sh", wrapperSource)
-		env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), beMainEnv + "=1", "CMS_ETL_ENV_FILE=" + envFile,
-			"CMS_ETL_BIN=" + os.Args[0], "CMS_ETL_LOG=" + logFile, "CMS_ETL_METRICS_FILE=" + filepath.Join(dir, "cms_etl.prom")}
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "CMS_") && !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "DATABASE_URL=") {
-				env = append(env, kv)
-			}
-		}
-		cmd.Env = env
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if errOut.Len() > 0 {
-			t.Errorf("%s: the wrapper wrote to stderr: %s", name, errOut.String())
-		}
-		b, _ := os.ReadFile(logFile)
-		s, _ := os.ReadFile(syslog)
-		return code, out.String(), string(b), string(s), dir
+		r := runNightly(t, h, name, envText)
+		return r.code, r.stdout, r.log, r.syslog, r.dir
 	}
 
 	code, stdout, logText, syslogText, dir := run("ok", base+"CMS_AK="+testCreds.AK+"\n")
@@ -378,5 +334,156 @@ func TestCronWrapperRunsTheNightlyRecipe(t *testing.T) {
 	code, stdout, _, _, _ = run("no-vdns", strings.Replace(base, "CMS_ETL_VDNS=25,26\n", "", 1)+"CMS_AK="+testCreds.AK+"\n")
 	if code != ExitUsage || !strings.Contains(stdout, "CMS_ETL_VDNS") {
 		t.Errorf("without CMS_ETL_VDNS: exit %d, alert %q", code, stdout)
+	}
+}
+
+// nightlyEnv is the environment file of the nightly recipe against h's
+// simulator and the database at url, the secret key and AK excluded. The
+// wrapper works out yesterday with date(1), on the machine's clock; should
+// the machine's date have moved on since the tests' clock was pinned,
+// CMS_ETL_DAY gives the tests' yesterday instead.
+func nightlyEnv(h *harness, url string) string {
+	env := "CMS_API_URL=" + h.sim.URL() + "\nCMS_ETL_SK_FILE=" + h.skFile + "\nDATABASE_URL='" + url + "'" +
+		"\nCMS_ETL_CC_ID=1\nCMS_ETL_VDNS=25,26" +
+		"\nCMS_ETL_ARGS=\"--ca-file " + h.sim.CAFile() + " --rate 0\"\nCMS_ETL_RUN_ARGS=\"--concurrency 16\"\n"
+	if !time.Now().UTC().Truncate(24 * time.Hour).Equal(testNow().UTC().Truncate(24 * time.Hour)) {
+		env += "CMS_ETL_DAY=" + yesterday().Format(time.DateOnly) + "\n"
+	}
+	return env
+}
+
+// nightly is what one run of the cron wrapper did.
+type nightly struct {
+	code                     int
+	stdout, log, syslog, dir string
+}
+
+// summaries counts the run_summary events of the log by command.
+func (n nightly) summaries(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, l := range requireJSONLines(t, "log file", n.log) {
+		switch {
+		case l["event"] != "run_summary":
+		case l["discovery"] != nil:
+			out["discover"]++
+		default:
+			out["run"]++
+		}
+	}
+	return out
+}
+
+// runNightly runs the cron wrapper under /bin/sh with the settings envText,
+// etl being this test binary on the tests' clock, logger a script that
+// records its arguments, the log and metrics files in a directory of its
+// own (name, under h.dir).
+func runNightly(t *testing.T, h *harness, name, envText string) nightly {
+	t.Helper()
+	dir := filepath.Join(h.dir, name)
+	bin := filepath.Join(dir, "bin")
+	syslog := filepath.Join(dir, "syslog")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "logger"), []byte("#!/bin/sh\necho \"$*\" >> "+syslog+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(dir, "cms-etl.env")
+	if err := os.WriteFile(envFile, []byte(envText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "log.json")
+	cmd := exec.CommandContext(t.Context(), "/bin/sh", wrapperSource)
+	env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), beMainEnv + "=1", testClockEnv(), "CMS_ETL_ENV_FILE=" + envFile,
+		"CMS_ETL_BIN=" + os.Args[0], "CMS_ETL_LOG=" + logFile, "CMS_ETL_METRICS_FILE=" + filepath.Join(dir, "cms_etl.prom")}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CMS_") && !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "DATABASE_URL=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	n := nightly{dir: dir, stdout: out.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		n.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if errOut.Len() > 0 {
+		t.Errorf("%s: the wrapper wrote to stderr: %s", name, errOut.String())
+	}
+	b, _ := os.ReadFile(logFile)
+	sl, _ := os.ReadFile(syslog)
+	n.log, n.syslog = string(b), string(sl)
+	return n
+}
+
+// The next night lists the next day, never this one again: while etl
+// discover exits 3 for slices it could not list (failed, or not closed
+// yet), the wrapper runs it again with the same arguments, with backoff,
+// until CMS_ETL_DISCOVER_RETRY_FOR; still short then, it alerts at err and
+// exits 4 (which fails the systemd unit). Only then, or once the
+// discovery is whole, does the CDR step run. Rows the discovery rejected
+// are not retried (a rerun lists them the same way): a warning, exit 3.
+func TestCronWrapperRetriesTheDiscovery(t *testing.T) {
+	t.Parallel()
+	retry := "CMS_ETL_DISCOVER_RETRY_DELAY=1s\nCMS_ETL_DISCOVER_RETRY_MAX_DELAY=2s\n"
+	tests := []struct {
+		name       string
+		sim        func(*cmssim.Config, *cmssim.CallsConfig)
+		env        string
+		code       int
+		cdrMayFail bool   // the CDR step may exit 3: then so does the wrapper
+		discovers  int    // etl discover runs; -1: at least two
+		syslog     string // a line the syslog must hold
+		err        bool   // an alert at err (and on stdout)
+	}{
+		{name: "slices fail once, then list", env: retry + "CMS_ETL_DISCOVER_RETRY_FOR=1m\nCMS_ETL_DISCOVER_ARGS=\"--max-attempts 1\"\n",
+			sim: func(cfg *cmssim.Config, _ *cmssim.CallsConfig) {
+				cfg.TransientShare, cfg.TransientAttempts, cfg.TransientKinds = 0.2, 1, []string{cmssim.FaultGenericFailure}
+			},
+			// The CDR step meets the same faults: its retry budget may leave a
+			// call failed for the queue's next run (exit 3).
+			code: ExitOK, cdrMayFail: true, discovers: 2, syslog: "-p user.notice -- etl discover had "},
+		{name: "slices never close", env: retry + "CMS_ETL_DISCOVER_RETRY_FOR=3s\nCMS_ETL_DISCOVER_ARGS=\"--settle-lag 40h\"\n",
+			code: 4, discovers: -1, syslog: "-p user.err -- cms-etl: etl discover still had 96 slices of the window not listed", err: true},
+		{name: "rejected rows only", env: retry + "CMS_ETL_DISCOVER_RETRY_FOR=1m\n",
+			sim:  func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.UnkeyedRowShare = 0.01 },
+			code: ExitPartial, discovers: 1, syslog: "-p user.warning -- etl discover listed the whole window but rejected rows"},
+		{name: "a bad setting", env: "CMS_ETL_DISCOVER_RETRY_FOR='4 hours'\n",
+			code: ExitUsage, discovers: 0, syslog: "-p user.err -- cms-etl: CMS_ETL_DISCOVER_RETRY_FOR=4 hours is not a duration", err: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url, db := migratedDB(t)
+			h := scheduleHarness(t, 1, tc.sim)
+			r := runNightly(t, h, "night", nightlyEnv(h, url)+"CMS_AK="+testCreds.AK+"\n"+tc.env)
+			runs := r.summaries(t)
+			if m, _ := os.ReadFile(filepath.Join(r.dir, "cms_etl.prom")); tc.cdrMayFail && strings.Contains(string(m), "cms_etl_exit_code 3") {
+				tc.code = ExitPartial
+			}
+			if r.code != tc.code || tc.discovers >= 0 && runs["discover"] != tc.discovers || tc.discovers < 0 && runs["discover"] < 2 ||
+				!strings.Contains(r.syslog, tc.syslog) || strings.Contains(r.syslog, "-p user.err") != tc.err || (r.stdout != "") != tc.err {
+				t.Fatalf("exit %d, %v; syslog:\n%s\nstdout %q; want exit %d, %d discover runs, %q, an alert at err: %v\nlog:\n%s",
+					r.code, runs, r.syslog, r.stdout, tc.code, tc.discovers, tc.syslog, tc.err, tail(r.log, 3000))
+			}
+			if tc.code == ExitUsage {
+				return
+			}
+			if runs["run"] != 1 {
+				t.Errorf("%d CDR runs after the discovery, want one", runs["run"])
+			}
+			if tc.code == ExitOK {
+				want := listed(h, yesterday(), yesterday().Add(24*time.Hour))
+				if r, d := count(t, db, "SELECT count(*) FROM cms.call_record"), count(t, db, "SELECT count(*) FROM cms.call_detail"); r != int64(len(want)) || d != r {
+					t.Errorf("call_record %d, call_detail %d rows; the simulator lists %d calls", r, d, len(want))
+				}
+			}
+		})
 	}
 }

@@ -185,9 +185,10 @@ func cmdDiscover(ctx context.Context, args []string, env Env, rep reporter) int 
 	if err := d.applyEnv(fs); err != nil {
 		return rep.exit(err)
 	}
-	if err := d.validate(time.Now()); err != nil {
+	if err := d.validate(env.now()); err != nil {
 		return rep.exit(err)
 	}
+	d.disc.Now = env.Now // nil: discover's own default, time.Now
 	code, _ := discoverJob(ctx, &d, env, rep)
 	return code
 }
@@ -241,7 +242,7 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 	log.Info().Int("cc_id", disc.CCID).Ints("vdns", disc.VDNs).Time("from", disc.From).Time("to", disc.To).
 		Str("direction", d.Passes).Dur("slice", disc.Slice).Strs("outputs", c.Outputs).Float64("rate", c.Rate).
 		Int("concurrency", c.Concurrency).Str("version", Version()).Msg("discovery started")
-	if floor := started.Add(-24 * time.Hour); disc.From.Before(floor) {
+	if floor := env.now().Add(-24 * time.Hour); disc.From.Before(floor) {
 		// The window rule keeps calendar days; if "one day" is a rolling
 		// 24 hours instead, the window's start is already gone.
 		// Info, not a warning: every nightly run of a whole day meets it.
@@ -261,9 +262,7 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 	if sum.ExitCode == ExitOK && sum.Discovery.partial() {
 		sum.Status, sum.ExitCode = "partial", ExitPartial
 	}
-	if errors.Is(res.Err, discover.ErrStop) {
-		sum.Error += " (stopped at once: repeated bad signatures can get the caller's IP locked)"
-	}
+	sum.Error += stopHint(res.Err)
 	logDiscoveryGaps(log, sum.Discovery, disc, started)
 	reportSummary(c, env, log, sum)
 	if c.MetricsFile != "" {
@@ -281,6 +280,17 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 		}
 	}
 	return sum.ExitCode, &sum
+}
+
+// stopHint explains a discovery stopped at once by the API's refusal (401,
+// 403, TLS), and nothing else: a streak of failed pages or a lost rate
+// group are stops of the job's own making, their messages say why.
+func stopHint(err error) string {
+	var se *discover.StopError
+	if errors.As(err, &se) && cms.Refused(se.HTTPStatus, se.Err) {
+		return " (stopped at once: repeated bad signatures can get the caller's IP locked)"
+	}
+	return ""
 }
 
 // wireDiscovery opens what a discovery needs: the API (rate, group,
@@ -312,19 +322,11 @@ func wireDiscovery(ctx context.Context, d *discoverConfig, log zerolog.Logger) (
 			c.Outputs = append(c.Outputs, "queue:"+q)
 		}
 	}
-	// A rerun can only list again calls of the window's days (a call is
-	// filed under the day it started, and the API keeps two days): only
-	// those partitions are read, however long the dataset's history.
-	lo, hi := d.disc.From.UTC().AddDate(0, 0, -2), d.disc.To.UTC().AddDate(0, 0, 2)
-	w.committedKeys = func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error) {
-		keys, st, err := parquet.CommittedKeys(ctx, dir, &parquet.Filter{Partitions: func(day time.Time, dated bool) bool {
-			return !dated || (!day.Before(lo) && day.Before(hi))
-		}})
-		if err != nil {
-			return nil, st, fmt.Errorf("read committed keys in %s: %w", dir, err)
-		}
-		return keys, st, nil
-	}
+	// A rerun skips the calls the dataset holds: each is looked up in the
+	// partition its listing files it under, read when first met, so a call
+	// filed days before the window (a chat that waited in a queue) is found
+	// too, and memory follows the partitions the listing names.
+	w.partitionOf = adapters.ListedPartition
 	src = adapters.NewDiscovery(d.disc, &streakLister{l: w.client, limit: c.MaxTransient})
 	w.source = src
 	w.run, err = build(ctx, c, w, log, adapters.ListedQuery(c.RunID), parquet.CallRecord, postgres.CallRecord)

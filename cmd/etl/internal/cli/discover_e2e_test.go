@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
+	"github.com/cmsetl/cms-etl/extract/discover"
+	"github.com/cmsetl/cms-etl/extract/pool/ratecontrol"
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 	"github.com/cmsetl/cms-etl/load/parquet"
 )
@@ -38,7 +43,6 @@ func sortedCalls(m map[string]cmssim.Call) []cmssim.Call {
 // local begin/end times are read in --tz.
 func TestRunCDRFromCSV(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	shanghai, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
 		t.Fatal(err)
@@ -165,17 +169,75 @@ func TestEnqueueCDR(t *testing.T) {
 	}
 }
 
+// A CSV made for the basic query (etl run's and etl enqueue's default) may
+// carry an is_call_in column in its producer's own spelling (Y/N), or two
+// of them: the basic query never reads a direction, so every row runs and
+// is queued as before. Only --query cdr reads the column, rejecting a cell
+// it cannot read by the column's name as the header spells it.
+func TestBasicQueryIgnoresTheDirectionColumn(t *testing.T) {
+	t.Parallel()
+	url, db := migratedDB(t)
+	h := newHarness(t, cmssim.Config{})
+	keys := make([]extract.Key, 20)
+	for i := range keys {
+		keys[i] = extract.Key{CCID: 1, VDN: 1 + i%3, CallID: fmt.Sprintf("%d-%d", 1763856000000+int64(i)*61000, 1000+i)}
+	}
+	want := h.expected(keys)
+	tests := []struct {
+		name, header, cells string
+		cdrRefusal          string // etl enqueue --query cdr --direction in, on this file
+	}{
+		{"producer's Y/N", "is_call_in", "%s", `is_call_in \"Y\": want true, false, 1 or 0`},
+		{"two direction columns", "is_call_in,isCallIn", "%s,", `two direction columns, \"is_call_in\" (column 4) and \"isCallIn\" (column 5)`},
+	}
+	for i, tc := range tests {
+		var b strings.Builder
+		b.WriteString("ccId,vdn,callId," + tc.header + "\n")
+		for j, k := range keys {
+			fmt.Fprintf(&b, "%d,%d,%s,"+tc.cells+"\n", k.CCID, k.VDN, k.CallID, map[bool]string{true: "Y", false: "N"}[j%2 == 0])
+		}
+		in := filepath.Join(h.dir, fmt.Sprintf("calls%d.csv", i))
+		if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o := h.run(h.args(in, filepath.Join(h.dir, fmt.Sprintf("lake%d", i)), "--rate", "0")...)
+		checkAccounting(t, o)
+		if o.code != ExitOK || o.outcome("rejected") != 0 || o.outcome("loaded") != want["ok"] {
+			t.Fatalf("%s: etl run (basic): exit %d, outcomes %v, want 0 and %d loaded:\n%s", tc.name, o.code, o.summary["outcomes"], want["ok"], tail(o.stderr, 3000))
+		}
+		enqueue := func(more ...string) (int, string) {
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), append([]string{"enqueue", "--input", "csv:" + in, "--database-url", url, "--log-format", "json"}, more...),
+				Env{Stdout: &stdout, Stderr: &stderr})
+			return code, stdout.String() + stderr.String()
+		}
+		if code, out := enqueue(); code != ExitOK || !strings.Contains(out, "20 rows read") || !strings.Contains(out, "0 rejected") {
+			t.Fatalf("%s: etl enqueue (basic): exit %d\n%s", tc.name, code, out)
+		}
+		if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE query = 'basic' AND is_call_in IS NULL"); n != 20 {
+			t.Errorf("%s: %d basic queue rows, want 20", tc.name, n)
+		}
+		// The CDR reads the direction, and names its column as spelled.
+		if code, out := enqueue("--query", "cdr", "--direction", "in"); code == ExitOK || !strings.Contains(out, tc.cdrRefusal) {
+			t.Errorf("%s: etl enqueue --query cdr: exit %d, want %q:\n%s", tc.name, code, tc.cdrRefusal, out)
+		}
+	}
+}
+
 // A discovery whose window reaches past what has closed lists the closed
 // slices and exits 3, counting the slices still open; a rejected signature
 // stops it at once with exit 1.
 func TestDiscoverExitCodes(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	h := scheduleHarness(t, 2, nil)
-	today := time.Now().UTC().Truncate(24 * time.Hour)
+	today := testNow().UTC().Truncate(24 * time.Hour)
 	out := filepath.Join(h.dir, "records")
+	// The slices closed are those that ended --settle-lag before etl read
+	// its clock, some instant between these two.
+	closedFirst := testNow().UTC().Add(-15 * time.Minute).Truncate(time.Hour)
 	o := h.run(discoverArgs(h, "--output", "parquet:"+out, "--rate", "0",
 		"--from", today.Format(time.RFC3339), "--to", today.Add(24*time.Hour).Format(time.RFC3339))...)
+	closedLast := testNow().UTC().Add(-15 * time.Minute).Truncate(time.Hour)
 	checkAccounting(t, o)
 	total := discoveryOf(t, o)["total"].(map[string]any)
 	if o.code != ExitPartial || o.summary["status"] != "partial" || total["slices_open"].(float64) < 4 || total["slices_failed"] != 0.0 {
@@ -184,9 +246,9 @@ func TestDiscoverExitCodes(t *testing.T) {
 	if !strings.Contains(o.stderr, "listable_after") {
 		t.Errorf("no warning says when the open slices can be listed:\n%s", tail(o.stderr, 2000))
 	}
-	closedBy := time.Now().UTC().Add(-15 * time.Minute).Truncate(time.Hour)
-	if want := listed(h, today, closedBy); o.outcome("loaded") != int64(len(want)) {
-		t.Errorf("loaded %d, want the %d calls of the closed slices", o.outcome("loaded"), len(want))
+	if first, last := listed(h, today, closedFirst), listed(h, today, closedLast); o.outcome("loaded") != int64(len(first)) &&
+		o.outcome("loaded") != int64(len(last)) {
+		t.Errorf("loaded %d, want the %d calls of the slices closed by %v (or %d by %v)", o.outcome("loaded"), len(first), closedFirst, len(last), closedLast)
 	}
 
 	wrong := discoverArgs(h, "--output", "parquet:"+filepath.Join(h.dir, "wrong"), "--rate", "0")
@@ -205,12 +267,98 @@ func TestDiscoverExitCodes(t *testing.T) {
 	}
 }
 
+// Only a stop by the API's refusal (401, 403, TLS) is explained by the IP
+// lockout; a streak of failed pages or a lost rate group stop for reasons
+// their own messages give.
+func TestStopHint(t *testing.T) {
+	t.Parallel()
+	lockout := "(stopped at once: repeated bad signatures can get the caller's IP locked)"
+	tests := []struct {
+		name string
+		err  error
+		hint bool
+	}{
+		{"401", &discover.StopError{Message: "HTTP 401", HTTPStatus: 401}, true},
+		{"403", &discover.StopError{Message: "HTTP 403", HTTPStatus: 403}, true},
+		{"TLS", &discover.StopError{Message: "tls", Err: fmt.Errorf("dial: %w", x509.UnknownAuthorityError{})}, true},
+		{"wrapped 401", fmt.Errorf("discover calls: %w", &discover.StopError{HTTPStatus: 401}), true},
+		{"transient streak", &discover.StopError{Message: "50 querycalls requests in a row failed", HTTPStatus: 503, Err: errors.New("HTTP 503")}, false},
+		{"HTTP error streak", &discover.StopError{Message: "50 querycalls requests in a row failed", HTTPStatus: 404, Err: &cms.StatusError{Status: 404}}, false},
+		{"rate group lost", &discover.StopError{Message: "rate group", Err: ratecontrol.ErrStopped}, false},
+		{"interrupted", context.Canceled, false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		if got := stopHint(tt.err); (got != "") != tt.hint || tt.hint && !strings.Contains(got, lockout) {
+			t.Errorf("%s: stopHint = %q, want the lockout hint: %v", tt.name, got, tt.hint)
+		}
+	}
+}
+
+// --settle-lag 0 asks every slice that has ended (not the default 15
+// minutes): a window ending now is listed whole, exit 0. A discovery the
+// API's outage stops after --max-transient-streak pages says so, and does
+// not blame the signature.
+func TestDiscoverSettleLagZeroAndAStreakStop(t *testing.T) {
+	t.Parallel()
+	h := scheduleHarness(t, 2, nil)
+	now := testNow().UTC()
+	from, to := now.Truncate(time.Hour).Add(-2*time.Hour), now.Truncate(time.Second)
+	if from.Before(yesterday()) {
+		from = yesterday()
+	}
+	window := []string{"--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339)}
+	for _, tc := range []struct {
+		lag  string
+		code int
+		open bool
+	}{{"0", ExitOK, false}, {"15m", ExitPartial, true}} {
+		o := h.run(discoverArgs(h, append(window, "--output", "parquet:"+filepath.Join(h.dir, "lag"+tc.lag), "--rate", "0", "--settle-lag", tc.lag)...)...)
+		checkAccounting(t, o)
+		total := discoveryOf(t, o)["total"].(map[string]any)
+		if o.code != tc.code || (total["slices_open"].(float64) > 0) != tc.open || total["slices_failed"] != 0.0 {
+			t.Errorf("--settle-lag %s: exit %d, discovery %v; want %d, slices open: %v", tc.lag, o.code, total, tc.code, tc.open)
+		}
+	}
+
+	down := scheduleHarness(t, 2, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) {
+		cfg.TransientShare, cfg.TransientAttempts, cfg.TransientKinds = 1, 1000, []string{"5xx"}
+	})
+	o := down.run(discoverArgs(down, "--output", "parquet:"+filepath.Join(down.dir, "down"), "--rate", "0",
+		"--max-attempts", "1", "--max-transient-streak", "5")...)
+	msg, _ := o.summary["error"].(string)
+	if o.code != ExitAborted || !strings.Contains(msg, "querycalls requests in a row failed") || strings.Contains(msg, "IP locked") {
+		t.Errorf("API down: exit %d, error %q; want 1, the streak named, no word of the signature", o.code, msg)
+	}
+}
+
+// etl discover reads its clock from Env.Now (the tests pin it with the
+// simulator's): "yesterday", the window rule and the closed slices follow
+// that clock, not the machine's, so a test that runs long never meets
+// midnight between etl and the simulator.
+func TestDiscoverReadsEnvClock(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 11, 15, 23, 59, 0, 0, time.UTC) // a minute before midnight, a year ago
+	clock := func() time.Time { return at }
+	h := scheduleHarness(t, 1, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.Now = clock })
+	day := time.Date(2025, 11, 14, 0, 0, 0, 0, time.UTC)
+	want := listed(h, day, day.Add(24*time.Hour))
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), discoverArgs(h, "--output", "parquet:"+filepath.Join(h.dir, "records"), "--rate", "0"),
+		Env{Stdout: &stdout, Stderr: &stderr, Now: clock})
+	o := parseRun(t, code, stderr.String())
+	checkAccounting(t, o)
+	if d := discoveryOf(t, o); o.code != ExitOK || d["from"] != "2025-11-14T00:00:00Z" || o.outcome("loaded") != int64(len(want)) {
+		t.Fatalf("exit %d, window from %v, loaded %d; want 0, yesterday of Env.Now (2025-11-14), %d calls:\n%s",
+			o.code, d["from"], o.outcome("loaded"), len(want), tail(o.stderr, 3000))
+	}
+}
+
 // Pages that fail after their retries fail their slices: the discovery
 // lists the rest, names the failed slices and exits 3; the same command
 // again lists what was missing.
 func TestDiscoverFailedSlicesThenRerun(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	h := scheduleHarness(t, 2, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) {
 		cfg.TransientShare, cfg.TransientAttempts, cfg.TransientKinds = 0.2, 1, []string{cmssim.FaultGenericFailure}
 	})
@@ -239,13 +387,113 @@ func TestDiscoverFailedSlicesThenRerun(t *testing.T) {
 	}
 }
 
+// Listed rows without a callId are rejected one by one, naming the slice,
+// the offset and the row: every other call of their slices is written, no
+// slice fails, and the discovery exits 3 (rejected rows). A rerun writes
+// nothing twice and says the same.
+func TestDiscoverRejectsRowsWithoutACallID(t *testing.T) {
+	t.Parallel()
+	h := scheduleHarness(t, 3, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.UnkeyedRowShare = 0.02 })
+	day := yesterday()
+	from, to := day, day.Add(6*time.Hour)
+	want, unkeyed := map[string]cmssim.Call{}, 0
+	for k, c := range listed(h, from, to) {
+		if c.Unkeyed {
+			unkeyed++
+			continue
+		}
+		want[k] = c
+	}
+	if unkeyed == 0 {
+		t.Fatal("the schedule lists no call without its callId")
+	}
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--rate", "0", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	for run := range 2 {
+		o := h.run(args...)
+		checkAccounting(t, o)
+		d := discoveryOf(t, o)
+		total := d["total"].(map[string]any)
+		failures := d["failures"].([]any)
+		if o.code != ExitPartial || total["rows_rejected"] != float64(unkeyed) || total["slices_failed"] != 0.0 ||
+			total["count_reported"] != float64(len(want)+unkeyed) || total["rows_kept"] != float64(len(want)) || len(failures) != unkeyed {
+			t.Fatalf("run %d: exit %d, discovery %v, %d failures; want 3, %d rows rejected of %d", run, o.code, total, len(failures), unkeyed, len(want)+unkeyed)
+		}
+		if f := failures[0].(string); !strings.Contains(f, "vdn 2") || !strings.Contains(f, "row at offset ") ||
+			!strings.Contains(f, "rejected: no callId; listed as {") || !strings.Contains(f, `"logDate":"`) {
+			t.Errorf("a rejection does not name its slice, offset, reason and row: %q", f)
+		}
+		if got := o.outcome("loaded") + o.outcome("already_loaded"); got != int64(len(want)) || run == 1 && o.outcome("loaded") != 0 {
+			t.Errorf("run %d: outcomes %v, want the %d keyed calls", run, o.summary["outcomes"], len(want))
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range readDataset(t, out) {
+		k := datasetKey(r)
+		if _, ok := want[k]; !ok || seen[k] {
+			t.Errorf("the dataset holds %s (listed: %v, twice: %v)", k, ok, seen[k])
+		}
+		seen[k] = true
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the dataset holds %d calls, want %d", len(seen), len(want))
+	}
+}
+
+// A listed call is filed under the UTC date of its waitBegin, which for a
+// chat that waited in a queue lies days before the window listed: a rerun
+// finds it there and writes nothing twice, however far back its partition
+// is (the committed keys are read per partition the listed rows name).
+func TestDiscoverRerunFindsRowsFiledBeforeTheWindow(t *testing.T) {
+	t.Parallel()
+	h := scheduleHarness(t, 3, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.QueuedChatShare = 1 })
+	day := yesterday()
+	from, to := day, day.Add(6*time.Hour)
+	want := listed(h, from, to)
+	out := filepath.Join(h.dir, "records")
+	args := discoverArgs(h, "--output", "parquet:"+out, "--rate", "0", "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	o := h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitOK || o.outcome("loaded") != int64(len(want)) {
+		t.Fatalf("discover: exit %d, outcomes %v, want all %d calls loaded:\n%s", o.code, o.summary["outcomes"], len(want), tail(o.stderr, 3000))
+	}
+	early := day.AddDate(0, 0, -3).Format(time.DateOnly)
+	old, _ := filepath.Glob(filepath.Join(out, "call_date=*", "part-*.parquet"))
+	n := 0
+	for _, f := range old {
+		if d := strings.TrimPrefix(filepath.Base(filepath.Dir(f)), "call_date="); d <= early {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no part file dated %s or earlier: the test needs rows filed before the window (%v)", early, old)
+	}
+
+	o = h.run(args...)
+	checkAccounting(t, o)
+	if o.code != ExitOK || o.outcome("loaded") != 0 || o.outcome("already_loaded") != int64(len(want)) {
+		t.Errorf("rerun: exit %d, outcomes %v, want all %d calls already loaded", o.code, o.summary["outcomes"], len(want))
+	}
+	seen := map[string]int{}
+	for _, r := range readDataset(t, out) {
+		seen[datasetKey(r)]++
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("the dataset holds %s %d times", k, c)
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("the dataset holds %d calls, want %d", len(seen), len(want))
+	}
+}
+
 // SIGINT stops a discovery: what is listed and collected commits, the
 // summary says interrupted (exit 1) and counts what committed; the same
 // command again lists the rest. With Parquet alone, --enqueue queues the
 // calls right after their files commit.
 func TestDiscoverInterruptedThenRerun(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 5, nil)
 	day := yesterday()
@@ -321,7 +569,6 @@ func (s *scriptedLister) List(context.Context, cms.ListRequest) cms.ListResult {
 // in cms.call_record, its Parquet dataset and the queue exactly once.
 func TestDiscoverKilledThenRerun(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 5, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) { cfg.Latency = 10 * time.Millisecond })
 	day := yesterday()
@@ -366,7 +613,6 @@ func TestDiscoverKilledThenRerun(t *testing.T) {
 // cms.call_detail and in the Parquet dataset, and its queue row is done.
 func TestCDRRunKilledThenRerun(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
 	h := scheduleHarness(t, 5, func(cfg *cmssim.Config, _ *cmssim.CallsConfig) { cfg.Latency = 5 * time.Millisecond })
 	day := yesterday()

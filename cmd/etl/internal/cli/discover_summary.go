@@ -52,6 +52,7 @@ func (s *discoverySummary) total() discover.Tally {
 		t.Bisections += x.Bisections
 		t.Rejected += x.Rejected
 		t.BothDirections += x.BothDirections
+		t.SamePass += x.SamePass
 	}
 	return t
 }
@@ -74,7 +75,7 @@ func tallyJSON(t discover.Tally) map[string]any {
 	return map[string]any{
 		"slices": t.Slices, "slices_open": t.Open, "slices_failed": t.Failed, "pages": t.Pages,
 		"count_reported": t.Reported, "rows_kept": t.Kept, "bisections": t.Bisections,
-		"rows_rejected": t.Rejected, "both_directions": t.BothDirections,
+		"rows_rejected": t.Rejected, "both_directions": t.BothDirections, "duplicates_same_pass": t.SamePass,
 	}
 }
 
@@ -125,8 +126,13 @@ func (s *discoverySummary) print(b *strings.Builder) {
 	if len(s.Tallies) > 1 {
 		row("all", "", s.total())
 	}
-	if t := s.total(); t.BothDirections > 0 {
-		fmt.Fprintf(b, "    %d calls were listed by both directions' passes and kept once\n", t.BothDirections)
+	if t := s.total(); t.BothDirections > 0 || t.SamePass > 0 {
+		if t.BothDirections > 0 {
+			fmt.Fprintf(b, "    %d calls were listed by both directions' passes: kept once, as inbound (listed_both_directions)\n", t.BothDirections)
+		}
+		if t.SamePass > 0 {
+			fmt.Fprintf(b, "    %d listings repeated a call the same pass had listed in another slice: kept once\n", t.SamePass)
+		}
 	}
 	if s.Enqueued != nil {
 		var parts []string
@@ -159,12 +165,13 @@ func sortedKeys[V any](m map[string]V) []string {
 func logDiscoveryGaps(log zerolog.Logger, s *discoverySummary, cfg discover.Config, started time.Time) {
 	t := s.total()
 	if t.Open > 0 {
-		lag := cfg.SettleLag
-		if lag == 0 {
-			lag = discover.DefaultSettleLag
-		}
-		log.Warn().Int("slices_open", t.Open).Time("listable_after", cfg.To.Add(lag)).
+		log.Warn().Int("slices_open", t.Open).Time("listable_after", cfg.To.Add(cfg.SettleLag)).
 			Msg("slices of the window had not closed (ended less than --settle-lag ago) and were not listed: run etl discover again after listable_after")
+	}
+	if t.BothDirections > 0 {
+		// cms-discovery.md 6.2: keep one row with both flags, and warn.
+		log.Warn().Int64("both_directions", t.BothDirections).
+			Msg("calls were listed by both the inbound and the outbound pass: each is kept once, as inbound, with listed_both_directions true, and its CDR is asked inbound")
 	}
 	if t.Failed > 0 || t.Rejected > 0 {
 		log.Warn().Int("slices_failed", t.Failed).Int64("rows_rejected", t.Rejected).Strs("failures", s.Failures).
@@ -199,7 +206,9 @@ func writeDiscoverMetrics(path string, s Summary) error {
 			{series{"cms_etl_discover_count_reported", "Calls the API's counts reported in the accepted slices."}, func(t discover.Tally) int64 { return t.Reported }},
 			{series{"cms_etl_discover_rows_kept", "Distinct calls the last discovery kept."}, func(t discover.Tally) int64 { return t.Kept }},
 			{series{"cms_etl_discover_bisections", "Slices the last discovery cut in half because their pages did not add up."}, func(t discover.Tally) int64 { return int64(t.Bisections) }},
-			{series{"cms_etl_discover_rows_rejected", "Listed rows whose callId is not a valid key."}, func(t discover.Tally) int64 { return t.Rejected }},
+			{series{"cms_etl_discover_rows_rejected", "Listed rows that are no valid key (no callId, undecodable, not a key)."}, func(t discover.Tally) int64 { return t.Rejected }},
+			{series{"cms_etl_discover_both_directions", "Listings dropped because the other direction's pass listed the call too (kept once, as inbound)."}, func(t discover.Tally) int64 { return t.BothDirections }},
+			{series{"cms_etl_discover_duplicates_same_pass", "Listings dropped because the same pass had listed the call in another slice."}, func(t discover.Tally) int64 { return t.SamePass }},
 		}
 		for _, p := range per {
 			metric(p.name, p.help)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,27 +19,13 @@ import (
 	"github.com/cmsetl/cms-etl/internal/cmssim"
 )
 
-// The discovery tests run the simulator on the real clock: etl decides its
+// The discovery tests run etl and the simulator on one clock, testNow
+// (noon of the day the tests started, at the real pace): etl decides its
 // window ("yesterday") and the simulator applies the API's window rule and
 // retention with the same clock, as a tenant would.
 
-// awayFromMidnight waits while UTC midnight is less than three minutes
-// ahead or one minute behind: a test that discovers yesterday must not see
-// the day change between etl's window and the simulator's rule.
-func awayFromMidnight(t *testing.T) {
-	t.Helper()
-	now := time.Now().UTC()
-	midnight := now.Truncate(24 * time.Hour)
-	switch {
-	case now.Sub(midnight) < time.Minute:
-		time.Sleep(time.Minute - now.Sub(midnight))
-	case midnight.Add(24*time.Hour).Sub(now) < 3*time.Minute:
-		time.Sleep(midnight.Add(24*time.Hour + time.Minute).Sub(now))
-	}
-}
-
 // yesterday is the day etl discover lists by default (--tz UTC).
-func yesterday() time.Time { return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1) }
+func yesterday() time.Time { return testNow().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1) }
 
 // scheduleHarness starts the simulator over TLS with a call schedule for
 // VDNs 25 and 26 of call center 1 at perMinute calls a minute each, half of
@@ -49,6 +36,7 @@ func scheduleHarness(t *testing.T, perMinute float64, edit func(*cmssim.Config, 
 	calls.VDNs = []cmssim.VDN{{CCID: 1, VDN: 25}, {CCID: 1, VDN: 26}}
 	calls.CallsPerMinute = perMinute
 	calls.InboundShare = 0.5
+	calls.Now = testNow
 	cfg := cmssim.Config{Calls: &calls}
 	if edit != nil {
 		edit(&cfg, &calls)
@@ -182,32 +170,36 @@ func datasetKey(r map[string]any) string {
 	return fmt.Sprintf("%d/%d/%s", r["cc_id"], r["vdn"], r["call_id"])
 }
 
+// keptInbound is the direction etl discover keeps for c: its own, inbound
+// when both passes list it.
+func keptInbound(c cmssim.Call) bool { return c.Inbound || c.BothPasses }
+
 // checkRecords: cms.call_record and the call_record dataset hold each
 // listed call exactly once, as the simulator lists it.
 func checkRecords(t *testing.T, db *pgxpool.Pool, dir string, want map[string]cmssim.Call) {
 	t.Helper()
-	rows, err := db.Query(t.Context(), `SELECT cc_id || '/' || vdn || '/' || call_id, is_call_in, raw::text, wait_begin, call_end,
+	rows, err := db.Query(t.Context(), `SELECT cc_id || '/' || vdn || '/' || call_id, is_call_in, listed_both_directions, raw::text, wait_begin, call_end,
 		call_type, leave_reason, media_type, call_type_label IS NOT NULL FROM cms.call_record`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var (
 		key, raw               string
-		in, labelled           bool
+		in, both, labelled     bool
 		waitBegin, callEnd     time.Time
 		callType, leave, media int32
 		got, bad               int
 	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &in, &raw, &waitBegin, &callEnd, &callType, &leave, &media, &labelled}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&key, &in, &both, &raw, &waitBegin, &callEnd, &callType, &leave, &media, &labelled}, func() error {
 		got++
 		c, ok := want[key]
 		switch {
 		case !ok:
 			t.Errorf("cms.call_record holds %s, which the simulator does not list", key)
-		case in != c.Inbound || !sameJSON(t, []byte(raw), c.QueryCallsRow()) || !waitBegin.Equal(c.WaitBegin) || !callEnd.Equal(c.CallEnd) ||
-			int(callType) != c.CallType || int(leave) != c.LeaveReason || int(media) != c.MediaType || !labelled:
+		case in != keptInbound(c) || both != c.BothPasses || !sameJSON(t, []byte(raw), c.QueryCallsRow()) || !waitBegin.Equal(c.ListedWaitBegin()) ||
+			!callEnd.Equal(c.CallEnd) || int(callType) != c.CallType || int(leave) != c.LeaveReason || int(media) != c.MediaType || !labelled:
 			if bad++; bad <= 5 {
-				t.Errorf("%s: in %v raw %s wait %v end %v; the simulator lists %+v", key, in, raw, waitBegin, callEnd, c)
+				t.Errorf("%s: in %v both %v raw %s wait %v end %v; the simulator lists %+v", key, in, both, raw, waitBegin, callEnd, c)
 			}
 		}
 		return nil
@@ -230,7 +222,8 @@ func checkRecords(t *testing.T, db *pgxpool.Pool, dir string, want map[string]cm
 			t.Errorf("the call_record dataset holds %s twice", k)
 		case !ok:
 			t.Errorf("the call_record dataset holds %s, which the simulator does not list", k)
-		case r["is_call_in"] != c.Inbound || r["wait_begin"] != c.WaitBegin.UnixMicro() || r["leave_reason"] != int32(c.LeaveReason):
+		case r["is_call_in"] != keptInbound(c) || r["listed_both_directions"] != c.BothPasses || r["wait_begin"] != c.ListedWaitBegin().UnixMicro() ||
+			r["leave_reason"] != int32(c.LeaveReason):
 			t.Errorf("%s in Parquet: %v; the simulator lists %+v", k, r, c)
 		}
 		seen[k] = true
@@ -265,7 +258,7 @@ func checkDetails(t *testing.T, h *harness, db *pgxpool.Pool, dir string, want m
 			return nil
 		}
 		cdr := s.CDR(c)
-		if in != c.Inbound || !sameJSON(t, []byte(raw), s.CDRObject(c)) || agent != int64(cdr.AgentID) || talk != int64(cdr.CallTime) ||
+		if in != keptInbound(c) || !sameJSON(t, []byte(raw), s.CDRObject(c)) || agent != int64(cdr.AgentID) || talk != int64(cdr.CallTime) ||
 			cause != int32(cdr.ReleaseCause) || label == "" {
 			if bad++; bad <= 5 {
 				t.Errorf("%s: in %v agent %d talk %d cause %d %q raw %s; the simulator serves %s", key, in, agent, talk, cause, label, raw, s.CDRObject(c))
@@ -299,7 +292,7 @@ func checkDetails(t *testing.T, h *harness, db *pgxpool.Pool, dir string, want m
 		if cdr.AgentID != 0 {
 			agent = int64(cdr.AgentID)
 		}
-		if r["is_call_in"] != c.Inbound || r["call_seconds"] != int64(cdr.CallTime) || r["agent_id"] != agent || r["release_cause"] != int32(cdr.ReleaseCause) {
+		if r["is_call_in"] != keptInbound(c) || r["call_seconds"] != int64(cdr.CallTime) || r["agent_id"] != agent || r["release_cause"] != int32(cdr.ReleaseCause) {
 			t.Errorf("%s in Parquet: %v; the simulator serves %s", k, r, s.CDRObject(c))
 		}
 	}
@@ -327,11 +320,16 @@ func discoveryOf(t *testing.T, o runOutput) map[string]any {
 // nothing twice.
 func TestDiscoverADayThenItsCDRs(t *testing.T) {
 	t.Parallel()
-	awayFromMidnight(t)
 	url, db := migratedDB(t)
-	h := scheduleHarness(t, 5, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.ShortPageShare = 0.3 })
+	h := scheduleHarness(t, 5, func(_ *cmssim.Config, c *cmssim.CallsConfig) { c.ShortPageShare, c.BothPassesShare = 0.3, 0.02 })
 	day := yesterday()
 	want := listed(h, day, day.Add(24*time.Hour))
+	both := 0
+	for _, c := range want {
+		if c.BothPasses {
+			both++
+		}
+	}
 	records, details := filepath.Join(h.dir, "call_record"), filepath.Join(h.dir, "call_detail")
 	args := discoverArgs(h, "--output", "postgres,parquet:"+records, "--database-url", url, "--enqueue", "cdr", "--rate", "0")
 
@@ -347,15 +345,19 @@ func TestDiscoverADayThenItsCDRs(t *testing.T) {
 	d := discoveryOf(t, o)
 	total := d["total"].(map[string]any)
 	pages := int64(total["pages"].(float64))
-	if total["bisections"].(float64) == 0 || total["count_reported"] != total["rows_kept"] || total["rows_kept"] != float64(len(want)) ||
-		total["slices_failed"] != 0.0 || total["slices_open"] != 0.0 {
-		t.Errorf("discovery totals %v: want bisections, and every call reported kept", total)
+	if total["bisections"].(float64) == 0 || total["count_reported"] != float64(len(want)+both) || total["rows_kept"] != float64(len(want)) ||
+		total["both_directions"] != float64(both) || total["duplicates_same_pass"] != 0.0 || total["slices_failed"] != 0.0 || total["slices_open"] != 0.0 || both == 0 {
+		t.Errorf("discovery totals %v: want bisections, every call reported kept, the %d calls both passes list kept once", total, both)
 	}
 	for _, by := range d["by_vdn_direction"].([]any) {
 		m := by.(map[string]any)
-		if m["count_reported"] != m["rows_kept"] {
-			t.Errorf("vdn %v %v: count reported %v, rows kept %v", m["vdn"], m["direction"], m["count_reported"], m["rows_kept"])
+		if m["count_reported"] != m["rows_kept"].(float64)+m["rows_rejected"].(float64)+m["both_directions"].(float64)+m["duplicates_same_pass"].(float64) ||
+			m["direction"] == "in" && m["both_directions"] != 0.0 {
+			t.Errorf("vdn %v %v does not reconcile: %v", m["vdn"], m["direction"], m)
 		}
+	}
+	if !strings.Contains(o.stderr, `"both_directions":`+strconv.Itoa(both)) {
+		t.Errorf("no warning about the %d calls both passes listed", both)
 	}
 	st := h.sim.Stats()
 	if st.ByEndpoint[cmssim.EndpointQueryCalls] != pages || int64(o.num("requests")) != pages {
@@ -485,7 +487,8 @@ func TestDiscoverUsageErrorsNameTheFlag(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, terminal := range []bool{false, true} {
 				var stdout, stderr strings.Builder
-				code := Main(t.Context(), append(append([]string{"discover"}, base...), tc.args...), Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal})
+				code := Main(t.Context(), append(append([]string{"discover"}, base...), tc.args...),
+					Env{Stdout: &stdout, Stderr: &stderr, StderrIsTerminal: terminal, Now: testNow})
 				if code != ExitUsage {
 					t.Fatalf("terminal=%v: exit %d, want %d; stderr:\n%s", terminal, code, ExitUsage, stderr.String())
 				}

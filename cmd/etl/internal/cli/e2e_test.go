@@ -84,7 +84,7 @@ type runOutput struct {
 func (h *harness) run(args ...string) runOutput {
 	h.t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := Main(h.t.Context(), args, Env{Stdout: &stdout, Stderr: &stderr})
+	code := Main(h.t.Context(), args, Env{Stdout: &stdout, Stderr: &stderr, Now: testNow})
 	return parseRun(h.t, code, stderr.String())
 }
 
@@ -569,7 +569,7 @@ func TestDemoPlan(t *testing.T) {
 func (h *harness) subprocess(args ...string) (*exec.Cmd, *bytes.Buffer) {
 	h.t.Helper()
 	cmd := exec.CommandContext(h.t.Context(), os.Args[0], args...)
-	cmd.Env = append(os.Environ(), beMainEnv+"=1")
+	cmd.Env = append(os.Environ(), beMainEnv+"=1", testClockEnv())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = &bytes.Buffer{}

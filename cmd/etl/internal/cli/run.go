@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/cmsetl/cms-etl/extract"
 	"github.com/cmsetl/cms-etl/extract/cms"
 	"github.com/cmsetl/cms-etl/extract/csvsource"
 	"github.com/cmsetl/cms-etl/extract/pool"
@@ -218,9 +217,11 @@ type wiring struct {
 	source  pipeline.Source
 	ledgers []pipeline.Ledger
 	run     runner
-	// committedKeys reads the keys a Parquet output holds; nil: those of the
-	// CSV input (adapters.CommittedKeys).
-	committedKeys func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error)
+	// partitionOf, when set, names the Parquet partition of an item's row
+	// (etl discover): the Parquet output then looks keys up per partition
+	// (adapters.NewPartitionedParquet) instead of reading the committed
+	// keys of the input up front (adapters.CommittedKeys).
+	partitionOf func(pipeline.Item) (string, error)
 }
 
 // runner is a built pipeline, whatever its row type.
@@ -412,23 +413,11 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 			return nil, fmt.Errorf("open parquet output: %w", err)
 		}
 		w.closers = append(w.closers, sink.Close)
-		readCommitted := w.committedKeys
-		if readCommitted == nil {
-			readCommitted = func(ctx context.Context, dir string) (*extract.DigestSet, parquet.CommittedStats, error) {
-				return adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
-			}
-		}
-		committed, st, err := readCommitted(ctx, dir)
+		out, err := parquetOutput(ctx, c, w, log, sink, dir)
 		if err != nil {
 			return nil, err
 		}
-		w.closers = append(w.closers, func(context.Context) error { return committed.Close() })
-		if st.Files > 0 {
-			log.Info().Int("rows", committed.Len()).Int("files", st.Files).Int("files_skipped", st.SkippedFiles).
-				Int("rows_read", st.Rows).Str("dir", dir).
-				Msg("resuming: rows of this input already committed will not be queried again")
-		}
-		outputs = append(outputs, adapters.NewParquet(sink, committed))
+		outputs = append(outputs, out)
 	}
 	if c.Postgres() {
 		sink, err := postgres.NewSink(postgres.Config{Pool: w.db, Logger: log}, pgTable)
@@ -458,6 +447,32 @@ func build[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger,
 		Dedup: w.csv != nil, CommitRows: c.CommitRows, CommitInterval: c.CommitInterval, Grace: c.Grace,
 		Follow: c.Follow, OnCommit: onCommit,
 	})
+}
+
+// parquetOutput is the Parquet output over sink, with what a rerun needs to
+// skip the keys dir already holds: looked up per partition when the items
+// name theirs (w.partitionOf), else the committed keys of the input, read
+// up front.
+func parquetOutput[R any](ctx context.Context, c *Config, w *wiring, log zerolog.Logger, sink *parquet.Sink[R], dir string) (pipeline.Output[R], error) {
+	if w.partitionOf != nil {
+		out, closeKeys, err := adapters.NewPartitionedParquet(sink, dir, w.partitionOf, log)
+		if err != nil {
+			return nil, err
+		}
+		w.closers = append(w.closers, closeKeys)
+		return out, nil
+	}
+	committed, st, err := adapters.CommittedKeys(ctx, dir, w.csv, c.csvConfig(), log)
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, func(context.Context) error { return committed.Close() })
+	if st.Files > 0 {
+		log.Info().Int("rows", committed.Len()).Int("files", st.Files).Int("files_skipped", st.SkippedFiles).
+			Int("rows_read", st.Rows).Str("dir", dir).
+			Msg("resuming: rows of this input already committed will not be queried again")
+	}
+	return adapters.NewParquet(sink, committed), nil
 }
 
 func openDB(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
