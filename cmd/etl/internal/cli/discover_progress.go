@@ -19,76 +19,18 @@ type discoverProgress struct {
 	src   *adapters.Discovery
 	w     *wiring
 	total time.Duration // the window times the VDNs and directions
-	out   *termWriter
-	log   *zerolog.Logger
 	start time.Time
-	stop  chan struct{}
-	done  chan struct{}
 }
 
-func startDiscoverProgress(c *Config, env Env, log zerolog.Logger, src *adapters.Discovery, w *wiring, cfg discover.Config) *discoverProgress {
+func startDiscoverProgress(c *Config, env Env, log zerolog.Logger, src *adapters.Discovery, w *wiring, cfg discover.Config) *progressLoop {
 	passes := 0
 	for _, on := range []bool{cfg.Inbound, cfg.Outbound} {
 		if on {
 			passes++
 		}
 	}
-	p := &discoverProgress{src: src, w: w, total: cfg.To.Sub(cfg.From) * time.Duration(len(cfg.VDNs)*passes),
-		start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
-	mode := c.Progress
-	if mode == "auto" {
-		mode = "log"
-		if env.StderrIsTerminal {
-			mode = "bar"
-		}
-	}
-	every := logEvery
-	switch mode {
-	case "bar":
-		tw, ok := env.Stderr.(*termWriter)
-		if !ok {
-			tw = &termWriter{w: env.Stderr}
-		}
-		p.out, every = tw, barEvery
-		p.draw(false)
-	case "log":
-		p.log = &log
-	default:
-		close(p.done)
-		return p
-	}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				if p.out != nil {
-					p.draw(false)
-				} else {
-					p.logLine()
-				}
-			}
-		}
-	}()
-	return p
-}
-
-// finish stops the display; a bar ends on the final figures.
-func (p *discoverProgress) finish() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	close(p.stop)
-	<-p.done
-	if p.out != nil {
-		p.draw(true)
-	}
+	return startProgressLoop(c.Progress, env, log, &discoverProgress{src: src, w: w,
+		total: cfg.To.Sub(cfg.From) * time.Duration(len(cfg.VDNs)*passes), start: time.Now()})
 }
 
 type discoverState struct {
@@ -107,11 +49,11 @@ func (p *discoverProgress) state(last bool) discoverState {
 	return st
 }
 
-func (p *discoverProgress) draw(last bool) { p.out.draw(renderDiscoverBar(p.state(last)), last) }
+func (p *discoverProgress) bar(last bool) string { return renderDiscoverBar(p.state(last)) }
 
-func (p *discoverProgress) logLine() {
+func (p *discoverProgress) logLine(log *zerolog.Logger) {
 	st := p.state(false)
-	ev := p.log.Info().Float64("covered_pct", round1(st.pct())).Int64("calls", st.calls).Int64("committed", st.committed).
+	ev := log.Info().Float64("covered_pct", round1(st.pct())).Int64("calls", st.calls).Int64("committed", st.committed).
 		Int64("requests", st.requests).Float64("req_per_s", round1(rateOver(st.requests, st.elapsed)))
 	if eta, ok := st.eta(); ok {
 		ev = ev.Float64("eta_s", round1(eta.Seconds()))

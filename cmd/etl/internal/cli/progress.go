@@ -68,37 +68,25 @@ func (t *termWriter) draw(line string, last bool) {
 	t.bar = line
 }
 
-// progressSource is the running job.
-type progressSource interface {
-	Progress() pipeline.Progress
+// progressView is what a progress display shows: one bar on a terminal, or
+// one log line off it.
+type progressView interface {
+	bar(last bool) string
+	logLine(log *zerolog.Logger)
 }
 
-// progressDisplay shows a bar on a terminal and a log line every logEvery
-// otherwise (cron). Both count rows settled (their outcome is known, before
-// any commit) against the rows read, and against the estimated rows of a
-// regular input file until the whole input is read.
-type progressDisplay struct {
-	src      progressSource
-	out      *termWriter     // bar mode
-	log      *zerolog.Logger // log mode
-	estimate int64           // rows of the input file, estimated from its size; 0 when unknown
-	start    time.Time
-
-	samples []sample // settled counts over the last rateWindow
-	stop    chan struct{}
-	done    chan struct{}
+// progressLoop refreshes a view: a bar every barEvery on a terminal, a log
+// line every logEvery otherwise (cron), nothing for --progress none.
+type progressLoop struct {
+	view progressView
+	out  *termWriter     // bar mode
+	log  *zerolog.Logger // log mode
+	stop chan struct{}
+	done chan struct{}
 }
 
-type sample struct {
-	at      time.Time
-	settled int64
-}
-
-// startProgress starts the display c.Progress asks for; estimate is 0 when
-// the total is unknown (standard input, a pipe, the queue).
-func startProgress(c *Config, env Env, log zerolog.Logger, src progressSource, estimate int64) *progressDisplay {
-	p := &progressDisplay{src: src, estimate: estimate, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
-	mode := c.Progress
+func startProgressLoop(mode string, env Env, log zerolog.Logger, view progressView) *progressLoop {
+	l := &progressLoop{view: view, stop: make(chan struct{}), done: make(chan struct{})}
 	if mode == "auto" {
 		mode = "log"
 		if env.StderrIsTerminal {
@@ -112,47 +100,78 @@ func startProgress(c *Config, env Env, log zerolog.Logger, src progressSource, e
 		if !ok {
 			tw = &termWriter{w: env.Stderr}
 		}
-		p.out, every = tw, barEvery
-		p.drawBar(false) // at once, before the first request returns
+		l.out, every = tw, barEvery
+		l.tick(false) // at once, before the first request returns
 	case "log":
-		p.log = &log
+		l.log = &log
 	default:
-		close(p.done)
-		return p
+		close(l.done)
+		return l
 	}
 	go func() {
-		defer close(p.done)
+		defer close(l.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
-			case <-p.stop:
+			case <-l.stop:
 				return
 			case <-t.C:
-				if p.out != nil {
-					p.drawBar(false)
-				} else {
-					p.logLine()
-				}
+				l.tick(false)
 			}
 		}
 	}()
-	return p
+	return l
 }
 
-// finish stops the display; a bar ends on the run's final count. Off a
-// terminal nothing more is logged: the run summary follows.
-func (p *progressDisplay) finish() {
+func (l *progressLoop) tick(last bool) {
+	if l.out != nil {
+		l.out.draw(l.view.bar(last), last)
+		return
+	}
+	l.view.logLine(l.log)
+}
+
+// finish stops the display; a bar ends on the final figures. Off a terminal
+// nothing more is logged: the run summary follows.
+func (l *progressLoop) finish() {
 	select {
-	case <-p.done:
+	case <-l.done:
 		return
 	default:
 	}
-	close(p.stop)
-	<-p.done
-	if p.out != nil {
-		p.drawBar(true)
+	close(l.stop)
+	<-l.done
+	if l.out != nil {
+		l.tick(true)
 	}
+}
+
+// progressSource is the running job.
+type progressSource interface {
+	Progress() pipeline.Progress
+}
+
+// progressDisplay is etl run's view. Bar and log line count rows settled
+// (their outcome is known, before any commit) against the rows read, and
+// against the estimated rows of a regular input file until the whole input
+// is read.
+type progressDisplay struct {
+	src      progressSource
+	estimate int64 // rows of the input file, estimated from its size; 0 when unknown
+	start    time.Time
+	samples  []sample // settled counts over the last rateWindow
+}
+
+type sample struct {
+	at      time.Time
+	settled int64
+}
+
+// startProgress starts the display c.Progress asks for; estimate is 0 when
+// the total is unknown (standard input, a pipe, the queue).
+func startProgress(c *Config, env Env, log zerolog.Logger, src progressSource, estimate int64) *progressLoop {
+	return startProgressLoop(c.Progress, env, log, &progressDisplay{src: src, estimate: estimate, start: time.Now()})
 }
 
 // rate is rows settled per second over the last rateWindow (since the start
@@ -168,7 +187,7 @@ func (p *progressDisplay) rate(now time.Time, settled int64) float64 {
 	return rateOver(settled, now.Sub(p.start))
 }
 
-func (p *progressDisplay) drawBar(last bool) {
+func (p *progressDisplay) bar(last bool) string {
 	pr := p.src.Progress()
 	now := time.Now()
 	st := barState{Settled: pr.Settled, Read: pr.Read, Elapsed: now.Sub(p.start), Last: last}
@@ -183,13 +202,13 @@ func (p *progressDisplay) drawBar(last bool) {
 	} else {
 		st.Rate = p.rate(now, pr.Settled)
 	}
-	p.out.draw(renderBar(st), last)
+	return renderBar(st)
 }
 
-func (p *progressDisplay) logLine() {
+func (p *progressDisplay) logLine(log *zerolog.Logger) {
 	pr := p.src.Progress()
 	elapsed := time.Since(p.start)
-	ev := p.log.Info().Int64("read", pr.Read).Int64("settled", pr.Settled).Int64("done", pr.Done).
+	ev := log.Info().Int64("read", pr.Read).Int64("settled", pr.Settled).Int64("done", pr.Done).
 		Int64("loaded", pr.Counts[outcome.Loaded]).Int64("failed", pr.Counts[outcome.Failed]).Int64("requests", pr.Requests).
 		Float64("req_per_s", round1(rateOver(pr.Requests, elapsed)))
 	total := int64(0)

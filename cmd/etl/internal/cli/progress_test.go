@@ -222,8 +222,8 @@ func TestProgressLogHasNoTrailingDuplicate(t *testing.T) {
 		t.Errorf("a run shorter than %v logged progress: %s", logEvery, logs.String())
 	}
 	// One tick's line carries the settled count, the estimate and an ETA.
-	p = &progressDisplay{src: src, estimate: 100, start: time.Now().Add(-2 * time.Second), log: ptr(zerolog.New(&logs))}
-	p.logLine()
+	d := &progressDisplay{src: src, estimate: 100, start: time.Now().Add(-2 * time.Second)}
+	d.logLine(ptr(zerolog.New(&logs)))
 	for _, want := range []string{`"read":10`, `"settled":4`, `"done":2`, `"loaded":2`, `"rows_estimated":100`, `"eta_s":48`, `"message":"progress"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("progress line lacks %s: %s", want, logs.String())
