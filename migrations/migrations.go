@@ -11,6 +11,9 @@
 //	cms.call_info      one row per call, the columns of transform.Columns plus raw, first_fetched_at and the live columns
 //	cms.call_snapshot  the path of a call while it was live: one row per change of device or state
 //	cms.media_type, cms.device_type, cms.call_feature, cms.enter_reason   code tables (codes.md)
+//	cms.call_record    one row per call etl discover listed (querycalls)
+//	cms.call_detail    one row per CDR (querycalldetailbyid, etl run --query cdr)
+//	cms.call_type, cms.leave_reason, cms.sub_media_type, cms.release_cause   code tables of finished calls (cms-discovery.md)
 //	cms.call_queue     input queue: producers insert (cc_id, vdn, call_id) ON CONFLICT DO NOTHING
 //	cms.call_failure   rows a run failed or rejected
 //	cms.etl_run        one row per run

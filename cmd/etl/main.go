@@ -1,5 +1,8 @@
-// Command etl enriches Huawei CC-CMS call IDs with querybasiccallinfo and
-// writes one row per call to Parquet and/or PostgreSQL. See README.md.
+// Command etl enriches Huawei CC-CMS call data: calls in progress with
+// querybasiccallinfo (a batch, or a follower of the queue), and finished
+// calls listed with querycalls (etl discover) and their CDRs
+// (querycalldetailbyid, etl run --query cdr). It writes one row per call to
+// Parquet and/or PostgreSQL. See README.md.
 package main
 
 import (

@@ -54,12 +54,20 @@ func (e Env) now() time.Time {
 const usageText = `etl: enrich Huawei CC-CMS call IDs with querybasiccallinfo, and discover
 finished calls (querycalls) and their CDRs (querycalldetailbyid).
 
+  Finished calls, nightly: etl discover --enqueue cdr, then etl run --input queue --query cdr
+                           (contrib/cron/cms-etl-nightly)
+  Calls in progress, live: etl run --input queue --follow (contrib/systemd/cms-etl-follow.service)
+  (README.md, "Which one do I need?")
+
 Usage:
   etl run --input csv:FILE|queue --output parquet:DIR|postgres [--query basic|cdr] [flags]
+                                   ask about each key: a call in progress (basic, the default)
+                                   or a finished call's CDR (cdr)
       --input queue --follow [--track-every 5s] [--listen ADDR]
                                    keep enriching calls while they are live (until SIGTERM)
   etl discover --cc-id N --vdn 25[,26] --output postgres|parquet:DIR [--enqueue cdr] [flags]
-                                   list a day's finished calls (default: yesterday)
+                                   list a day's finished calls (default: yesterday); with
+                                   --enqueue cdr, queue them for their CDR
   etl demo [--input FILE] [--out DIR]  run the job against a built-in simulator
   etl demo --follow [--for D]      the live demo: generated calls, a follower tracking them
   etl ping [flags]                 check address, TLS and signature
