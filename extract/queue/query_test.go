@@ -170,7 +170,7 @@ func TestNoDataRetriesWhileRecent(t *testing.T) {
 			t.Fatalf("round %d: old call %+v, want no_data at once", round, s)
 		}
 	}
-	n, err := q.Requeue(t.Context(), []string{queue.StatusNoData}, "")
+	n, err := q.Requeue(t.Context(), queue.RequeueFilter{Statuses: []string{queue.StatusNoData}})
 	if err != nil || n != 2 {
 		t.Fatalf("requeue no_data = %d, %v", n, err)
 	}
@@ -238,5 +238,38 @@ func TestReleaseOwnedKeepsToItsQuery(t *testing.T) {
 	}
 	if n != 1 || status != "done" {
 		t.Errorf("ReleaseOwned changed %d rows; the cdr row, done by another run, is now %q", n, status)
+	}
+}
+
+// A call failed for both queries: requeue of the cdr rows alone leaves the
+// basic row failed (re-asking an ended live call only costs budget).
+func TestRequeueKeepsToItsQuery(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	ks := keys(0, 1)
+	enqueue(t, pool, ks)
+	if _, err := queue.Enqueue(t.Context(), pool, queue.QueryCDR, source(ks)); err != nil {
+		t.Fatal(err)
+	}
+	for _, query := range []string{queue.QueryBasic, queue.QueryCDR} {
+		q := newQueue(t, pool, query+"-run", func(c *queue.Config) { c.Query = query })
+		if got := claim(t, q, 1); len(got) != 1 {
+			t.Fatalf("%s claim = %+v", query, got)
+		}
+		settle(t, q, pool, queue.Outcome{Key: ks[0], Status: queue.StatusFailed, ResultCode: "0100001"})
+	}
+	q := newQueue(t, pool, "requeue", nil)
+	if _, err := q.Requeue(t.Context(), queue.RequeueFilter{Statuses: []string{queue.StatusFailed}, Query: "nightly"}); err == nil {
+		t.Fatal("Requeue accepted an unknown query")
+	}
+	n, err := q.Requeue(t.Context(), queue.RequeueFilter{Statuses: []string{queue.StatusFailed}, Query: queue.QueryCDR})
+	if err != nil || n != 1 {
+		t.Fatalf("Requeue(cdr) = %d, %v; want 1", n, err)
+	}
+	if s := trackState(t, pool, ks[0], queue.QueryCDR); s.Status != "pending" || s.Attempts != 0 {
+		t.Errorf("cdr row %+v, want pending with no attempts", s)
+	}
+	if s := trackState(t, pool, ks[0], queue.QueryBasic); s.Status != "failed" {
+		t.Errorf("basic row %+v, want still failed", s)
 	}
 }

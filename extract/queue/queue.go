@@ -522,23 +522,35 @@ func (q *Queue) ReleaseOwned(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// Requeue makes rows that ended failed or no_data (statuses, at least one)
-// pending again with a fresh budget of attempts and no-data answers: those
-// of resultCode when it is not "". Rows of every query change. It returns
-// the number of rows requeued.
-func (q *Queue) Requeue(ctx context.Context, statuses []string, resultCode string) (int64, error) {
-	for _, st := range statuses {
+// RequeueFilter selects the rows Requeue puts back.
+type RequeueFilter struct {
+	// Statuses are StatusFailed and/or StatusNoData (at least one).
+	Statuses []string
+	// ResultCode keeps only rows whose last result code is this; "" keeps all.
+	ResultCode string
+	// Query keeps only rows of this query (QueryBasic, QueryCDR); "" keeps
+	// rows of every query.
+	Query string
+}
+
+// Requeue makes the rows f selects pending again, with a fresh budget of
+// attempts and no-data answers. It returns the number of rows requeued.
+func (q *Queue) Requeue(ctx context.Context, f RequeueFilter) (int64, error) {
+	for _, st := range f.Statuses {
 		if st != StatusFailed && st != StatusNoData {
 			return 0, fmt.Errorf("requeue: status %q is not %s or %s", st, StatusFailed, StatusNoData)
 		}
 	}
-	if len(statuses) == 0 {
+	if len(f.Statuses) == 0 {
 		return 0, errors.New("requeue: no status selected")
+	}
+	if f.Query != "" && f.Query != QueryBasic && f.Query != QueryCDR {
+		return 0, fmt.Errorf("requeue: query %q is not %s or %s", f.Query, QueryBasic, QueryCDR)
 	}
 	tag, err := q.cfg.Pool.Exec(ctx, `
 		WITH locked AS (
 			SELECT cc_id, vdn, call_id, query FROM cms.call_queue
-			WHERE status = ANY($2::text[]) AND ($1 = '' OR last_result_code = $1)
+			WHERE status = ANY($2::text[]) AND ($1 = '' OR last_result_code = $1) AND ($3 = '' OR query = $3)
 			ORDER BY cc_id, vdn, call_id, query
 			FOR UPDATE
 		)
@@ -546,7 +558,7 @@ func (q *Queue) Requeue(ctx context.Context, statuses []string, resultCode strin
 			locked_by = NULL, locked_until = NULL, updated_at = now()
 		FROM locked
 		WHERE q.cc_id = locked.cc_id AND q.vdn = locked.vdn AND q.call_id = locked.call_id AND q.query = locked.query`,
-		resultCode, statuses)
+		f.ResultCode, f.Statuses, f.Query)
 	if err != nil {
 		return 0, fmt.Errorf("requeue rows: %w", err)
 	}

@@ -503,7 +503,7 @@ func TestRequeue(t *testing.T) {
 	if n, err := q.Pending(t.Context()); err != nil || n != 0 {
 		t.Fatalf("Pending = %d, %v; want 0", n, err)
 	}
-	if n, err := q.Requeue(t.Context(), []string{queue.StatusFailed}, "0100001"); err != nil || n != 1 {
+	if n, err := q.Requeue(t.Context(), queue.RequeueFilter{Statuses: []string{queue.StatusFailed}, ResultCode: "0100001"}); err != nil || n != 1 {
 		t.Fatalf("Requeue(0100001) = %d, %v; want 1", n, err)
 	}
 	if s := state(t, pool, ks[0]); s.Status != "pending" || s.Attempts != 0 {
@@ -512,7 +512,7 @@ func TestRequeue(t *testing.T) {
 	if s := state(t, pool, ks[1]); s.Status != "failed" {
 		t.Fatalf("row with another code: %+v", s)
 	}
-	if n, err := q.Requeue(t.Context(), []string{queue.StatusFailed}, ""); err != nil || n != 2 {
+	if n, err := q.Requeue(t.Context(), queue.RequeueFilter{Statuses: []string{queue.StatusFailed}}); err != nil || n != 2 {
 		t.Fatalf("Requeue(all) = %d, %v; want the 2 still failed", n, err)
 	}
 	if n, err := q.Pending(t.Context()); err != nil || n != 3 {

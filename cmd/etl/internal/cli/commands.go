@@ -153,12 +153,13 @@ var errPartial = errors.New("some rows were rejected")
 func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	var c Config
 	var failedRows, noDataRows bool
-	var code string
-	fs := newFlagSet("requeue", "requeue --failed|--no-data [--result-code CODE] [--database-url URL]")
+	var code, query string
+	fs := newFlagSet("requeue", "requeue --failed|--no-data [--query basic|cdr] [--result-code CODE] [--database-url URL]")
 	fs.in(groupInput)
 	fs.BoolVar(&failedRows, "failed", false, "put rows that ended failed back to pending")
 	fs.BoolVar(&noDataRows, "no-data", false, "put rows that ended no_data back to pending")
 	fs.StringVar(&code, "result-code", "", "only rows whose last result code is this, e.g. 0100001")
+	fs.StringVar(&query, "query", "", "only rows queued for `basic|cdr` (default: both)")
 	c.registerDB(fs)
 	c.registerLog(fs)
 	if err := parse(fs, args, env); err != nil {
@@ -177,6 +178,9 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if len(statuses) == 0 {
 		return fs.usage(errors.New("--failed or --no-data is required (the rows that ended that way are requeued)"))
 	}
+	if query != "" && query != queue.QueryBasic && query != queue.QueryCDR {
+		return fs.usage(fmt.Errorf("--query %q: want %s or %s", query, queue.QueryBasic, queue.QueryCDR))
+	}
 	if err := c.requireDB(""); err != nil {
 		return err
 	}
@@ -190,11 +194,15 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	n, err := q.Requeue(ctx, statuses, code)
+	n, err := q.Requeue(ctx, queue.RequeueFilter{Statuses: statuses, ResultCode: code, Query: query})
 	if err != nil {
 		return failed(fmt.Errorf("requeue: %w", err))
 	}
-	fmt.Fprintf(env.Stdout, "requeued %d %s rows\n", n, strings.Join(statuses, " and "))
+	of := ""
+	if query != "" {
+		of = " " + query
+	}
+	fmt.Fprintf(env.Stdout, "requeued %d%s %s rows\n", n, of, strings.Join(statuses, " and "))
 	return nil
 }
 

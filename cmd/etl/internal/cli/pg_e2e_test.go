@@ -229,10 +229,10 @@ func TestRequeueNoDataRows(t *testing.T) {
 		t.Fatalf("no_data %d, failed %d: the simulator's plan should give both", noData, failed)
 	}
 	var stdout, stderr bytes.Buffer
-	if code := Main(t.Context(), []string{"requeue", "--no-data", "--database-url", url}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
+	if code := Main(t.Context(), []string{"requeue", "--no-data", "--query", "basic", "--database-url", url}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
 		t.Fatalf("requeue exit %d: %s", code, stderr.String())
 	}
-	if want := fmt.Sprintf("requeued %d no_data rows", noData); !strings.Contains(stdout.String(), want) {
+	if want := fmt.Sprintf("requeued %d basic no_data rows", noData); !strings.Contains(stdout.String(), want) {
 		t.Fatalf("requeue said %q, want %q", stdout.String(), want)
 	}
 	if n := count(t, db, "SELECT count(*) FROM cms.call_queue WHERE status = 'pending'"); n != noData {
