@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,5 +232,63 @@ func TestEnqueueStreamCommitsAsKeysArrive(t *testing.T) {
 		func(r queue.EnqueueReport) { big = append(big, r) })
 	if err != nil || rep.Inserted != 120_000 || len(big) != 3 {
 		t.Fatalf("a fast source: %+v, %v in %d flushes; want 120000 in 3 batches", rep, err, len(big))
+	}
+}
+
+// A follower rides out a database that fails its claims for less than
+// MaxDatabaseOutage (it claims again once the database answers), and ends
+// with the error when the claims fail for longer: the run then aborts
+// (exit 1) instead of waiting forever. The claims fail here as they do when
+// the queue cannot be read: the table is renamed away, then back.
+func TestFollowerBoundsADatabaseOutage(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	const bound = time.Second
+	c := newConsumer(t, pool, "follower", func(c *queue.Config) {
+		c.Follow, c.PollInterval, c.MaxDatabaseOutage = true, 50*time.Millisecond, bound
+	})
+	waitListening(t, c)
+	gone := func(away bool) {
+		t.Helper()
+		stmt := `ALTER TABLE cms.call_queue RENAME TO call_queue_gone`
+		if !away {
+			stmt = `ALTER TABLE cms.call_queue_gone RENAME TO call_queue`
+		}
+		if _, err := pool.Exec(t.Context(), stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	gone(true)
+	got := nextAsync(t.Context(), c)
+	time.Sleep(bound / 2)
+	gone(false)
+	k := liveKey(time.Now(), 4)
+	produce(t, pool, k)
+	select {
+	case r := <-got:
+		if r.err != nil || r.c.Key != k {
+			t.Fatalf("Next after a %s outage = %+v, %v; want %v", bound/2, r.c, r.err, k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the follower did not claim again after the database came back")
+	}
+
+	gone(true)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.WithoutCancel(t.Context()), `ALTER TABLE cms.call_queue_gone RENAME TO call_queue`)
+	})
+	started := time.Now()
+	got = nextAsync(t.Context(), c)
+	select {
+	case r := <-got:
+		if r.err == nil || !strings.Contains(r.err.Error(), "failed every claim") {
+			t.Fatalf("Next with the database failing = %+v, %v; want the outage's error", r.c, r.err)
+		}
+		if d := time.Since(started); d < bound || d > bound+5*time.Second {
+			t.Fatalf("Next gave up after %s, want about %s", d, bound)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the follower kept waiting on a database that fails every claim")
 	}
 }

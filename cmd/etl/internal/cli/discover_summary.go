@@ -2,8 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/cmsetl/cms-etl/extract/discover"
 	"github.com/cmsetl/cms-etl/extract/queue"
-	"github.com/cmsetl/cms-etl/internal/outcome"
 	"github.com/cmsetl/cms-etl/internal/pipeline/adapters"
 )
 
@@ -180,81 +177,7 @@ func logDiscoveryGaps(log zerolog.Logger, s *discoverySummary, cfg discover.Conf
 }
 
 // writeDiscoverMetrics writes etl discover's node_exporter textfile metrics
-// atomically. The names start with cms_etl_discover_, so the file can sit
-// beside etl run's in the collector's directory.
+// (discoverMetrics).
 func writeDiscoverMetrics(path string, s Summary) error {
-	var b strings.Builder
-	metric := func(name, help string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
-	}
-	metric("cms_etl_discover_rows", "Calls the last discovery handed to its outputs, by outcome.")
-	for _, o := range outcome.All {
-		fmt.Fprintf(&b, "cms_etl_discover_rows{outcome=%q} %d\n", o, s.Counts[o])
-	}
-	metric("cms_etl_discover_requests", "querycalls requests of the last discovery, retries included.")
-	fmt.Fprintf(&b, "cms_etl_discover_requests %d\n", s.Requests)
-	if d := s.Discovery; d != nil {
-		type series struct{ name, help string }
-		per := []struct {
-			series
-			value func(discover.Tally) int64
-		}{
-			{series{"cms_etl_discover_slices", "Slices of the last discovery accepted (after bisection), by VDN and direction."}, func(t discover.Tally) int64 { return int64(t.Slices) }},
-			{series{"cms_etl_discover_slices_open", "Slices of the last discovery not listed because they had not closed yet."}, func(t discover.Tally) int64 { return int64(t.Open) }},
-			{series{"cms_etl_discover_slices_failed", "Slices of the last discovery that failed or never added up."}, func(t discover.Tally) int64 { return int64(t.Failed) }},
-			{series{"cms_etl_discover_pages", "querycalls pages of the last discovery."}, func(t discover.Tally) int64 { return int64(t.Pages) }},
-			{series{"cms_etl_discover_count_reported", "Calls the API's counts reported in the accepted slices."}, func(t discover.Tally) int64 { return t.Reported }},
-			{series{"cms_etl_discover_rows_kept", "Distinct calls the last discovery kept."}, func(t discover.Tally) int64 { return t.Kept }},
-			{series{"cms_etl_discover_bisections", "Slices the last discovery cut in half because their pages did not add up."}, func(t discover.Tally) int64 { return int64(t.Bisections) }},
-			{series{"cms_etl_discover_rows_rejected", "Listed rows that are no valid key (no callId, undecodable, not a key)."}, func(t discover.Tally) int64 { return t.Rejected }},
-			{series{"cms_etl_discover_both_directions", "Listings dropped because the other direction's pass listed the call too (kept once, as inbound)."}, func(t discover.Tally) int64 { return t.BothDirections }},
-			{series{"cms_etl_discover_duplicates_same_pass", "Listings dropped because the same pass had listed the call in another slice."}, func(t discover.Tally) int64 { return t.SamePass }},
-		}
-		for _, p := range per {
-			metric(p.name, p.help)
-			for _, t := range d.Tallies {
-				fmt.Fprintf(&b, "%s{vdn=\"%d\",direction=%q} %d\n", p.name, t.VDN, direction(t.Inbound), p.value(t))
-			}
-		}
-		if d.Enqueued != nil {
-			metric("cms_etl_discover_enqueued", "Calls the last discovery queued, by query: new rows, or already queued.")
-			for _, q := range sortedKeys(d.Enqueued) {
-				a := d.Enqueued[q]
-				fmt.Fprintf(&b, "cms_etl_discover_enqueued{query=%q,state=\"inserted\"} %d\n", q, a.Inserted)
-				fmt.Fprintf(&b, "cms_etl_discover_enqueued{query=%q,state=\"already_queued\"} %d\n", q, a.Queued)
-			}
-		}
-	}
-	metric("cms_etl_discover_duration_seconds", "Duration of the last discovery.")
-	fmt.Fprintf(&b, "cms_etl_discover_duration_seconds %g\n", s.Duration.Seconds())
-	metric("cms_etl_discover_exit_code", "Exit code of the last discovery (0 ok, 1 aborted, 2 usage error, 3 partial).")
-	fmt.Fprintf(&b, "cms_etl_discover_exit_code %d\n", s.ExitCode)
-	metric("cms_etl_discover_last_run_timestamp_seconds", "When the last discovery started.")
-	fmt.Fprintf(&b, "cms_etl_discover_last_run_timestamp_seconds %d\n", s.Started.Unix())
-	return writeFileAtomic(path, b.String())
-}
-
-// writeFileAtomic replaces path with content: a temporary file in the same
-// directory, then a rename, so a collector never reads half a file.
-func writeFileAtomic(path, content string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write metrics %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	return nil
+	return writeSummaryTextfile(path, discoverMetrics, s)
 }

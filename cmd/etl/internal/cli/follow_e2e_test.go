@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,6 +434,59 @@ func TestFollowerPausesOnAnOutageAndResumes(t *testing.T) {
 	}
 }
 
+// What ends a batch run at once ends a follower too (exit 1): a refused
+// signature (repeating it can get the caller's IP locked) or a certificate
+// that does not verify. The rows it held go back to pending, none failed.
+func TestFollowerEndsOnAFatalAnswer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, flag string
+		file       func(t *testing.T, dir string) string
+		want       string
+	}{
+		{"401", "--sk-file", func(t *testing.T, dir string) string {
+			path := filepath.Join(dir, "wrong.sk")
+			if err := os.WriteFile(path, []byte("notTheSK\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, "HTTP 401"},
+		{"TLS", "--ca-file", func(t *testing.T, dir string) string {
+			other := httptest.NewTLSServer(http.NotFoundHandler()) // its certificate signs nothing of the simulator's
+			other.Close()
+			path := filepath.Join(dir, "other-ca.pem")
+			if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate().Raw}), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, "TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url, db := migratedDB(t)
+			h := newHarness(t, cmssim.Config{})
+			keys := flatKeys(0, 5)
+			produce(t, db, keys...)
+			// The flag given last wins: the wrong file replaces queueArgs' right one.
+			f := h.startFollower(queueArgs(h, url, "--follow", "--rate", "0", "--commit-interval", "100ms",
+				tc.flag, tc.file(t, h.dir))...)
+			select {
+			case code := <-f.done:
+				f.done <- code // for the cleanup's wait
+				o := parseRun(t, code, f.log())
+				if code != ExitAborted || !strings.Contains(fmt.Sprint(o.summary["error"]), tc.want) {
+					t.Fatalf("exit %d, error %v; want %d naming %s:\n%s", code, o.summary["error"], ExitAborted, tc.want, tail(f.log(), 2000))
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the follower did not end on %s within 30s:\n%s", tc.name, tail(f.log(), 2000))
+			}
+			if st := statuses(t, db); st["pending"] != int64(len(keys)) {
+				t.Errorf("queue after the fatal answer: %v; want all %d rows pending again", st, len(keys))
+			}
+		})
+	}
+}
+
 // Two followers share one queue: every call is asked about exactly once and
 // ends done once, whichever follower claimed it.
 func TestTwoFollowersHandleEachRowOnce(t *testing.T) {
@@ -617,7 +672,8 @@ func TestMetricsFileCarriesTheSummaryAndEveryNameIsDocumented(t *testing.T) {
 			t.Errorf("README.md does not document metric %s", name)
 		}
 		if !slices.ContainsFunc(slices.Collect(mapKeys(families)), func(k string) bool { return strings.HasPrefix(k, name) }) &&
-			!strings.HasPrefix(name, "cms_etl_rate_group") && !strings.HasPrefix(name, "cms_etl_queue") && name != "cms_etl_unknown_codes" {
+			!strings.HasPrefix(name, "cms_etl_rate_group") && !strings.HasPrefix(name, "cms_etl_queue") && name != "cms_etl_unknown_codes" &&
+			!strings.HasPrefix(name, "cms_etl_discover_") {
 			t.Errorf("the metrics file lacks %s", name)
 		}
 	}

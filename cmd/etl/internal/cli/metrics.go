@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cmsetl/cms-etl/extract/discover"
 	"github.com/cmsetl/cms-etl/internal/outcome"
 )
 
@@ -109,16 +111,17 @@ var summaryMetrics = []summaryMetric{
 		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Started.Unix())) }},
 }
 
-// summaryCollector exports summaryMetrics of the Summary snapshot returns;
+// summaryCollector exports metrics read from the Summary snapshot returns;
 // final says the run has ended.
 type summaryCollector struct {
+	metrics  []summaryMetric
 	snapshot func() (s Summary, final bool)
 	descs    []*prometheus.Desc
 }
 
-func newSummaryCollector(snapshot func() (Summary, bool)) *summaryCollector {
-	c := &summaryCollector{snapshot: snapshot}
-	for _, m := range summaryMetrics {
+func newSummaryCollector(metrics []summaryMetric, snapshot func() (Summary, bool)) *summaryCollector {
+	c := &summaryCollector{metrics: metrics, snapshot: snapshot}
+	for _, m := range metrics {
 		c.descs = append(c.descs, prometheus.NewDesc(m.name, m.help, m.labels, nil))
 	}
 	return c
@@ -132,7 +135,7 @@ func (c *summaryCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *summaryCollector) Collect(ch chan<- prometheus.Metric) {
 	s, final := c.snapshot()
-	for i, m := range summaryMetrics {
+	for i, m := range c.metrics {
 		if m.final && !final {
 			continue
 		}
@@ -142,7 +145,84 @@ func (c *summaryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricNames lists every metric a run may export, for the README check.
+// discoverMetrics are etl discover's metrics (its --metrics-file). The names
+// start with cms_etl_discover_, so its file can sit beside etl run's in the
+// collector's directory.
+var discoverMetrics = append([]summaryMetric{
+	{name: "cms_etl_discover_rows", help: "Calls the last discovery handed to its outputs, by outcome.", labels: []string{"outcome"},
+		value: func(s *Summary, emit func(float64, ...string)) {
+			for _, o := range outcome.All {
+				emit(float64(s.Counts[o]), string(o))
+			}
+		}},
+	{name: "cms_etl_discover_requests", help: "querycalls requests of the last discovery, retries included.",
+		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Requests)) }},
+	{name: "cms_etl_discover_enqueued", help: "Calls the last discovery queued, by query: new rows, or already queued.", labels: []string{"query", "state"},
+		value: func(s *Summary, emit func(float64, ...string)) {
+			if s.Discovery == nil {
+				return
+			}
+			for _, q := range sortedKeys(s.Discovery.Enqueued) {
+				a := s.Discovery.Enqueued[q]
+				emit(float64(a.Inserted), q, "inserted")
+				emit(float64(a.Queued), q, "already_queued")
+			}
+		}},
+	{name: "cms_etl_discover_duration_seconds", help: "Duration of the last discovery.",
+		value: func(s *Summary, emit func(float64, ...string)) { emit(s.Duration.Seconds()) }},
+	{name: "cms_etl_discover_exit_code", help: "Exit code of the last discovery (0 ok, 1 aborted, 2 usage error, 3 partial).", final: true,
+		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.ExitCode)) }},
+	{name: "cms_etl_discover_last_run_timestamp_seconds", help: "When the last discovery started.",
+		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Started.Unix())) }},
+},
+	tallyMetric("cms_etl_discover_slices", "Slices of the last discovery accepted (after bisection), by VDN and direction.",
+		func(t discover.Tally) int64 { return int64(t.Slices) }),
+	tallyMetric("cms_etl_discover_slices_open", "Slices of the last discovery not listed because they had not closed yet.",
+		func(t discover.Tally) int64 { return int64(t.Open) }),
+	tallyMetric("cms_etl_discover_slices_failed", "Slices of the last discovery that failed or never added up.",
+		func(t discover.Tally) int64 { return int64(t.Failed) }),
+	tallyMetric("cms_etl_discover_pages", "querycalls pages of the last discovery.",
+		func(t discover.Tally) int64 { return int64(t.Pages) }),
+	tallyMetric("cms_etl_discover_count_reported", "Calls the API's counts reported in the accepted slices.",
+		func(t discover.Tally) int64 { return t.Reported }),
+	tallyMetric("cms_etl_discover_rows_kept", "Distinct calls the last discovery kept.",
+		func(t discover.Tally) int64 { return t.Kept }),
+	tallyMetric("cms_etl_discover_bisections", "Slices the last discovery cut in half because their pages did not add up.",
+		func(t discover.Tally) int64 { return int64(t.Bisections) }),
+	tallyMetric("cms_etl_discover_rows_rejected", "Listed rows that are no valid key (no callId, undecodable, not a key).",
+		func(t discover.Tally) int64 { return t.Rejected }),
+	tallyMetric("cms_etl_discover_both_directions", "Listings dropped because the other direction's pass listed the call too (kept once, as inbound).",
+		func(t discover.Tally) int64 { return t.BothDirections }),
+	tallyMetric("cms_etl_discover_duplicates_same_pass", "Listings dropped because the same pass had listed the call in another slice.",
+		func(t discover.Tally) int64 { return t.SamePass }),
+)
+
+// tallyMetric is a discovery figure per VDN and direction.
+func tallyMetric(name, help string, value func(discover.Tally) int64) summaryMetric {
+	return summaryMetric{name: name, help: help, labels: []string{"vdn", "direction"},
+		value: func(s *Summary, emit func(float64, ...string)) {
+			if s.Discovery == nil {
+				return
+			}
+			for _, t := range s.Discovery.Tallies {
+				emit(float64(value(t)), strconv.Itoa(t.VDN), direction(t.Inbound))
+			}
+		}}
+}
+
+// writeSummaryTextfile writes metrics of a finished run's summary for
+// node_exporter's textfile collector, atomically.
+func writeSummaryTextfile(path string, metrics []summaryMetric, s Summary) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newSummaryCollector(metrics, func() (Summary, bool) { return s, true }))
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
+	}
+	return nil
+}
+
+// metricNames lists every metric etl run or etl discover may export, for
+// the README check.
 func metricNames() []string {
 	var out []string
 	for _, m := range summaryMetrics {
@@ -150,6 +230,9 @@ func metricNames() []string {
 	}
 	for _, d := range liveMetrics {
 		out = append(out, d.name)
+	}
+	for _, m := range discoverMetrics {
+		out = append(out, m.name)
 	}
 	return out
 }

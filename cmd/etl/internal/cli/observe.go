@@ -101,7 +101,7 @@ func newObserver() *observer {
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300},
 	})
 	o.reg.MustRegister(o.firstAnswer,
-		newSummaryCollector(o.snapshot),
+		newSummaryCollector(summaryMetrics, o.snapshot),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricInFlight.name, Help: metricInFlight.help},
 			func() float64 { return float64(o.inFlight.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metricPaused.name, Help: metricPaused.help},
