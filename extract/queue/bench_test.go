@@ -103,3 +103,53 @@ func runBenchWorker(url, name string) error {
 		settled += int(n)
 	}
 }
+
+// BenchmarkSettleBatchSize drains 100,000 rows in claims of 100 and of
+// 5,000 (a large commit's settlement), side by side in one run: the
+// settlement must cost about the same per row at either size. Its
+// statement once joined the outcomes to the queue by a plan that was
+// quadratic in the batch (7.6 s for 5,000 rows).
+func BenchmarkSettleBatchSize(b *testing.B) {
+	const total = 100_000
+	pool, _ := pgtest.Migrated(b)
+	enqueue(b, pool, keys(0, total))
+	q, err := queue.New(queue.Config{Pool: pool, Owner: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	perRow := map[int]time.Duration{}
+	for b.Loop() {
+		for _, size := range []int{100, 5000} {
+			b.StopTimer()
+			if _, err := pool.Exec(b.Context(), "UPDATE cms.call_queue SET status = 'pending', attempts = 0, locked_by = NULL, locked_until = NULL, available_at = now()"); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pool.Exec(b.Context(), "VACUUM ANALYZE cms.call_queue"); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			var took time.Duration
+			for settled := 0; settled < total; {
+				got, _, err := q.Claim(b.Context(), size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				n, err := q.Settle(b.Context(), pool, outcomes(claimedKeys(got), queue.StatusDone))
+				if err != nil {
+					b.Fatal(err)
+				}
+				took += time.Since(start)
+				settled += int(n)
+			}
+			perRow[size] += took / total
+		}
+	}
+	small, large := perRow[100]/time.Duration(b.N), perRow[5000]/time.Duration(b.N)
+	b.ReportMetric(float64(small.Nanoseconds())/1e3, "settle_us/row_batch100")
+	b.ReportMetric(float64(large.Nanoseconds())/1e3, "settle_us/row_batch5000")
+	b.Logf("settle per row: %v in batches of 100, %v in batches of 5,000", small, large)
+	if large > 2*small {
+		b.Errorf("settling 5,000 rows at once costs %v per row, more than twice the %v of batches of 100", large, small)
+	}
+}
