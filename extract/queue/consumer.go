@@ -47,7 +47,12 @@ type Consumer struct {
 	listen     *listener          // a follower's; nil otherwise
 	stopListen context.CancelFunc // ends the listener
 	dbFailing  time.Time          // when a follower's claims started failing (Next only)
+	dbWarned   time.Time          // when that was last logged
 }
+
+// outageLogEvery spaces a follower's warnings while its claims fail, so a
+// database outage is a few log lines, not one per poll.
+const outageLogEvery = 10 * time.Second
 
 type holdState uint8
 
@@ -114,7 +119,10 @@ func (c *Consumer) Next(ctx context.Context) (Claimed, error) {
 			}
 			continue
 		}
-		c.dbFailing = time.Time{}
+		if !c.dbFailing.IsZero() {
+			c.q.log.Info().Time("failing_since", c.dbFailing).Msg("claims succeed again")
+			c.dbFailing, c.dbWarned = time.Time{}, time.Time{}
+		}
 		if picked == 0 {
 			if !c.q.cfg.Follow {
 				c.drained = true
@@ -161,7 +169,11 @@ func (c *Consumer) claimFailed(ctx context.Context, err error) error {
 	if down := now.Sub(c.dbFailing); down >= c.q.cfg.MaxDatabaseOutage {
 		return fmt.Errorf("the database failed every claim for %s: %w", down.Round(time.Second), err)
 	}
-	c.q.log.Warn().Err(err).Time("failing_since", c.dbFailing).Msg("claim failed; trying again")
+	if now.Sub(c.dbWarned) >= outageLogEvery {
+		c.dbWarned = now
+		c.q.log.Warn().Err(err).Time("failing_since", c.dbFailing).Dur("gives_up_after", c.q.cfg.MaxDatabaseOutage).
+			Msg("claim failed; trying again")
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()

@@ -45,7 +45,7 @@ func registerDemoFollow(fs *flagSet) *demoFollow {
 }
 
 // errNoPostgres explains what the live demo needs.
-var errNoPostgres = errors.New("the live demo needs PostgreSQL: the server binaries (initdb and pg_ctl, e.g. `apt-get install postgresql`) to start a throwaway server, or --database-url of a database it may migrate and fill")
+var errNoPostgres = errors.New("the live demo needs PostgreSQL: the server binaries (initdb and pg_ctl, not found on PATH or under /usr/lib/postgresql) to start a throwaway server, or --database-url of a database it may migrate and fill")
 
 // runDemoFollow runs the live demo until ctx ends or d.duration passes:
 // PostgreSQL (throwaway, or d.databaseURL), migrated; the simulator with a
