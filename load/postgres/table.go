@@ -115,12 +115,15 @@ func (t *Table[R]) withHistory(h history) *Table[R] {
 	for _, c := range h.changes {
 		stored, incoming = append(stored, "t."+c), append(incoming, "s."+c)
 	}
+	// The stored row is looked up by a scalar subquery, once per staged row
+	// by primary key: as a join, the planner hashed the whole stored table
+	// for every commit, a cost that grows with the warehouse, not the batch.
 	t.historySQL = `INSERT INTO cms.` + h.table + ` (` + strings.Join(cols, ", ") + `)
 	SELECT ` + strings.Join(exprs, ", ") + `
 	FROM ` + t.Name + `_stage s
-	LEFT JOIN cms.` + t.Name + ` t ON t.cc_id = s.cc_id AND t.vdn = s.vdn AND t.call_id = s.call_id
-	WHERE t.cc_id IS NULL
-	   OR (t.fetched_at < s.fetched_at AND (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(incoming, ", ") + `))
+	WHERE coalesce((SELECT t.fetched_at < s.fetched_at AND (` + strings.Join(stored, ", ") + `) IS DISTINCT FROM (` + strings.Join(incoming, ", ") + `)
+	                FROM cms.` + t.Name + ` t
+	                WHERE t.cc_id = s.cc_id AND t.vdn = s.vdn AND t.call_id = s.call_id), true)
 	ON CONFLICT DO NOTHING`
 	return t
 }
