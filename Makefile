@@ -58,7 +58,7 @@ bench-discover: ## discovery requests vs the minimum, CDR enrichment at --rate 3
 bench-pg: ## warehouse load vs plain COPY, queue claim-and-complete
 	$(GO) test -run=^$$ -bench=. -benchtime=$(BENCHTIME) -timeout 60m ./load/postgres/ ./extract/queue/
 
-bench-follow: ## a follower against 20 new calls/s for 2 minutes, without and with tracking (about 10 minutes)
+bench-follow: ## a follower against 20 new calls/s for 2 minutes, without and with tracking (about 13 minutes)
 	$(GO) test -run=^$$ -bench=BenchmarkFollow -benchtime=1x -timeout 60m ./cmd/etl/internal/cli/
 
 clean: ## remove build and demo output
