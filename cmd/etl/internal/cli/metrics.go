@@ -27,14 +27,18 @@ type summaryMetric struct {
 	value func(s *Summary, emit func(v float64, labels ...string))
 }
 
+// rowsByOutcome emits a row count for every outcome, zeros included, so a
+// series never disappears from one run to the next.
+func rowsByOutcome(s *Summary, emit func(float64, ...string)) {
+	for _, o := range outcome.All {
+		emit(float64(s.Counts[o]), string(o))
+	}
+}
+
 // summaryMetrics are the metrics of the summary, in the textfile's order.
 var summaryMetrics = []summaryMetric{
 	{name: "cms_etl_rows", help: "Input rows of the last run by outcome.", labels: []string{"outcome"},
-		value: func(s *Summary, emit func(float64, ...string)) {
-			for _, o := range outcome.All {
-				emit(float64(s.Counts[o]), string(o))
-			}
-		}},
+		value: rowsByOutcome},
 	{name: "cms_etl_rows_read", help: "Input rows read by the last run.",
 		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Read)) }},
 	{name: "cms_etl_requests", help: "HTTP attempts made by the last run, retries included.",
@@ -150,11 +154,7 @@ func (c *summaryCollector) Collect(ch chan<- prometheus.Metric) {
 // collector's directory.
 var discoverMetrics = append([]summaryMetric{
 	{name: "cms_etl_discover_rows", help: "Calls the last discovery handed to its outputs, by outcome.", labels: []string{"outcome"},
-		value: func(s *Summary, emit func(float64, ...string)) {
-			for _, o := range outcome.All {
-				emit(float64(s.Counts[o]), string(o))
-			}
-		}},
+		value: rowsByOutcome},
 	{name: "cms_etl_discover_requests", help: "querycalls requests of the last discovery, retries included.",
 		value: func(s *Summary, emit func(float64, ...string)) { emit(float64(s.Requests)) }},
 	{name: "cms_etl_discover_enqueued", help: "Calls the last discovery queued, by query: new rows, or already queued.", labels: []string{"query", "state"},
