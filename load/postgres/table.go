@@ -128,7 +128,16 @@ func (t *Table[R]) withHistory(h history) *Table[R] {
 	return t
 }
 
+// commitWorkMem is the sort memory of a commit's transaction: the upsert
+// sorts the staged batch by key (its lock order), and at PostgreSQL's
+// default of 4MB a batch of 50,000 rows spills to disk (about a fifth of the
+// commit's time). SET LOCAL ends with the transaction.
+const commitWorkMem = "64MB"
+
 func (t *Table[R]) upsert(ctx context.Context, tx pgx.Tx, rows []R) (UpsertStats, error) {
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '"+commitWorkMem+"'"); err != nil {
+		return UpsertStats{}, fmt.Errorf("set the commit's work_mem: %w", err)
+	}
 	if _, err := tx.Exec(ctx, t.createStageSQL); err != nil {
 		return UpsertStats{}, fmt.Errorf("create staging table: %w", err)
 	}
