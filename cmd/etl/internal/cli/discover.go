@@ -228,15 +228,11 @@ func discoverJob(ctx context.Context, d *discoverConfig, env Env, rep reporter) 
 
 	started := time.Now()
 	if w.db != nil {
-		lock, err := startRunRecord(ctx, c, w, started, log)
+		release, err := startRunRecord(ctx, c, w, started, log)
 		if err != nil {
-			return notStarted(fmt.Errorf("record run start in cms.etl_run: %w", err))
+			return notStarted(err)
 		}
-		defer func() {
-			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
-				log.Warn().Err(err).Msg("release the run's lock")
-			}
-		}()
+		defer release()
 	}
 	disc := d.disc
 	log.Info().Int("cc_id", disc.CCID).Ints("vdns", disc.VDNs).Time("from", disc.From).Time("to", disc.To).

@@ -88,15 +88,11 @@ func runJob(ctx context.Context, c *Config, env Env, rep reporter) (int, *Summar
 	obs.setSummary(func() Summary { return liveSummary(c, w, started) }, w.queue)
 	var recorder *runRecorder
 	if w.db != nil {
-		lock, err := startRunRecord(ctx, c, w, started, log)
+		release, err := startRunRecord(ctx, c, w, started, log)
 		if err != nil {
-			return notStarted(fmt.Errorf("record run start in cms.etl_run: %w", err))
+			return notStarted(err)
 		}
-		defer func() {
-			if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
-				log.Warn().Err(err).Msg("release the run's lock")
-			}
-		}()
+		defer release()
 		recorder = startRunRecorder(ctx, w.db, func() postgres.RunRecord {
 			sum := liveSummary(c, w, started)
 			rec := w.runRecord(c, started, time.Time{}, "running", pipeline.Result{Counts: sum.Counts}, sum.AchievedRate)
@@ -178,11 +174,11 @@ const finishTimeout = 15 * time.Second
 
 // startRunRecord takes the run's liveness lock, marks the rows of runs that
 // are gone as abandoned, and records this run as running. The lock is held
-// until the returned RunLock is released, after the run's final record.
-func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time, log zerolog.Logger) (*postgres.RunLock, error) {
+// until release is called, after the run's final record.
+func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time, log zerolog.Logger) (release func(), err error) {
 	lock, err := postgres.LockRun(ctx, w.db.Config().ConnConfig.Copy(), c.RunID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("record run start in cms.etl_run: %w", err)
 	}
 	gone, err := postgres.AbandonGoneRuns(ctx, w.db)
 	for _, r := range gone {
@@ -194,9 +190,13 @@ func startRunRecord(ctx context.Context, c *Config, w *wiring, started time.Time
 	}
 	if err := postgres.StartRun(ctx, w.db, w.runRecord(c, started, time.Time{}, "running", pipeline.Result{}, 0)); err != nil {
 		_ = lock.Release(context.WithoutCancel(ctx))
-		return nil, err
+		return nil, fmt.Errorf("record run start in cms.etl_run: %w", err)
 	}
-	return lock, nil
+	return func() {
+		if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+			log.Warn().Err(err).Msg("release the run's lock")
+		}
+	}, nil
 }
 
 // wiring holds what a run opened, to close it at the end, and the run's
