@@ -42,8 +42,8 @@ SELECT query, count(*) FROM ins GROUP BY query`
 func Add(ctx context.Context, db Querier, queries []string, entries []Entry) (map[string]Added, error) {
 	out := make(map[string]Added, len(queries))
 	for _, q := range queries {
-		if q != QueryBasic && q != QueryCDR {
-			return nil, fmt.Errorf("queue calls: query %q is not %s or %s", q, QueryBasic, QueryCDR)
+		if err := CheckQuery(q); err != nil {
+			return nil, fmt.Errorf("queue calls: %w", err)
 		}
 		out[q] = Added{}
 	}

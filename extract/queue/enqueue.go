@@ -58,8 +58,8 @@ func Enqueue(ctx context.Context, pool *pgxpool.Pool, query string, entries iter
 func EnqueueStream(ctx context.Context, pool *pgxpool.Pool, query string, entries iter.Seq2[Entry, error],
 	flushAfter time.Duration, onFlush func(EnqueueReport)) (EnqueueReport, error) {
 	var rep EnqueueReport
-	if query != QueryBasic && query != QueryCDR {
-		return rep, fmt.Errorf("enqueue: query %q is not %s or %s", query, QueryBasic, QueryCDR)
+	if err := CheckQuery(query); err != nil {
+		return rep, fmt.Errorf("enqueue: %w", err)
 	}
 	batch := make([]Entry, 0, min(enqueueBatch, 1024))
 	flush := func() error {

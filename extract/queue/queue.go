@@ -125,8 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("queue config: MaxItems %d is negative", c.MaxItems)
 	case c.MaxDuration < 0:
 		return fmt.Errorf("queue config: MaxDuration %v is negative", c.MaxDuration)
-	case c.Query != "" && c.Query != QueryBasic && c.Query != QueryCDR:
-		return fmt.Errorf("queue config: Query %q is not %s or %s", c.Query, QueryBasic, QueryCDR)
+	case c.Query != "" && CheckQuery(c.Query) != nil:
+		return fmt.Errorf("queue config: Query: %w", CheckQuery(c.Query))
 	case c.TrackEvery < 0 || c.TrackMax < 0:
 		return errors.New("queue config: TrackEvery and TrackMax must not be negative")
 	case c.NoDataWindow < 0 || c.NoDataDelay < 0:
@@ -186,6 +186,15 @@ const (
 	QueryBasic = "basic" // querybasiccallinfo: the call while it is live
 	QueryCDR   = "cdr"   // querycalldetailbyid: the CDR of a finished call
 )
+
+// CheckQuery returns an error naming q unless it is QueryBasic or QueryCDR
+// (the values cms.call_queue's check constraint allows).
+func CheckQuery(q string) error {
+	if q == QueryBasic || q == QueryCDR {
+		return nil
+	}
+	return fmt.Errorf("query %q is not %s or %s", q, QueryBasic, QueryCDR)
+}
 
 // Defaults of Config, declared once.
 const (
@@ -548,8 +557,10 @@ func (q *Queue) Requeue(ctx context.Context, f RequeueFilter) (int64, error) {
 	if len(f.Statuses) == 0 {
 		return 0, errors.New("requeue: no status selected")
 	}
-	if f.Query != "" && f.Query != QueryBasic && f.Query != QueryCDR {
-		return 0, fmt.Errorf("requeue: query %q is not %s or %s", f.Query, QueryBasic, QueryCDR)
+	if f.Query != "" {
+		if err := CheckQuery(f.Query); err != nil {
+			return 0, fmt.Errorf("requeue: %w", err)
+		}
 	}
 	tag, err := q.cfg.Pool.Exec(ctx, `
 		WITH locked AS (

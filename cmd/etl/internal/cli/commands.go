@@ -178,8 +178,8 @@ func cmdRequeue(ctx context.Context, args []string, env Env) error {
 	if len(statuses) == 0 {
 		return fs.usage(errors.New("--failed or --no-data is required (the rows that ended that way are requeued)"))
 	}
-	if query != "" && query != queue.QueryBasic && query != queue.QueryCDR {
-		return fs.usage(fmt.Errorf("--query %q: want %s or %s", query, queue.QueryBasic, queue.QueryCDR))
+	if query != "" && queue.CheckQuery(query) != nil {
+		return fs.usage(fmt.Errorf("--query %q: want basic or cdr", query))
 	}
 	if err := c.requireDB(""); err != nil {
 		return err

@@ -142,7 +142,7 @@ func (d *discoverConfig) validate(now time.Time) error {
 	}
 	seen := map[string]bool{}
 	for _, q := range d.Enqueue {
-		if q != queue.QueryCDR && q != queue.QueryBasic {
+		if queue.CheckQuery(q) != nil {
 			return usagef("--enqueue %q: want cdr, basic or cdr,basic", q)
 		}
 		if seen[q] {

@@ -13,9 +13,7 @@ import (
 // validateQuery checks --query and the flags only the cdr query takes:
 // --direction and --tz.
 func (c *Config) validateQuery() error {
-	switch c.Query {
-	case queue.QueryBasic, queue.QueryCDR:
-	default:
+	if queue.CheckQuery(c.Query) != nil {
 		return usagef("--query %q: want basic or cdr", c.Query)
 	}
 	if c.Query != queue.QueryCDR {
