@@ -117,10 +117,6 @@ func TestNewerDatabaseRefused(t *testing.T) {
 func TestTablesMatchDeclarations(t *testing.T) {
 	t.Parallel()
 	conn := migrated(t)
-	type column struct {
-		Name, Type string
-		Nullable   bool
-	}
 	sqlType := map[recordspec.ColumnType]string{
 		recordspec.Int32:     "integer",
 		recordspec.Int64:     "bigint",
@@ -129,18 +125,7 @@ func TestTablesMatchDeclarations(t *testing.T) {
 		recordspec.Bool:      "boolean",
 	}
 	for _, r := range recordspec.Records {
-		rows, err := conn.Query(t.Context(), `
-			SELECT column_name, data_type, is_nullable = 'YES'
-			FROM information_schema.columns
-			WHERE table_schema = 'cms' AND table_name = $1
-			ORDER BY ordinal_position`, r.Table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := tableColumns(t, conn, r.Table)
 		var want, appended []column
 		for _, c := range r.Outputs() {
 			if c.Appended {
@@ -167,30 +152,42 @@ func TestTablesMatchDeclarations(t *testing.T) {
 			for _, c := range h.Columns {
 				want = append(want, byName[c])
 			}
-			rows, err := conn.Query(t.Context(), `
-				SELECT column_name, data_type, is_nullable = 'YES'
-				FROM information_schema.columns
-				WHERE table_schema = 'cms' AND table_name = $1
-				ORDER BY ordinal_position`, h.Table)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareColumns(t, h.Table, got, want)
+			compareColumns(t, h.Table, tableColumns(t, conn, h.Table), want)
 		}
 	}
 }
 
-func compareColumns[C comparable](t *testing.T, table string, got, want []C) {
+// column is a warehouse column as information_schema describes it.
+type column struct {
+	Name, Type string
+	Nullable   bool
+}
+
+// tableColumns lists cms.table's columns in their order.
+func tableColumns(t *testing.T, conn *pgx.Conn, table string) []column {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), `
+		SELECT column_name, data_type, is_nullable = 'YES'
+		FROM information_schema.columns
+		WHERE table_schema = 'cms' AND table_name = $1
+		ORDER BY ordinal_position`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowToStructByPos[column])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols
+}
+
+func compareColumns(t *testing.T, table string, got, want []column) {
 	t.Helper()
 	if slices.Equal(got, want) {
 		return
 	}
 	for i := range max(len(got), len(want)) {
-		var g, w C
+		var g, w column
 		if i < len(got) {
 			g = got[i]
 		}
