@@ -39,6 +39,25 @@ func nextAsync(ctx context.Context, c *queue.Consumer) <-chan nextResult {
 	return ch
 }
 
+// awaitClaim waits for the Next running in got to claim k, within bound of
+// inserted; why says what the test waits on.
+func awaitClaim(t *testing.T, got <-chan nextResult, k extract.Key, inserted time.Time, bound time.Duration, why string) queue.Claimed {
+	t.Helper()
+	select {
+	case r := <-got:
+		if r.err != nil || r.c.Key != k {
+			t.Fatalf("Next = %+v, %v; want %v", r.c, r.err, k)
+		}
+		if d := r.at.Sub(inserted); d > bound {
+			t.Fatalf("claimed %s after the insert, more than %s: %s", d, bound, why)
+		}
+		return r.c
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nothing claimed 10 s after the insert: %s", why)
+	}
+	return queue.Claimed{}
+}
+
 // waitListening waits for a follower's listener to be connected.
 func waitListening(t *testing.T, c *queue.Consumer) {
 	t.Helper()
@@ -67,19 +86,9 @@ func TestFollowerWakesOnNotify(t *testing.T) {
 	k := liveKey(time.Now(), 1)
 	inserted := time.Now()
 	produce(t, pool, k)
-	select {
-	case r := <-got:
-		if r.err != nil || r.c.Key != k {
-			t.Fatalf("Next = %+v, %v; want %v", r.c, r.err, k)
-		}
-		if d := r.at.Sub(inserted); d > 2*time.Second {
-			t.Fatalf("woken %s after the insert; the notification did not wake it", d)
-		}
-		if r.c.EnqueuedAt.IsZero() || r.c.NoDataAnswers != 0 {
-			t.Fatalf("claimed %+v: want its enqueue time and no no-data answers", r.c)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a follower waiting with a 1-minute poll was not woken by the insert")
+	claimed := awaitClaim(t, got, k, inserted, 2*time.Second, "the notification should wake a follower waiting with a 1-minute poll")
+	if claimed.EnqueuedAt.IsZero() || claimed.NoDataAnswers != 0 {
+		t.Fatalf("claimed %+v: want its enqueue time and no no-data answers", claimed)
 	}
 }
 
@@ -99,17 +108,7 @@ func TestFollowerPollsWithoutTheTrigger(t *testing.T) {
 	k := liveKey(time.Now(), 2)
 	inserted := time.Now()
 	produce(t, pool, k)
-	select {
-	case r := <-got:
-		if r.err != nil || r.c.Key != k {
-			t.Fatalf("Next = %+v, %v; want %v", r.c, r.err, k)
-		}
-		if d := r.at.Sub(inserted); d > 3*time.Second {
-			t.Fatalf("found %s after the insert with a 200ms poll", d)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poll did not find the row")
-	}
+	awaitClaim(t, got, k, inserted, 3*time.Second, "the 200ms poll should find the row")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	waiting := nextAsync(ctx, c)
